@@ -1,0 +1,57 @@
+/*
+ * sk_config - the master's configuration, driven by one table
+ * (name, type, offset, default, bounds, environment variable, help) that
+ * gives flags, environment, validation, --help and docs/configuration.md.
+ *
+ * The struct is plain data (fixed-size strings, no pointers) because the
+ * master publishes it to the workers in shared memory (sk_shm).
+ */
+#ifndef SK_CONFIG_H
+#define SK_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define SK_MAX_WORKERS      256
+#define SK_MAX_LIBRARIES    16
+#define SK_URL_MAX          1024
+#define SK_PATH_MAX         512
+#define SK_NAME_MAX         64
+
+typedef struct {
+    char database_url[SK_URL_MAX]; /* "" = libpq defaults (PG* variables) */
+    char schema[SK_NAME_MAX];      /* schema holding our tables, default "stepkit" */
+    int workers;                   /* forked workers, 1..SK_MAX_WORKERS */
+    int poll_interval_ms;          /* idle poll, doubles to poll_max_ms */
+    int poll_max_ms;
+    int lease_ms;                  /* how long a claim holds an item */
+    int shutdown_timeout_ms;       /* drain grace before SIGKILL */
+    int restart_base_ms;           /* worker respawn backoff */
+    int restart_max_ms;
+    int no_migrate;                /* 1: refuse to migrate, only check */
+    int log_level;                 /* sk_log_level_t */
+    int n_libraries;
+    char libraries[SK_MAX_LIBRARIES][SK_PATH_MAX]; /* --workflows, repeatable */
+} sk_config_t;
+
+/* Defaults for every field. */
+void sk_config_defaults(sk_config_t *cfg);
+
+/*
+ * Fill `cfg` from the environment then the command line (flags win).
+ * Returns SK_OK, SK_ERROR with a one-line message in `err` (the caller
+ * prints it and exits 2), or SK_AGAIN when --help/--version was printed to
+ * `out` (exit 0).  DATABASE_URL and DATABASE_URL_FILE together are an error.
+ */
+int sk_config_load(sk_config_t *cfg, int argc, char **argv, FILE *out, char *err, size_t errlen);
+
+/* Check a whole struct (bounds, non-empty required strings). */
+int sk_config_validate(const sk_config_t *cfg, char *err, size_t errlen);
+
+/* --help text, generated from the table. */
+void sk_config_usage(FILE *out, const char *prog);
+
+/* Markdown reference of every option (docs/configuration.md). */
+void sk_config_write_markdown(FILE *out);
+
+#endif

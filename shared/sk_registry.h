@@ -1,0 +1,35 @@
+/*
+ * sk_registry - the workflows a master loaded from its libraries
+ * (dlopen + stepkit_workflows_v1).  Built by the master before fork and
+ * inherited, read-only, by every worker.
+ */
+#ifndef SK_REGISTRY_H
+#define SK_REGISTRY_H
+
+#include <stddef.h>
+
+#include "stepkit.h"
+
+/* Internal view of a registered workflow (a copy of sk_workflow_t with the
+ * defaults applied). */
+typedef struct {
+    const char *id;
+    sk_handler_fn handler;
+    int max_attempts;
+    sk_validate_fn validate;
+    sk_retry_t retry;
+    const char *const *events;
+    const char *const *schedules;
+} sk_wf_t;
+
+sk_registry_t *sk_registry_new(void);
+void sk_registry_free(sk_registry_t *reg);
+/* dlopen `path` and call its entry point. SK_ERROR with a message in err. */
+int sk_registry_load(sk_registry_t *reg, const char *path, char *err, size_t errlen);
+const sk_wf_t *sk_registry_find(const sk_registry_t *reg, const char *id);
+size_t sk_registry_count(const sk_registry_t *reg);
+const sk_wf_t *sk_registry_at(const sk_registry_t *reg, size_t i);
+/* The message sk_register() left for the last failed registration. */
+const char *sk_registry_error(const sk_registry_t *reg);
+
+#endif

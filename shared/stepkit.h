@@ -1,0 +1,216 @@
+/*
+ * stepkit.h - the authoring API: write durable workflows in C.
+ *
+ * A workflow is a handler that the engine runs by *replay*: every time the
+ * run makes progress the handler is entered again from the top, and every
+ * step call returns its recorded result instead of running again.  Code
+ * outside steps must be deterministic; side effects belong in step bodies.
+ *
+ * A complete workflow library (build it with
+ *   cc -shared -fPIC -o my.so my.c $(pkg-config --cflags --libs stepkit)
+ * and start `stepkit-master --workflows ./my.so`):
+ *
+ *   #include <stepkit.h>
+ *   #include <stdlib.h>
+ *
+ *   static int pick(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
+ *   {
+ *       (void)ctx; (void)arg;
+ *       return sk_pack_int(out, rand() % 100);
+ *   }
+ *
+ *   static int say_hi(sk_ctx_t *ctx, msgpack_packer *out)
+ *   {
+ *       const msgpack_object *n;
+ *       SK_STEP(sk_run(ctx, "random-number", pick, NULL, &n));
+ *       return sk_pack_fmt(out, "Hello %s! Your random number is %lld.",
+ *                          sk_str(ctx, sk_get(sk_data(ctx), "name")), sk_int(n));
+ *   }
+ *
+ *   SK_WORKFLOWS(reg)
+ *   {
+ *       return sk_register(reg, &(sk_workflow_t){.id = "say-hi", .handler = say_hi});
+ *   }
+ *
+ * Return codes.  Every step call returns one of:
+ *   SK_OK       the step's result is in *result;
+ *   SK_SUSPEND  the run must stop here (the step is new, or waits): the
+ *               handler returns this code at once - SK_STEP() does that;
+ *   SK_FAILED   the step failed for good: sk_ctx_error() is its error; the
+ *               handler may handle it, or return SK_FAILED to fail with it.
+ * A handler returns SK_OK after packing its output (nothing packed = nil),
+ * SK_SUSPEND passed up from a step, or SK_FAILED from sk_raise()/sk_fail().
+ *
+ * Ownership.  Everything the engine hands out (results, errors, input,
+ * strings) belongs to the context and stays valid until the handler returns;
+ * copy what must outlive it.  Errors made with sk_error_new() belong to the
+ * context as well: never free them.
+ */
+#ifndef STEPKIT_H
+#define STEPKIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SK_OK      0
+#define SK_ERROR   (-1)
+#define SK_AGAIN   (-2)
+#define SK_SUSPEND 1
+#define SK_FAILED  2
+
+/* Return from the handler at once unless the step call gave SK_OK. */
+#define SK_STEP(call)                                                                              \
+    do {                                                                                           \
+        int sk_step_rc_ = (call);                                                                  \
+        if (sk_step_rc_ != SK_OK)                                                                  \
+            return sk_step_rc_;                                                                    \
+    } while (0)
+
+typedef struct sk_ctx sk_ctx_t;           /* one execution of a run (opaque) */
+typedef struct sk_error sk_error_t;       /* an error value (opaque, owned by a ctx) */
+typedef struct sk_issues sk_issues_t;     /* validation issues being collected */
+typedef struct sk_registry sk_registry_t; /* where a library registers its workflows */
+
+/* A handler: pack the run's output into `out` and return SK_OK. */
+typedef int (*sk_handler_fn)(sk_ctx_t *ctx, msgpack_packer *out);
+
+/* A step body: pack the step's output into `out` and return SK_OK, or
+ * return sk_raise()/sk_fail().  `ctx` is the run's context: calling a step
+ * on it from inside a body fails the run with NestedStepError. */
+typedef int (*sk_body_fn)(sk_ctx_t *ctx, msgpack_packer *out, void *arg);
+
+/* An input validator: add an issue for each problem with `data`. */
+typedef void (*sk_validate_fn)(const msgpack_object *data, sk_issues_t *issues);
+
+/*
+ * Retry delay: attempt n (1-based) that failed waits
+ *   min(max_ms, initial_ms * factor^(n-1)), with +-20% jitter,
+ * before the next one.  A zero-initialised sk_retry_t means "the default",
+ * SK_RETRY_DEFAULT = 1 s doubling up to 5 min; SK_RETRY(0, 1, 0) retries
+ * at once.
+ */
+typedef struct {
+    int set; /* 0: use the default (of the workflow, then the engine) */
+    int initial_ms;
+    double factor;
+    int max_ms;
+} sk_retry_t;
+
+#define SK_RETRY(initial_ms, factor, max_ms) ((sk_retry_t){1, (initial_ms), (factor), (max_ms)})
+#define SK_RETRY_DEFAULT                     SK_RETRY(1000, 2.0, 300000)
+#define SK_MAX_ATTEMPTS_DEFAULT              4
+
+typedef struct {
+    const char *id;              /* unique workflow id (required) */
+    sk_handler_fn handler;       /* required */
+    int max_attempts;            /* executions per op and of the handler; 0 = 4 */
+    sk_validate_fn validate;     /* optional input validator */
+    sk_retry_t retry;            /* default retry delay of its steps and handler */
+    const char *const *events;   /* NULL-terminated event names that start it */
+    const char *const *schedules; /* NULL-terminated cron schedules that start it */
+} sk_workflow_t;
+
+/* Called by the library's entry point; copies `wf` (its strings must stay
+ * valid while the library is loaded: literals are fine). */
+int sk_register(sk_registry_t *reg, const sk_workflow_t *wf);
+
+/* The entry point every workflow library exports (the suffix is the ABI
+ * version the engine checks):  SK_WORKFLOWS(reg) { return sk_register(...); } */
+#define SK_ABI_VERSION 1
+#define SK_WORKFLOWS(reg)                                                                          \
+    int stepkit_workflows_v1(sk_registry_t *reg);                                                  \
+    int stepkit_workflows_v1(sk_registry_t *reg)
+
+/* ---- the context ------------------------------------------------------- */
+
+const char *sk_run_id(const sk_ctx_t *ctx);
+/* {data, id, name, time, type} */
+const msgpack_object *sk_input(const sk_ctx_t *ctx);
+/* input.data */
+const msgpack_object *sk_data(const sk_ctx_t *ctx);
+/* 1-based attempt of the current step body (inside a body), else of the handler */
+int sk_attempt(const sk_ctx_t *ctx);
+/* The error the last step call (SK_FAILED) raised. */
+const sk_error_t *sk_ctx_error(const sk_ctx_t *ctx);
+
+/* ---- steps --------------------------------------------------------------- */
+
+/* Run `body` once, durably; its output is memoized forever. */
+int sk_run(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg,
+           const msgpack_object **result);
+/* The same with a retry delay of its own. */
+int sk_run_retry(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg, sk_retry_t retry,
+                 const msgpack_object **result);
+
+/* ---- errors -------------------------------------------------------------- */
+
+/* A new retryable error, owned by ctx. */
+sk_error_t *sk_error_new(sk_ctx_t *ctx, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Setters return `e` so they chain. */
+sk_error_t *sk_error_set_cause(sk_error_t *e, const sk_error_t *cause);
+sk_error_t *sk_error_set_retryable(sk_error_t *e, bool retryable);
+sk_error_t *sk_error_set_stack(sk_error_t *e, const char *stack);
+
+const char *sk_error_name(const sk_error_t *e);
+const char *sk_error_message(const sk_error_t *e);
+const char *sk_error_stack(const sk_error_t *e); /* NULL when none */
+const sk_error_t *sk_error_cause(const sk_error_t *e);
+bool sk_error_retryable(const sk_error_t *e);
+
+/* Raise `e` (from a handler or a body): returns SK_FAILED, to be returned. */
+int sk_raise(sk_ctx_t *ctx, const sk_error_t *e);
+/* sk_raise(ctx, sk_error_new(ctx, name, fmt, ...)) */
+int sk_fail(sk_ctx_t *ctx, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- validation ---------------------------------------------------------- */
+
+typedef enum {
+    SK_T_NIL,
+    SK_T_BOOL,
+    SK_T_INT,
+    SK_T_NUMBER,
+    SK_T_STRING,
+    SK_T_ARRAY,
+    SK_T_OBJECT
+} sk_type_t;
+
+/* Record one issue: `path` is a NULL-terminated list of keys. */
+void sk_issue(sk_issues_t *issues, const char *const *path, const char *expected,
+              const char *message);
+/* Expect data[key] to be of `type`; records "Invalid input: expected
+ * string, received number" style issues.  Returns true when it is. */
+bool sk_expect(sk_issues_t *issues, const msgpack_object *data, const char *key, sk_type_t type);
+
+/* ---- reading and writing msgpack ------------------------------------------ */
+
+/* map[key] or NULL (also NULL when map is not a map). */
+const msgpack_object *sk_get(const msgpack_object *map, const char *key);
+/* A NUL-terminated copy of a string object, owned by ctx (valid until the
+ * handler returns); "" when `o` is not a string. */
+const char *sk_str(sk_ctx_t *ctx, const msgpack_object *o);
+/* Integer value (0 when not an integer). */
+long long sk_int(const msgpack_object *o);
+/* Type of an object, as validators name it. */
+sk_type_t sk_type(const msgpack_object *o);
+const char *sk_type_name(sk_type_t t);
+
+/* Pack helpers: SK_OK or SK_ERROR. */
+int sk_pack_str(msgpack_packer *pk, const char *s);
+int sk_pack_int(msgpack_packer *pk, long long v);
+int sk_pack_fmt(msgpack_packer *pk, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int sk_pack_object(msgpack_packer *pk, const msgpack_object *o);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STEPKIT_H */

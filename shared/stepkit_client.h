@@ -1,0 +1,72 @@
+/*
+ * stepkit_client.h - start, invoke and inspect runs from C.
+ *
+ * A client is one blocking libpq connection (not thread-safe: one client
+ * per thread).  Payloads are msgpack bytes; sk_json.h converts from JSON.
+ *
+ *   char err[256];
+ *   sk_client_t *c = sk_client_connect(getenv("DATABASE_URL"), NULL, err, sizeof err);
+ *   sk_run_result_t res;
+ *   if (c && sk_client_invoke(c, "say-hi", data, len, 10000, &res, err, sizeof err) == SK_OK)
+ *       ... res.status, res.output ...
+ *   sk_run_result_clear(&res);
+ *   sk_client_close(c);
+ */
+#ifndef STEPKIT_CLIENT_H
+#define STEPKIT_CLIENT_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SK_UUID_LEN 37 /* 36 characters and the NUL */
+
+typedef struct sk_client sk_client_t;
+
+typedef struct {
+    char run_id[SK_UUID_LEN];
+    char status[16];  /* "pending", "completed" or "failed" */
+    char *output;     /* msgpack bytes (malloc'd) when completed, else NULL */
+    size_t output_len;
+    char *error;      /* msgpack error map (malloc'd) when failed, else NULL */
+    size_t error_len;
+} sk_run_result_t;
+
+/* conninfo: URL or key=value string, NULL/"" for libpq defaults (PG*).
+ * schema: NULL for "stepkit". NULL with a message in err on failure. */
+sk_client_t *sk_client_connect(const char *conninfo, const char *schema, char *err, size_t errlen);
+void sk_client_close(sk_client_t *c);
+
+/* Start a run of `workflow` with msgpack `data` (NULL = nil).  Fills
+ * run_id and event_id.  Fails on an unknown workflow (none registered). */
+int sk_client_start(sk_client_t *c, const char *workflow, const char *data, size_t len,
+                    char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN], char *err,
+                    size_t errlen);
+
+/* Wait until the run ends (woken by NOTIFY): SK_OK with res filled,
+ * SK_AGAIN on timeout (timeout_ms < 0: forever), SK_ERROR with err. */
+int sk_client_wait(sk_client_t *c, const char *run_id, int timeout_ms, sk_run_result_t *res,
+                   char *err, size_t errlen);
+
+/* start + wait. */
+int sk_client_invoke(sk_client_t *c, const char *workflow, const char *data, size_t len,
+                     int timeout_ms, sk_run_result_t *res, char *err, size_t errlen);
+
+/* Current state of a run without waiting (status "pending" while it runs). */
+int sk_client_get(sk_client_t *c, const char *run_id, sk_run_result_t *res, char *err,
+                  size_t errlen);
+
+/* Everything about a run as one JSON object (malloc'd):
+ * {run_id, workflow, status, input, output, error, created_at, ended_at,
+ *  steps: [{step_id, op_key, kind, status, attempts, started_at, ended_at, output|error}]}. */
+char *sk_client_run_json(sk_client_t *c, const char *run_id, char *err, size_t errlen);
+
+void sk_run_result_clear(sk_run_result_t *res);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include <libpq-fe.h>
+
 #include "stepkit.h"
 
 /* Internal view of a registered workflow (a copy of sk_workflow_t with the
@@ -31,5 +33,9 @@ size_t sk_registry_count(const sk_registry_t *reg);
 const sk_wf_t *sk_registry_at(const sk_registry_t *reg, size_t i);
 /* The message sk_register() left for the last failed registration. */
 const char *sk_registry_error(const sk_registry_t *reg);
+
+/* Upsert every workflow (id, max_attempts, triggers) into the schema's
+ * workflows table on a blocking connection whose search_path is set. */
+int sk_registry_publish(const sk_registry_t *reg, PGconn *conn, char *err, size_t errlen);
 
 #endif

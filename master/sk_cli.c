@@ -48,6 +48,8 @@ static void usage(FILE *out)
             "  invoke <workflow> [--data JSON] [--timeout MS]\n"
             "                                            start a run, wait, print its output\n"
             "  run <run-id> [--json]                     show a run and its steps\n"
+            "  signal <name> [--data JSON]               send a signal, print the receiving run\n"
+            "                                            id (or null when nobody waits)\n"
             "\n"
             "environment: DATABASE_URL (or DATABASE_URL_FILE), STEPKIT_SCHEMA, and libpq's PG*\n"
             "exit codes: 0 ok, 1 the run failed, 2 usage, 3 timed out\n");
@@ -303,7 +305,7 @@ int main(int argc, char **argv)
         goto done;
     }
     if (strcmp(c.command, "start") != 0 && strcmp(c.command, "invoke") != 0 &&
-        strcmp(c.command, "run") != 0) {
+        strcmp(c.command, "run") != 0 && strcmp(c.command, "signal") != 0) {
         rc = die_usage("unknown command '%s'", c.command);
         goto done;
     }
@@ -321,7 +323,16 @@ int main(int argc, char **argv)
         rc = EXIT_FAILED;
         goto done;
     }
-    if (strcmp(c.command, "start") == 0) {
+    if (strcmp(c.command, "signal") == 0) {
+        if (sk_client_signal(cl, c.args[0], buf.data, buf.size, run_id, err, sizeof(err)) !=
+            SK_OK) {
+            fprintf(stderr, "stepkit: %s\n", err);
+            rc = EXIT_FAILED;
+            goto done;
+        }
+        printf("%s\n", run_id[0] ? run_id : "null");
+        rc = 0;
+    } else if (strcmp(c.command, "start") == 0) {
         if (sk_client_start(cl, c.args[0], buf.data, buf.size, run_id, event_id, err,
                             sizeof(err)) != SK_OK) {
             fprintf(stderr, "stepkit: %s\n", err);

@@ -292,6 +292,43 @@ int sk_client_invoke(sk_client_t *c, const char *workflow, const char *data, siz
     return rc;
 }
 
+int sk_client_signal(sk_client_t *c, const char *signal, const char *data, size_t len,
+                     char run_id[SK_UUID_LEN], char *err, size_t errlen)
+{
+    static const char nil = (char)0xc0;
+    const char *params[2];
+    int lengths[2] = {0, 0}, formats[2] = {0, 1};
+    PGresult *res;
+    int rc = SK_ERROR;
+
+    run_id[0] = '\0';
+    if (signal == NULL || *signal == '\0') {
+        snprintf(err, errlen, "a signal name is required");
+        return SK_ERROR;
+    }
+    if (data == NULL || len == 0) {
+        data = &nil;
+        len = 1;
+    }
+    if (sk_msgpack_check(data, len, err, errlen) != SK_OK)
+        return SK_ERROR;
+    params[0] = signal;
+    params[1] = data;
+    lengths[1] = (int)len;
+    res = PQexecParams(c->pg, "SELECT deliver_signal($1, $2::bytea)::text", 2, NULL, params,
+                       lengths, formats, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        sk_pg_error(c->pg, res, "send signal", err, errlen);
+        goto done;
+    }
+    if (!PQgetisnull(res, 0, 0))
+        snprintf(run_id, SK_UUID_LEN, "%s", PQgetvalue(res, 0, 0));
+    rc = SK_OK;
+done:
+    PQclear(res);
+    return rc;
+}
+
 /* ---- run details as JSON ---------------------------------------------------------- */
 
 static json_t *bytes_json(const PGresult *res, int row, int col)

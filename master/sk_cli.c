@@ -272,12 +272,27 @@ static void print_run_human(const char *json)
     json_array_foreach(steps, i, s)
     {
         json_t *v = json_object_get(s, "output");
+        json_t *w = json_object_get(s, "waiting_for");
         if (v == NULL)
             v = json_object_get(s, "error");
+        if (w != NULL) {
+            /* A suspended step: what it waits for and until when. */
+            const char *kind = json_string_value(json_object_get(w, "kind"));
+            const char *what = json_string_value(json_object_get(w, "signal"));
+            const char *until = json_string_value(json_object_get(w, "until"));
+            if (what == NULL)
+                what = json_string_value(json_object_get(w, "child"));
+            printf("  %2zu. %-20s %-7s %-6s since %s  %s%s until %s\n", i + 1,
+                   json_string_value(json_object_get(s, "step_id")), "waiting", kind ? kind : "",
+                   json_string_value(json_object_get(s, "started_at")), what ? what : "",
+                   what ? "" : "(time)", until ? until : "woken");
+            continue;
+        }
         tmp = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
-        printf("  %2zu. %-20s %-6s attempts=%lld  %s .. %s  %s\n", i + 1,
+        printf("  %2zu. %-20s %-7s %-6s attempts=%lld  %s .. %s  %s\n", i + 1,
                json_string_value(json_object_get(s, "step_id")),
                json_string_value(json_object_get(s, "status")),
+               json_string_value(json_object_get(s, "kind")),
                json_integer_value(json_object_get(s, "attempts")),
                json_string_value(json_object_get(s, "started_at")),
                json_string_value(json_object_get(s, "ended_at")), tmp ? tmp : "");

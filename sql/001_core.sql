@@ -105,6 +105,8 @@ CREATE TABLE waiting_invokes (
     timeout_at    timestamptz,
     created_at    timestamptz NOT NULL DEFAULT now()
 );
+-- A run that ends drops the waits it still had on its children.
+CREATE INDEX waiting_invokes_parent ON waiting_invokes (parent_run_id);
 
 -- Events sent and not yet turned into runs.
 CREATE TABLE event_queue (

@@ -32,8 +32,8 @@ extern char **environ;
 itest_env_t itest;
 
 const char *const itest_test_workflows[] = {
-    "two-steps", "dup-ids", "retry-once", "exhausted", "non-retryable", "validated",
-    "nested",    "always-fails", "chain5", "chain3", "slow-once", NULL,
+    "two-steps", "dup-ids",      "retry-once", "exhausted", "non-retryable", "validated",
+    "nested",    "always-fails", "chain5",     "chain3",    "slow-once",     NULL,
 };
 
 /* ---- small helpers ------------------------------------------------------------------ */
@@ -120,8 +120,8 @@ static int group_alive(pid_t pgid)
         if (f == NULL)
             continue;
         if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) != NULL &&
-            sscanf(p + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 && pgrp == pgid &&
-            state != 'Z' && state != 'X')
+            sscanf(p + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 && pgrp == pgid && state != 'Z' &&
+            state != 'X')
             n++;
         fclose(f);
     }
@@ -191,7 +191,10 @@ void itest_setup(void)
     cr_assert(itest.url != NULL && *itest.url != '\0',
               "POSTGRES_TEST_URL is not set: run the suite through tests/run-tests.sh");
     snprintf(itest.schema, sizeof(itest.schema), "t_%d_%d", (int)getpid(), ++seq);
-    snprintf(itest.logdir, sizeof(itest.logdir), "%s/tests/logs", itest.build);
+    if (getenv("STEPKIT_TEST_LOGDIR") != NULL && *getenv("STEPKIT_TEST_LOGDIR") != '\0')
+        snprintf(itest.logdir, sizeof(itest.logdir), "%s", getenv("STEPKIT_TEST_LOGDIR"));
+    else
+        snprintf(itest.logdir, sizeof(itest.logdir), "%s/tests/logs", itest.build);
     mkdir_p(itest.logdir);
     snprintf(itest.counts, sizeof(itest.counts), "%s/%s.counts", itest.logdir, itest.schema);
     unlink(itest.counts);
@@ -201,8 +204,8 @@ void itest_setup(void)
               PQerrorMessage(itest.pg));
     PQclear(PQexec(itest.pg, "SET client_min_messages = warning"));
     params[0] = itest.schema;
-    res = PQexecParams(itest.pg, "SELECT pg_catalog.set_config('search_path', $1, false)", 1,
-                       NULL, params, NULL, NULL, 0);
+    res = PQexecParams(itest.pg, "SELECT pg_catalog.set_config('search_path', $1, false)", 1, NULL,
+                       params, NULL, NULL, 0);
     cr_assert(PQresultStatus(res) == PGRES_TUPLES_OK, "set search_path: %s",
               PQerrorMessage(itest.pg));
     PQclear(res);
@@ -217,8 +220,8 @@ static void wait_sessions_gone(const char *app, int timeout_ms)
     while (mono_ms() < deadline) {
         const char *params[1] = {app};
         PGresult *res = PQexecParams(
-            itest.pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", 1,
-            NULL, params, NULL, NULL, 0);
+            itest.pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", 1, NULL,
+            params, NULL, NULL, 0);
         int n = PQresultStatus(res) == PGRES_TUPLES_OK ? atoi(PQgetvalue(res, 0, 0)) : 0;
         PQclear(res);
         if (n == 0)
@@ -434,8 +437,7 @@ int itest_master_stop(itest_master_t *m, int timeout_ms)
         waitpid(m->pid, &m->status, 0);
         m->reaped = 1;
         code = decode_status(m->status);
-        cr_expect_fail("master %d did not stop within %d ms of SIGTERM (killed)", m->k,
-                       timeout_ms);
+        cr_expect_fail("master %d did not stop within %d ms of SIGTERM (killed)", m->k, timeout_ms);
     }
     return code;
 }
@@ -456,9 +458,9 @@ void itest_master_kill(itest_master_t *m)
     /* Their transactions are over (committed or rolled back) only when the
      * server has seen the sessions go. */
     wait_sessions_gone(m->app, 10000);
-    cr_assert_eq(itest_long("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-                            m->app),
-                 0, "sessions of killed master %d are still open", m->k);
+    cr_assert_eq(
+        itest_long("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", m->app), 0,
+        "sessions of killed master %d are still open", m->k);
 }
 
 char *itest_master_log(const itest_master_t *m)
@@ -575,8 +577,8 @@ static PGresult *one_value(const char *sql, va_list ap)
     PGresult *res = vquery(sql, ap);
 
     cr_assert(PQntuples(res) == 1 && PQnfields(res) == 1,
-              "expected one value, got %d rows of %d columns: %s", PQntuples(res),
-              PQnfields(res), sql);
+              "expected one value, got %d rows of %d columns: %s", PQntuples(res), PQnfields(res),
+              sql);
     return res;
 }
 
@@ -629,8 +631,8 @@ char *itest_bytea_json_(const char *sql, ...)
     cr_assert(PQresultStatus(res) == PGRES_TUPLES_OK, "query failed: %s\n%s",
               PQerrorMessage(itest.pg), sql);
     cr_assert(PQntuples(res) == 1 && PQnfields(res) == 1,
-              "expected one value, got %d rows of %d columns: %s", PQntuples(res),
-              PQnfields(res), sql);
+              "expected one value, got %d rows of %d columns: %s", PQntuples(res), PQnfields(res),
+              sql);
     if (!PQgetisnull(res, 0, 0))
         s = itest_json(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
     PQclear(res);
@@ -644,8 +646,7 @@ json_t *itest_parse(const char *json)
 
     cr_assert_not_null(json, "no JSON text");
     j = json_loads(json, JSON_DECODE_ANY, &e);
-    cr_assert_not_null(j, "not JSON (%s at line %d column %d): %s", e.text, e.line, e.column,
-                       json);
+    cr_assert_not_null(j, "not JSON (%s at line %d column %d): %s", e.text, e.line, e.column, json);
     return j;
 }
 
@@ -720,8 +721,8 @@ void itest_start(const char *workflow, const char *json, char run_id[SK_UUID_LEN
     char err[512], event_id[SK_UUID_LEN];
 
     itest_pack_json(json ? json : "null", &buf);
-    cr_assert_eq(sk_client_start(itest.client, workflow, buf.data, buf.size, run_id, event_id,
-                                 err, sizeof(err)),
+    cr_assert_eq(sk_client_start(itest.client, workflow, buf.data, buf.size, run_id, event_id, err,
+                                 sizeof(err)),
                  SK_OK, "start %s: %s", workflow, err);
     msgpack_sbuffer_destroy(&buf);
 }
@@ -733,8 +734,7 @@ void itest_invoke(const char *workflow, const char *json, sk_run_result_t *res)
     int rc;
 
     itest_pack_json(json ? json : "null", &buf);
-    rc = sk_client_invoke(itest.client, workflow, buf.data, buf.size, 30000, res, err,
-                          sizeof(err));
+    rc = sk_client_invoke(itest.client, workflow, buf.data, buf.size, 30000, res, err, sizeof(err));
     msgpack_sbuffer_destroy(&buf);
     cr_assert_neq(rc, SK_AGAIN, "run %s of %s did not end within 30 s", res->run_id, workflow);
     cr_assert_eq(rc, SK_OK, "invoke %s: %s", workflow, err);

@@ -38,13 +38,13 @@
 extern const char *const itest_test_workflows[];
 
 typedef struct {
-    pid_t pid;      /* also its process group id */
-    int k;          /* 1-based index in the test */
+    pid_t pid; /* also its process group id */
+    int k;     /* 1-based index in the test */
     int workers;
-    char app[64];   /* application_name of its connections: finds its backends */
+    char app[64]; /* application_name of its connections: finds its backends */
     char log[ITEST_PATH_MAX + 128];
-    int reaped;     /* waitpid done: status is valid */
-    int status;     /* wait status */
+    int reaped; /* waitpid done: status is valid */
+    int status; /* wait status */
 } itest_master_t;
 
 typedef struct {
@@ -62,7 +62,7 @@ typedef struct {
     char schema[48];
     char logdir[ITEST_PATH_MAX];
     char counts[ITEST_PATH_MAX + 128];
-    PGconn *pg;        /* search_path = schema */
+    PGconn *pg; /* search_path = schema */
     sk_client_t *client;
     itest_master_t masters[ITEST_MAX_MASTERS];
     int nmasters;

@@ -165,8 +165,7 @@ Test(cli, unknown_workflow_exits_1, ITEST_FIXTURES, .timeout = 60)
     for (int i = 0; i < 2; i++) {
         itest_cli(cases[i], &r);
         cr_expect_eq(r.code, 1, "%s exited %d: %s", cases[i][0], r.code, r.err);
-        cr_expect(strstr(r.err, "unknown workflow") != NULL, "%s: stderr: %s", cases[i][0],
-                  r.err);
+        cr_expect(strstr(r.err, "unknown workflow") != NULL, "%s: stderr: %s", cases[i][0], r.err);
         itest_cmd_free(&r);
     }
     cr_expect_eq(itest_long("SELECT count(*) FROM runs"), 0, "a run of an unknown workflow");

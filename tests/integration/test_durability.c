@@ -67,13 +67,13 @@ Test(durability, killed_master_resumes_without_rerunning_committed_steps, ITEST_
     for (int i = 0; i < RUNS; i++) {
         for (int s = 0; s < STEPS; s++) {
             int n = itest_counts_get(counts, run_ids[i], step_ids[s]);
-            cr_expect(n >= 1 && n <= 2, "run %s step %s ran %d times", run_ids[i], step_ids[s],
-                      n);
+            cr_expect(n >= 1 && n <= 2, "run %s step %s ran %d times", run_ids[i], step_ids[s], n);
             again += n == 2;
         }
     }
     for (long r = 0; r < n_committed; r++) {
-        const char *run = PQgetvalue(committed, (int)r, 0), *step = PQgetvalue(committed, (int)r, 1);
+        const char *run = PQgetvalue(committed, (int)r, 0),
+                   *step = PQgetvalue(committed, (int)r, 1);
         int n = itest_counts_get(counts, run, step);
         cr_expect_eq(n, 1, "run %s step %s was committed before the kill but ran %d times", run,
                      step, n);
@@ -86,8 +86,8 @@ Test(durability, killed_master_resumes_without_rerunning_committed_steps, ITEST_
     }
     /* At most one step per killed worker was mid-execution. */
     cr_expect_leq(again, opts.workers, "%ld step bodies ran twice", again);
-    cr_log_info("durability: %ld ops committed before the kill, %ld bodies ran twice",
-                n_committed, again);
+    cr_log_info("durability: %ld ops committed before the kill, %ld bodies ran twice", n_committed,
+                again);
     itest_counts_free(counts);
     PQclear(committed);
     PQclear(ended_before);

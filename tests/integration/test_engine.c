@@ -27,8 +27,9 @@ static void expect_op(const char *run_id, const char *step_id, int index, const 
     char key[41], *st, *res;
 
     itest_op_key(step_id, index, key);
-    st = itest_str("SELECT status FROM ops WHERE run_id = $1::uuid AND op_key = $2 AND step_id = $3",
-                   run_id, key, step_id);
+    st =
+        itest_str("SELECT status FROM ops WHERE run_id = $1::uuid AND op_key = $2 AND step_id = $3",
+                  run_id, key, step_id);
     cr_assert_str_eq(st, status, "op %s:%d", step_id, index);
     cr_expect_eq(
         itest_long("SELECT attempts FROM ops WHERE run_id = $1::uuid AND op_key = $2", run_id, key),

@@ -32,7 +32,7 @@ static char *catalog_snapshot(void)
 {
     return itest_str(
         "SELECT concat_ws(' | ',"
-        " (SELECT string_agg(relname || ':' || relkind || ':' || oid, ',' ORDER BY relname)"
+        " (SELECT string_agg(relname || ':' || relkind::text || ':' || oid, ',' ORDER BY relname)"
         "    FROM pg_class WHERE relnamespace = $1::regnamespace),"
         " (SELECT string_agg(proname || ':' || oid, ',' ORDER BY proname)"
         "    FROM pg_proc WHERE pronamespace = $1::regnamespace),"
@@ -143,7 +143,7 @@ Test(migrations, schema_newer_than_the_binary_is_refused, ITEST_FIXTURES, .timeo
     char *before, *after;
     int code;
 
-    expect_cli(migrate, 0, "migrations applied", NULL);
+    expect_cli(migrate, 0, " applied)", NULL);
     itest_exec_sql("INSERT INTO schema_migrations (version, name) VALUES (9999, '9999_future')");
     before = catalog_snapshot();
 
@@ -180,7 +180,7 @@ Test(migrations, schema_applied_by_hand_with_psql_is_accepted, ITEST_FIXTURES, .
     create_schema();
     snprintf(pgoptions, sizeof(pgoptions), "PGOPTIONS=-csearch_path=%s", itest.schema);
     for (size_t i = 0; i < g.gl_pathc; i++) {
-        const char *argv[] = {"psql", itest.url, "-X", "-q",  "-v", "ON_ERROR_STOP=1",
+        const char *argv[] = {"psql", itest.url, "-X",          "-q", "-v", "ON_ERROR_STOP=1",
                               "-1",   "-f",      g.gl_pathv[i], NULL};
         itest_cmd_t r;
         itest_run_cmd(argv, env, 30000, &r);

@@ -20,6 +20,8 @@
 
 #include <stepkit.h>
 
+#include "stepwf.h"
+
 #define NO_DELAY SK_RETRY(0, 1, 0)
 
 /* Append "<run_id> <key>\n" to the counts file; abort on failure, because a
@@ -326,5 +328,5 @@ SK_WORKFLOWS(reg)
         if (sk_register(reg, &wfs[i]) != SK_OK)
             return SK_ERROR;
     }
-    return SK_OK;
+    return stepwf_register(reg);
 }

@@ -629,16 +629,33 @@ static int target_done(run_state_t *rs)
 
     if (batch_init(&b, 2 * count_pending(rs->ctx) + 3) != SK_OK)
         return SK_ERROR;
-    if (add_fence(&b, rs->it, FENCE_DELETE, 0) != SK_OK ||
-        add_pending_ops(&b, rs->it, rs->ctx) != SK_OK || (k = batch_add(&b, "sk_wake")) == NULL)
+    /* The wake first: it locks the run's item before the fence locks the
+     * member's.  The run's holder handing it back locks them in that order
+     * too (its fence, then sk_dispatch meeting this item in the unique
+     * index): the other order deadlocks.  One transaction either way, so a
+     * lost lease still undoes the wake. */
+    if ((k = batch_add(&b, "sk_wake")) == NULL)
         goto done;
     param(k, rs->it->run_id, 0, 0);
+    if (add_fence(&b, rs->it, FENCE_DELETE, 0) != SK_OK ||
+        add_pending_ops(&b, rs->it, rs->ctx) != SK_OK)
+        goto done;
     rc = run_batch(rs->x, &b, rs->it, NULL);
     if (rc == SK_OK)
         mark_committed(rs->x, rs->ctx);
 done:
     batch_free(&b);
     return rc;
+}
+
+/* Whether the target op (a group member) already has its final result. */
+static int target_recorded(sk_ctx_t *ctx, const char *key)
+{
+    for (sk_op_t *op = sk_ctx_first_op(ctx); op != NULL; op = op->order_next) {
+        if (strcmp(op->key, key) == 0)
+            return op->status == SK_OP_OK || op->status == SK_OP_ERROR;
+    }
+    return 0;
 }
 
 static int handler_failed(run_state_t *rs, const sk_entry_t *e, item_t *next, int *have_next)
@@ -703,6 +720,13 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
         char msg[400];
         snprintf(msg, sizeof(msg), "stored op is not readable: %s", err);
         rc = fail_simple(&rs, "CorruptRecordError", msg, next, have_next);
+        goto done;
+    }
+    if (it->target != NULL && target_recorded(rs.ctx, it->target)) {
+        /* A duplicate item (the member was dispatched again while its result
+         * was being committed): nothing left to do.  Entering the handler
+         * would find every member recorded and run its code past the group. */
+        rc = finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
         goto done;
     }
     sk_ctx_set_handler_attempt(rs.ctx, it->attempt_ops == (int)sk_ctx_final_ops(rs.ctx)

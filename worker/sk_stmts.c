@@ -7,6 +7,14 @@
  * trip.  The first column, on every row and on the single row returned
  * when nothing was claimed, is how long until the earliest item becomes
  * visible (a future retry, sleep or lease expiry), for the worker's timer.
+ *
+ * The wake_seq returned is the one of the statement's snapshot, the same
+ * snapshot the ops are read from, not q's: FOR UPDATE locks the newest
+ * version of the row, so a wake committed after the snapshot (with the op
+ * that caused it) shows in q.wake_seq while that op is not read.  Handing
+ * the item back with that newer wake_seq would look like "nothing happened
+ * since" and leave the run asleep for good; with the snapshot's, the
+ * release sees the wake and the run is replayed again.
  */
 static const char claim_sql[] =
     "WITH wf AS (SELECT string_to_array($3, E'\\n') AS ids),"
@@ -26,7 +34,8 @@ static const char claim_sql[] =
     "        r.event_id::text, r.trigger_type, r.trigger_name, r.data, r.status, r.attempt,"
     "        r.attempt_ops, (extract(epoch FROM r.created_at) * 1000)::int8,"
     "        o.op_key, o.step_id, o.status, o.result, o.attempts, o.kind, o.wait_info,"
-    "        q.wake_seq"
+    "        coalesce((SELECT s.wake_seq FROM exec_queue s WHERE s.item_id = q.item_id),"
+    "                 q.wake_seq)"
     "   FROM d LEFT JOIN q ON true"
     "   LEFT JOIN runs r ON r.run_id = q.run_id"
     "   LEFT JOIN ops o ON o.run_id = q.run_id";
@@ -55,9 +64,13 @@ const sk_stmt_def_t sk_stmts[] = {
     /* A failed handler execution that will be retried. */
     {"sk_run_attempt",
      "UPDATE runs SET attempt = $2::int4, attempt_ops = $3::int4 WHERE run_id = $1::uuid"},
-    /* Group members whose bodies run on other workers. */
+    /* Group members whose bodies run on other workers; not one whose result
+     * was committed meanwhile (its item is gone: it would come back). */
     {"sk_dispatch",
-     "INSERT INTO exec_queue (run_id, workflow_id, op_key) VALUES ($1::uuid, $2, $3)"
+     "INSERT INTO exec_queue (run_id, workflow_id, op_key)"
+     " SELECT $1::uuid, $2, $3"
+     "  WHERE NOT EXISTS (SELECT 1 FROM ops WHERE run_id = $1::uuid AND op_key = $3"
+     "                       AND status IN ('ok', 'error'))"
      " ON CONFLICT DO NOTHING"},
     {"sk_wake", "SELECT wake($1::uuid)"},
     {"sk_wait_signal",

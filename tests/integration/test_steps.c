@@ -70,8 +70,7 @@ Test(steps, signal_sent_by_a_parallel_step_resolves_the_wait, ITEST_FIXTURES, .t
               json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER), want);
     cr_expect_eq(COUNT(run_id, "delay"), 1, "delay body");
     cr_expect_eq(COUNT(run_id, "after"), 1, "code after the wait");
-    cr_expect_eq(COUNT(run_id, "handler"), 3, "handler entered %d times",
-                 COUNT(run_id, "handler"));
+    cr_expect_eq(COUNT(run_id, "handler"), 3, "handler entered %d times", COUNT(run_id, "handler"));
     cr_expect_eq(st_ops(run_id, "ok"), 2, "wait and delay recorded ok");
     cr_expect_eq(itest_long("SELECT count(*) FROM waiting_signals"), 0);
     json_decref(out);
@@ -237,9 +236,9 @@ Test(steps, send_signal_step_is_recorded_and_never_sent_twice, ITEST_FIXTURES, .
                            sender, key);
     cr_expect_str_eq(rec, want, "recorded result of the send");
     free(rec);
-    cr_expect_eq(itest_long("SELECT count(*) FROM ops WHERE run_id = $1::uuid AND kind = 'send'",
-                            sender),
-                 1);
+    cr_expect_eq(
+        itest_long("SELECT count(*) FROM ops WHERE run_id = $1::uuid AND kind = 'send'", sender),
+        1);
 
     st_wait(w1, 10000, &res);
     snprintf(want, sizeof(want), "{\"data\":{\"from\":\"%s\"},\"signal\":\"%s\"}", sender, signal);
@@ -252,8 +251,7 @@ Test(steps, send_signal_step_is_recorded_and_never_sent_twice, ITEST_FIXTURES, .
         cr_expect_str_eq(st, "pending", "the second waiter");
         free(st);
     }
-    cr_expect_eq(itest_long("SELECT count(*) FROM waiting_signals WHERE run_id = $1::uuid", w2),
-                 1);
+    cr_expect_eq(itest_long("SELECT count(*) FROM waiting_signals WHERE run_id = $1::uuid", w2), 1);
     st_signal(signal, "{\"from\":\"client\"}", to);
     cr_expect_str_eq(to, w2);
     st_wait(w2, 10000, &res);

@@ -117,11 +117,12 @@ static inline void st_wait_suspended(const char *run_id, const char *kind, int t
     int64_t deadline = st_mono_ms() + timeout_ms;
 
     for (;;) {
-        long n = itest_long("SELECT count(*) FROM ops o"
-                            " WHERE o.run_id = $1::uuid AND o.kind = $2 AND o.status = 'waiting'"
-                            "   AND NOT EXISTS (SELECT 1 FROM exec_queue q WHERE q.run_id = o.run_id"
-                            "                      AND q.op_key IS NULL AND q.leased)",
-                            run_id, kind);
+        long n =
+            itest_long("SELECT count(*) FROM ops o"
+                       " WHERE o.run_id = $1::uuid AND o.kind = $2 AND o.status = 'waiting'"
+                       "   AND NOT EXISTS (SELECT 1 FROM exec_queue q WHERE q.run_id = o.run_id"
+                       "                      AND q.op_key IS NULL AND q.leased)",
+                       run_id, kind);
         if (n > 0)
             return;
         cr_assert_lt(st_mono_ms(), deadline, "run %s not suspended on a %s op after %d ms", run_id,

@@ -10,6 +10,8 @@
 
 #include <libpq-fe.h>
 
+#define SK_URL_MAX_MASK 1100
+
 /* Connect (conninfo: URL, key=value, or NULL/"" for the PG* variables),
  * set application_name and search_path to `schema` (NULL = "stepkit").
  * NULL with a message (password masked) in err. */

@@ -14,6 +14,7 @@
 #define SK_SHM_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -72,5 +73,13 @@ int sk_shm_slots(const sk_shm_t *shm);
 sk_worker_slot_t *sk_shm_slot(sk_shm_t *shm, int i);
 /* Worker side: set the current run ("" or NULL when idle). */
 void sk_shm_slot_set_run(sk_worker_slot_t *slot, const char *run_id);
+/* Any side: a consistent copy of the slot's current run ("" when idle). */
+void sk_shm_slot_run(const sk_worker_slot_t *slot, char *out, size_t outlen);
+/* Worker side, first thing in a new process: claim the slot (pid, state
+ * CONNECTING, heartbeat now, no run); the counters are left as they are. */
+void sk_shm_slot_claim(sk_worker_slot_t *slot, pid_t pid);
+
+/* CLOCK_MONOTONIC in milliseconds: the clock of heartbeat_ms. */
+int64_t sk_shm_now_ms(void);
 
 #endif

@@ -131,18 +131,24 @@ CREATE TRIGGER event_queue_notify AFTER INSERT ON event_queue
     FOR EACH STATEMENT EXECUTE FUNCTION notify_work();
 
 -- Fencing: every write that follows a claim starts with fence(item, epoch,
--- ms).  It locks the item, moves visible_at to now() + ms (extend the
--- lease, or reschedule), and raises SK001 when the lease was lost, which
--- aborts the whole transaction: a late worker changes nothing.
+-- ms).  It locks the item and moves visible_at to now() + ms (extends the
+-- lease, or reschedules), or deletes the item when ms is NULL (its work is
+-- done), and raises SK001 when the lease was lost, which aborts the whole
+-- transaction: a late worker changes nothing.
 CREATE FUNCTION fence(p_item bigint, p_epoch int, p_visible_ms int) RETURNS uuid
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     r uuid;
 BEGIN
-    UPDATE exec_queue
-       SET visible_at = now() + p_visible_ms * interval '1 millisecond'
-     WHERE item_id = p_item AND epoch = p_epoch
-    RETURNING run_id INTO r;
+    IF p_visible_ms IS NULL THEN
+        DELETE FROM exec_queue WHERE item_id = p_item AND epoch = p_epoch
+        RETURNING run_id INTO r;
+    ELSE
+        UPDATE exec_queue
+           SET visible_at = now() + p_visible_ms * interval '1 millisecond'
+         WHERE item_id = p_item AND epoch = p_epoch
+        RETURNING run_id INTO r;
+    END IF;
     IF r IS NULL THEN
         RAISE EXCEPTION 'lease lost on item %', p_item USING ERRCODE = 'SK001';
     END IF;

@@ -1,0 +1,365 @@
+/*
+ * stepkit - the command line: migrate the schema, start and invoke runs,
+ * inspect them.  JSON in and out goes through jansson (sk_json).
+ * Exit codes: 0 success, 1 the run or the operation failed, 2 usage or
+ * configuration, 3 timed out.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "sk_config.h"
+#include "sk_json.h"
+#include "sk_log.h"
+#include "sk_migrate.h"
+#include "sk_pg.h"
+#include "stepkit.h"
+#include "stepkit_client.h"
+
+#define EXIT_FAILED  1
+#define EXIT_USAGE   2
+#define EXIT_TIMEOUT 3
+
+typedef struct {
+    const char *url;
+    char url_buf[SK_URL_MAX];
+    const char *schema;
+    const char *command;
+    const char *args[4];
+    int nargs;
+    const char *data;
+    long timeout_ms;
+    int json;
+} cli_t;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: stepkit [--database-url URL] [--schema NAME] COMMAND ...\n"
+            "\n"
+            "commands:\n"
+            "  migrate                                   apply pending schema migrations\n"
+            "  start <workflow> [--data JSON]            start a run, print its id\n"
+            "  invoke <workflow> [--data JSON] [--timeout MS]\n"
+            "                                            start a run, wait, print its output\n"
+            "  run <run-id> [--json]                     show a run and its steps\n"
+            "\n"
+            "environment: DATABASE_URL (or DATABASE_URL_FILE), STEPKIT_SCHEMA, and libpq's PG*\n"
+            "exit codes: 0 ok, 1 the run failed, 2 usage, 3 timed out\n");
+}
+
+static int die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int die_usage(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "stepkit: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'stepkit --help'.\n");
+    return EXIT_USAGE;
+}
+
+static int read_url_file(cli_t *c, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    if (f == NULL) {
+        fprintf(stderr, "stepkit: DATABASE_URL_FILE %s: %s\n", path, strerror(errno));
+        return EXIT_USAGE;
+    }
+    n = fread(c->url_buf, 1, sizeof(c->url_buf) - 1, f);
+    fclose(f);
+    c->url_buf[n] = '\0';
+    while (n > 0 && (c->url_buf[n - 1] == '\n' || c->url_buf[n - 1] == '\r'))
+        c->url_buf[--n] = '\0';
+    c->url = c->url_buf;
+    return 0;
+}
+
+static int parse(cli_t *c, int argc, char **argv)
+{
+    const char *env_url = getenv("DATABASE_URL"), *env_file = getenv("DATABASE_URL_FILE");
+
+    memset(c, 0, sizeof(*c));
+    c->timeout_ms = -1;
+    c->schema = getenv("STEPKIT_SCHEMA") ? getenv("STEPKIT_SCHEMA") : "stepkit";
+    if (env_url && *env_url && env_file && *env_file)
+        return die_usage("%s", "DATABASE_URL and DATABASE_URL_FILE are both set: keep one");
+    if (env_file && *env_file) {
+        int rc = read_url_file(c, env_file);
+        if (rc != 0)
+            return rc;
+    } else {
+        c->url = env_url;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+        const char *eq = strchr(a, '=');
+        char name[32];
+
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return -1;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            if (c->command == NULL)
+                c->command = a;
+            else if (c->nargs < 4)
+                c->args[c->nargs++] = a;
+            else
+                return die_usage("unexpected argument '%s'", a);
+            continue;
+        }
+        snprintf(name, sizeof(name), "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
+        if (strcmp(name, "--json") == 0) {
+            c->json = 1;
+            continue;
+        }
+        if (eq != NULL)
+            val = eq + 1;
+        else if (i + 1 < argc)
+            val = argv[++i];
+        else
+            return die_usage("%s needs a value", name);
+        if (strcmp(name, "--database-url") == 0) {
+            c->url = val;
+        } else if (strcmp(name, "--schema") == 0) {
+            c->schema = val;
+        } else if (strcmp(name, "--data") == 0) {
+            c->data = val;
+        } else if (strcmp(name, "--timeout") == 0) {
+            char *end;
+            errno = 0;
+            c->timeout_ms = strtol(val, &end, 10);
+            if (errno || *end || end == val || c->timeout_ms < 0 || c->timeout_ms > INT_MAX)
+                return die_usage("--timeout: '%s' is not a number of milliseconds", val);
+        } else {
+            return die_usage("unknown option '%s'", name);
+        }
+    }
+    if (c->command == NULL) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (!sk_pg_schema_valid(c->schema))
+        return die_usage("--schema: '%s' is not a valid schema name ([a-z_][a-z0-9_]*)",
+                         c->schema);
+    return 0;
+}
+
+static int pack_data(const cli_t *c, msgpack_sbuffer *buf)
+{
+    char err[256];
+
+    if (c->data == NULL)
+        return SK_OK;
+    if (sk_json_to_msgpack(c->data, strlen(c->data), buf, err, sizeof(err)) != SK_OK) {
+        fprintf(stderr, "stepkit: --data is not valid JSON: %s\n", err);
+        return SK_ERROR;
+    }
+    return SK_OK;
+}
+
+static void print_error_chain(FILE *out, const char *data, size_t len)
+{
+    char err[256];
+    char *text = sk_msgpack_bytes_to_json(data, len, err, sizeof(err));
+    json_t *e = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    const char *prefix = "error";
+
+    for (json_t *cur = e; json_is_object(cur); cur = json_object_get(cur, "cause")) {
+        fprintf(out, "%s: %s: %s\n", prefix, json_string_value(json_object_get(cur, "name")),
+                json_string_value(json_object_get(cur, "message")));
+        json_t *issues = json_object_get(cur, "issues");
+        if (json_is_array(issues)) {
+            char *s = json_dumps(issues, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            fprintf(out, "  issues: %s\n", s ? s : "");
+            free(s);
+        }
+        prefix = "  cause";
+    }
+    if (e == NULL)
+        fprintf(out, "error: (unreadable: %s)\n", text ? "bad JSON" : err);
+    json_decref(e);
+    free(text);
+}
+
+static int print_result(const sk_run_result_t *res)
+{
+    char err[256];
+
+    if (strcmp(res->status, "completed") == 0) {
+        char *text = sk_msgpack_bytes_to_json(res->output, res->output_len, err, sizeof(err));
+        if (text == NULL) {
+            fprintf(stderr, "stepkit: output of run %s cannot be shown as JSON: %s\n",
+                    res->run_id, err);
+            return EXIT_FAILED;
+        }
+        printf("%s\n", text);
+        free(text);
+        return 0;
+    }
+    print_error_chain(stdout, res->error, res->error_len);
+    return EXIT_FAILED;
+}
+
+static int cmd_migrate(const cli_t *c)
+{
+    char err[1024];
+    int applied = 0, rc = EXIT_FAILED;
+    PGconn *pg = sk_pg_connect(c->url, c->schema, "stepkit-migrate", err, sizeof(err));
+
+    if (pg == NULL) {
+        fprintf(stderr, "stepkit: %s\n", err);
+        return EXIT_FAILED;
+    }
+    if (sk_migrate(pg, c->schema, &applied, err, sizeof(err)) != SK_OK) {
+        fprintf(stderr, "stepkit: migrate: %s\n", err);
+        goto done;
+    }
+    printf("schema %s at version %d (%d migration%s applied)\n", c->schema,
+           sk_schema_version_known(), applied, applied == 1 ? "" : "s");
+    rc = 0;
+done:
+    PQfinish(pg);
+    return rc;
+}
+
+static void print_run_human(const char *json)
+{
+    json_t *r = json_loads(json, 0, NULL);
+    json_t *steps, *s;
+    size_t i;
+    char *tmp;
+
+    if (r == NULL)
+        return;
+    printf("run       %s\n", json_string_value(json_object_get(r, "run_id")));
+    printf("workflow  %s\n", json_string_value(json_object_get(r, "workflow")));
+    printf("status    %s\n", json_string_value(json_object_get(r, "status")));
+    printf("created   %s\n", json_string_value(json_object_get(r, "created_at")));
+    if (json_string_value(json_object_get(r, "ended_at")))
+        printf("ended     %s\n", json_string_value(json_object_get(r, "ended_at")));
+    tmp = json_dumps(json_object_get(json_object_get(r, "input"), "data"),
+                     JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+    printf("input     %s\n", tmp ? tmp : "null");
+    free(tmp);
+    if (!json_is_null(json_object_get(r, "output"))) {
+        tmp = json_dumps(json_object_get(r, "output"),
+                         JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+        printf("output    %s\n", tmp ? tmp : "null");
+        free(tmp);
+    }
+    if (!json_is_null(json_object_get(r, "error"))) {
+        json_t *e = json_object_get(r, "error");
+        printf("error     %s: %s\n", json_string_value(json_object_get(e, "name")),
+               json_string_value(json_object_get(e, "message")));
+    }
+    steps = json_object_get(r, "steps");
+    printf("steps     %zu\n", json_array_size(steps));
+    json_array_foreach(steps, i, s)
+    {
+        json_t *v = json_object_get(s, "output");
+        if (v == NULL)
+            v = json_object_get(s, "error");
+        tmp = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+        printf("  %2zu. %-20s %-6s attempts=%lld  %s .. %s  %s\n", i + 1,
+               json_string_value(json_object_get(s, "step_id")),
+               json_string_value(json_object_get(s, "status")),
+               json_integer_value(json_object_get(s, "attempts")),
+               json_string_value(json_object_get(s, "started_at")),
+               json_string_value(json_object_get(s, "ended_at")), tmp ? tmp : "");
+        free(tmp);
+    }
+    json_decref(r);
+}
+
+int main(int argc, char **argv)
+{
+    cli_t c;
+    char err[1024], run_id[SK_UUID_LEN], event_id[SK_UUID_LEN];
+    msgpack_sbuffer buf;
+    sk_client_t *cl = NULL;
+    sk_run_result_t res;
+    int rc = parse(&c, argc, argv);
+
+    if (rc != 0)
+        return rc < 0 ? 0 : rc;
+    sk_log_set_role("cli", -1);
+    memset(&res, 0, sizeof(res));
+    msgpack_sbuffer_init(&buf);
+    if (strcmp(c.command, "migrate") == 0) {
+        rc = c.nargs == 0 ? cmd_migrate(&c) : die_usage("%s", "migrate takes no arguments");
+        goto done;
+    }
+    if (strcmp(c.command, "start") != 0 && strcmp(c.command, "invoke") != 0 &&
+        strcmp(c.command, "run") != 0) {
+        rc = die_usage("unknown command '%s'", c.command);
+        goto done;
+    }
+    if (c.nargs != 1) {
+        rc = die_usage("%s takes exactly one argument", c.command);
+        goto done;
+    }
+    if (pack_data(&c, &buf) != SK_OK) {
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    cl = sk_client_connect(c.url, c.schema, err, sizeof(err));
+    if (cl == NULL) {
+        fprintf(stderr, "stepkit: %s\n", err);
+        rc = EXIT_FAILED;
+        goto done;
+    }
+    if (strcmp(c.command, "start") == 0) {
+        if (sk_client_start(cl, c.args[0], buf.data, buf.size, run_id, event_id, err,
+                            sizeof(err)) != SK_OK) {
+            fprintf(stderr, "stepkit: %s\n", err);
+            rc = EXIT_FAILED;
+            goto done;
+        }
+        printf("%s\n", run_id);
+        rc = 0;
+    } else if (strcmp(c.command, "invoke") == 0) {
+        int r = sk_client_invoke(cl, c.args[0], buf.data, buf.size, (int)c.timeout_ms, &res, err,
+                                 sizeof(err));
+        if (r == SK_AGAIN) {
+            fprintf(stderr, "stepkit: run %s did not end within %ld ms\n", res.run_id,
+                    c.timeout_ms);
+            rc = EXIT_TIMEOUT;
+        } else if (r != SK_OK) {
+            fprintf(stderr, "stepkit: %s\n", err);
+            rc = EXIT_FAILED;
+        } else {
+            rc = print_result(&res);
+        }
+    } else {
+        char *json = sk_client_run_json(cl, c.args[0], err, sizeof(err));
+        if (json == NULL) {
+            fprintf(stderr, "stepkit: %s\n", err);
+            rc = EXIT_FAILED;
+            goto done;
+        }
+        if (c.json)
+            printf("%s\n", json);
+        else
+            print_run_human(json);
+        free(json);
+        rc = 0;
+    }
+done:
+    sk_run_result_clear(&res);
+    sk_client_close(cl);
+    msgpack_sbuffer_destroy(&buf);
+    return rc;
+}

@@ -1,0 +1,404 @@
+/* The client API (stepkit_client.h): blocking libpq, one connection. */
+#include "stepkit_client.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "sk_json.h"
+#include "sk_pg.h"
+#include "stepkit.h"
+
+struct sk_client {
+    PGconn *pg;
+    char schema[64];
+    char done_channel[80];
+    int listening;
+};
+
+static const char start_sql[] =
+    "WITH wf AS (SELECT workflow_id FROM workflows WHERE workflow_id = $1),"
+    " r AS (INSERT INTO runs (run_id, workflow_id, event_id, trigger_type, trigger_name, data,"
+    "                         notify_end)"
+    "       SELECT gen_random_uuid(), workflow_id, gen_random_uuid(), 'invoke', workflow_id,"
+    "              $2::bytea, $3::bool FROM wf"
+    "       RETURNING run_id, event_id, workflow_id),"
+    " q AS (INSERT INTO exec_queue (run_id, workflow_id) SELECT run_id, workflow_id FROM r)"
+    " SELECT run_id::text, event_id::text FROM r";
+
+static const char get_sql[] =
+    "SELECT status, output, error FROM runs WHERE run_id = $1::uuid";
+
+/* Ask for a NOTIFY at the end (a run started without one). */
+static const char want_sql[] =
+    "UPDATE runs SET notify_end = true WHERE run_id = $1::uuid AND status = 'pending'"
+    " AND NOT notify_end";
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int uuid_ok(const char *s)
+{
+    if (s == NULL || strlen(s) != 36)
+        return 0;
+    for (int i = 0; i < 36; i++) {
+        char c = s[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-')
+                return 0;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+sk_client_t *sk_client_connect(const char *conninfo, const char *schema, char *err, size_t errlen)
+{
+    sk_client_t *c = calloc(1, sizeof(*c));
+
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    snprintf(c->schema, sizeof(c->schema), "%s", schema ? schema : "stepkit");
+    snprintf(c->done_channel, sizeof(c->done_channel), "%s.done", c->schema);
+    c->pg = sk_pg_connect(conninfo, c->schema, "stepkit-client", err, errlen);
+    if (c->pg == NULL) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void sk_client_close(sk_client_t *c)
+{
+    if (c == NULL)
+        return;
+    PQfinish(c->pg);
+    free(c);
+}
+
+void sk_run_result_clear(sk_run_result_t *res)
+{
+    free(res->output);
+    free(res->error);
+    memset(res, 0, sizeof(*res));
+}
+
+static int start(sk_client_t *c, const char *workflow, const char *data, size_t len, int notify,
+                 char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN], char *err, size_t errlen)
+{
+    static const char nil = (char)0xc0;
+    const char *params[3];
+    int lengths[3] = {0, 0, 0}, formats[3] = {0, 1, 0};
+    PGresult *res;
+    int rc = SK_ERROR;
+
+    if (workflow == NULL || *workflow == '\0') {
+        snprintf(err, errlen, "a workflow id is required");
+        return SK_ERROR;
+    }
+    if (data == NULL || len == 0) {
+        data = &nil;
+        len = 1;
+    }
+    if (sk_msgpack_check(data, len, err, errlen) != SK_OK)
+        return SK_ERROR;
+    params[0] = workflow;
+    params[1] = data;
+    lengths[1] = (int)len;
+    params[2] = notify ? "true" : "false";
+    res = PQexecParams(c->pg, start_sql, 3, NULL, params, lengths, formats, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        sk_pg_error(c->pg, res, "start run", err, errlen);
+        goto done;
+    }
+    if (PQntuples(res) != 1) {
+        snprintf(err, errlen,
+                 "unknown workflow '%s': no master has registered it in schema \"%s\"", workflow,
+                 c->schema);
+        goto done;
+    }
+    snprintf(run_id, SK_UUID_LEN, "%s", PQgetvalue(res, 0, 0));
+    if (event_id != NULL)
+        snprintf(event_id, SK_UUID_LEN, "%s", PQgetvalue(res, 0, 1));
+    rc = SK_OK;
+done:
+    PQclear(res);
+    return rc;
+}
+
+int sk_client_start(sk_client_t *c, const char *workflow, const char *data, size_t len,
+                    char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN], char *err, size_t errlen)
+{
+    return start(c, workflow, data, len, 0, run_id, event_id, err, errlen);
+}
+
+static char *copy_bytes(const PGresult *res, int col, size_t *len)
+{
+    char *p;
+
+    *len = 0;
+    if (PQgetisnull(res, 0, col))
+        return NULL;
+    *len = (size_t)PQgetlength(res, 0, col);
+    p = malloc(*len ? *len : 1);
+    if (p != NULL)
+        memcpy(p, PQgetvalue(res, 0, col), *len);
+    return p;
+}
+
+int sk_client_get(sk_client_t *c, const char *run_id, sk_run_result_t *out, char *err,
+                  size_t errlen)
+{
+    const char *params[1] = {run_id};
+    PGresult *res;
+    int rc = SK_ERROR;
+
+    memset(out, 0, sizeof(*out));
+    if (!uuid_ok(run_id)) {
+        snprintf(err, errlen, "'%s' is not a run id (a UUID)", run_id ? run_id : "");
+        return SK_ERROR;
+    }
+    res = PQexecParams(c->pg, get_sql, 1, NULL, params, NULL, NULL, 1);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        sk_pg_error(c->pg, res, "read run", err, errlen);
+        goto done;
+    }
+    if (PQntuples(res) != 1) {
+        snprintf(err, errlen, "no run %s", run_id);
+        goto done;
+    }
+    snprintf(out->run_id, sizeof(out->run_id), "%s", run_id);
+    snprintf(out->status, sizeof(out->status), "%s", PQgetvalue(res, 0, 0));
+    out->output = copy_bytes(res, 1, &out->output_len);
+    out->error = copy_bytes(res, 2, &out->error_len);
+    rc = SK_OK;
+done:
+    PQclear(res);
+    return rc;
+}
+
+static int listen_done(sk_client_t *c, char *err, size_t errlen)
+{
+    char *ident, *sql;
+    PGresult *res;
+    size_t n;
+    int rc = SK_ERROR;
+
+    if (c->listening)
+        return SK_OK;
+    /* A channel name is an identifier: quoted by libpq, never a value. */
+    ident = PQescapeIdentifier(c->pg, c->done_channel, strlen(c->done_channel));
+    if (ident == NULL) {
+        sk_pg_error(c->pg, NULL, "listen", err, errlen);
+        return SK_ERROR;
+    }
+    n = strlen(ident) + 8;
+    sql = malloc(n);
+    if (sql != NULL) {
+        snprintf(sql, n, "LISTEN %s", ident);
+        res = PQexec(c->pg, sql);
+        if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+            c->listening = 1;
+            rc = SK_OK;
+        } else {
+            sk_pg_error(c->pg, res, "listen", err, errlen);
+        }
+        PQclear(res);
+        free(sql);
+    }
+    PQfreemem(ident);
+    return rc;
+}
+
+int sk_client_wait(sk_client_t *c, const char *run_id, int timeout_ms, sk_run_result_t *out,
+                   char *err, size_t errlen)
+{
+    int64_t deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1;
+    const char *params[1] = {run_id};
+    PGresult *res;
+    int asked = 0;
+
+    if (listen_done(c, err, errlen) != SK_OK)
+        return SK_ERROR;
+    for (;;) {
+        PGnotify *n;
+        struct pollfd pfd;
+        int64_t left;
+        int wait_ms;
+
+        if (sk_client_get(c, run_id, out, err, errlen) != SK_OK)
+            return SK_ERROR;
+        if (strcmp(out->status, "pending") != 0)
+            return SK_OK;
+        sk_run_result_clear(out);
+        if (!asked) {
+            res = PQexecParams(c->pg, want_sql, 1, NULL, params, NULL, NULL, 0);
+            if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                sk_pg_error(c->pg, res, "wait", err, errlen);
+                PQclear(res);
+                return SK_ERROR;
+            }
+            PQclear(res);
+            asked = 1;
+            continue; /* it may have ended before the flag was set */
+        }
+        left = deadline < 0 ? 1000 : deadline - mono_ms();
+        if (left <= 0)
+            return SK_AGAIN;
+        /* NOTIFY wakes us; the 1 s cap only guards against a lost wake-up. */
+        wait_ms = left > 1000 ? 1000 : (int)left;
+        pfd.fd = PQsocket(c->pg);
+        pfd.events = POLLIN;
+        if (poll(&pfd, 1, wait_ms) < 0 && errno != EINTR) {
+            snprintf(err, errlen, "poll: %s", strerror(errno));
+            return SK_ERROR;
+        }
+        if (!PQconsumeInput(c->pg)) {
+            sk_pg_error(c->pg, NULL, "wait", err, errlen);
+            return SK_ERROR;
+        }
+        while ((n = PQnotifies(c->pg)) != NULL)
+            PQfreemem(n);
+    }
+}
+
+int sk_client_invoke(sk_client_t *c, const char *workflow, const char *data, size_t len,
+                     int timeout_ms, sk_run_result_t *out, char *err, size_t errlen)
+{
+    char run_id[SK_UUID_LEN];
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (listen_done(c, err, errlen) != SK_OK)
+        return SK_ERROR;
+    if (start(c, workflow, data, len, 1, run_id, NULL, err, errlen) != SK_OK)
+        return SK_ERROR;
+    rc = sk_client_wait(c, run_id, timeout_ms, out, err, errlen);
+    if (rc == SK_AGAIN)
+        snprintf(out->run_id, sizeof(out->run_id), "%s", run_id);
+    return rc;
+}
+
+/* ---- run details as JSON ---------------------------------------------------------- */
+
+static json_t *bytes_json(const PGresult *res, int row, int col)
+{
+    char err[256];
+    char *text;
+    json_t *j;
+
+    if (PQgetisnull(res, row, col))
+        return json_null();
+    text = sk_msgpack_bytes_to_json(PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col),
+                                    err, sizeof(err));
+    if (text == NULL)
+        return json_pack("{s:s}", "unreadable", err);
+    j = json_loads(text, JSON_DECODE_ANY, NULL);
+    free(text);
+    return j ? j : json_null();
+}
+
+static json_t *text_json(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? json_null() : json_string(PQgetvalue(res, row, col));
+}
+
+char *sk_client_run_json(sk_client_t *c, const char *run_id, char *err, size_t errlen)
+{
+    /* The state of a pending run, from its queue item: visible now =
+     * queued; later = leased by a worker (running) or held for a retry. */
+    static const char run_sql[] =
+        "SELECT r.run_id::text, r.workflow_id,"
+        "       CASE WHEN r.status <> 'pending' THEN r.status"
+        "            WHEN q.visible_at IS NULL THEN 'waiting'"
+        "            WHEN q.visible_at <= now() THEN 'queued'"
+        "            WHEN EXISTS (SELECT 1 FROM ops o WHERE o.run_id = r.run_id"
+        "                            AND o.status = 'retry') THEN 'retrying'"
+        "            ELSE 'running' END,"
+        "       r.event_id::text, r.trigger_type, r.trigger_name, r.data, r.output, r.error,"
+        "       to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+        "       to_char(r.ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        "  FROM runs r LEFT JOIN exec_queue q ON q.run_id = r.run_id AND q.op_key IS NULL"
+        " WHERE r.run_id = $1::uuid";
+    static const char ops_sql[] =
+        "SELECT step_id, op_key, kind, status, attempts::text, result,"
+        "       to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+        "       to_char(ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        "  FROM ops WHERE run_id = $1::uuid ORDER BY ended_at, started_at";
+    const char *params[1] = {run_id};
+    PGresult *res = NULL, *ops = NULL;
+    json_t *root = NULL, *steps, *input;
+    char *out = NULL;
+    const char *status;
+
+    if (!uuid_ok(run_id)) {
+        snprintf(err, errlen, "'%s' is not a run id (a UUID)", run_id ? run_id : "");
+        return NULL;
+    }
+    /* Binary results: bytea arrives as raw msgpack (every other column is text). */
+    res = PQexecParams(c->pg, run_sql, 1, NULL, params, NULL, NULL, 1);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        sk_pg_error(c->pg, res, "read run", err, errlen);
+        goto done;
+    }
+    if (PQntuples(res) != 1) {
+        snprintf(err, errlen, "no run %s", run_id);
+        goto done;
+    }
+    ops = PQexecParams(c->pg, ops_sql, 1, NULL, params, NULL, NULL, 1);
+    if (PQresultStatus(ops) != PGRES_TUPLES_OK) {
+        sk_pg_error(c->pg, ops, "read steps", err, errlen);
+        goto done;
+    }
+    status = PQgetvalue(res, 0, 2);
+    input = json_object();
+    json_object_set_new(input, "data", bytes_json(res, 0, 6));
+    json_object_set_new(input, "id", text_json(res, 0, 3));
+    json_object_set_new(input, "name", text_json(res, 0, 5));
+    json_object_set_new(input, "type", text_json(res, 0, 4));
+    root = json_object();
+    json_object_set_new(root, "run_id", text_json(res, 0, 0));
+    json_object_set_new(root, "workflow", text_json(res, 0, 1));
+    json_object_set_new(root, "status", json_string(status));
+    json_object_set_new(root, "input", input);
+    json_object_set_new(root, "output", bytes_json(res, 0, 7));
+    json_object_set_new(root, "error", bytes_json(res, 0, 8));
+    json_object_set_new(root, "created_at", text_json(res, 0, 9));
+    json_object_set_new(root, "ended_at", text_json(res, 0, 10));
+    steps = json_array();
+    for (int i = 0; i < PQntuples(ops); i++) {
+        json_t *s = json_object();
+        int ok = strcmp(PQgetvalue(ops, i, 3), "ok") == 0;
+        json_object_set_new(s, "step_id", text_json(ops, i, 0));
+        json_object_set_new(s, "op_key", text_json(ops, i, 1));
+        json_object_set_new(s, "kind", text_json(ops, i, 2));
+        json_object_set_new(s, "status", text_json(ops, i, 3));
+        json_object_set_new(s, "attempts", json_integer(atoi(PQgetvalue(ops, i, 4))));
+        json_object_set_new(s, ok ? "output" : "error", bytes_json(ops, i, 5));
+        json_object_set_new(s, "started_at", text_json(ops, i, 6));
+        json_object_set_new(s, "ended_at", text_json(ops, i, 7));
+        json_array_append_new(steps, s);
+    }
+    json_object_set_new(root, "steps", steps);
+    out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (out == NULL)
+        snprintf(err, errlen, "out of memory");
+done:
+    json_decref(root);
+    PQclear(res);
+    PQclear(ops);
+    return out;
+}

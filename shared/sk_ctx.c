@@ -1,0 +1,1008 @@
+/*
+ * The replay runtime: step calls, op identity, errors and the outcome of
+ * one handler entry.  See sk_ctx.h for the contract with the engine.
+ */
+#include "sk_ctx.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#include "sk_json.h"
+
+#define OP_BUCKETS_MIN 64
+#define COUNTER_BUCKETS 64
+#define ERROR_DEPTH_MAX 16 /* cause chains deeper than this are cut */
+#define ID_MAX          40 /* a UUID and its NUL */
+
+struct sk_error {
+    const char *name;
+    const char *message;
+    const char *stack;
+    const sk_error_t *cause;
+    bool retryable;
+    const char *issues; /* packed msgpack array of validation issues, or NULL */
+    size_t issues_len;
+};
+
+struct sk_issues {
+    sk_ctx_t *ctx;
+    msgpack_sbuffer buf; /* packed issue maps, count below */
+    size_t count;
+    const char *first_message;
+};
+
+typedef struct alloc {
+    struct alloc *next;
+    max_align_t data[];
+} alloc_t;
+
+typedef struct counter {
+    struct counter *next;
+    const char *id;
+    int n;
+} counter_t;
+
+typedef enum { EXEC_NONE = 0, EXEC_DONE, EXEC_RETRY, EXEC_FATAL } exec_kind_t;
+
+struct sk_ctx {
+    const sk_wf_t *wf;
+    char run_id[ID_MAX];
+    char event_id[ID_MAX];
+    sk_before_body_fn before_body;
+    void *hook_arg;
+    int handler_attempt;
+
+    msgpack_sbuffer input_buf;
+    msgpack_unpacked input;
+    const msgpack_object *data_obj;
+
+    sk_op_t **buckets;
+    size_t nbuckets, nops;
+    sk_op_t *order_head, *order_tail;
+
+    alloc_t *arena;
+    counter_t *counters[COUNTER_BUCKETS];
+
+    /* per-entry state */
+    int in_body;
+    const char *body_id;
+    int body_attempt;
+    int nested;
+    const char *nested_inner, *nested_outer;
+    int yield, aborted;
+    exec_kind_t exec_kind;
+    sk_op_t *exec_op;
+    int retry_delay_ms;
+    const sk_error_t *last_error; /* raised at a step call site */
+    const sk_error_t *raised;     /* given to sk_raise */
+
+    msgpack_sbuffer out_buf;
+    msgpack_sbuffer err_buf;
+};
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *arena_alloc(sk_ctx_t *ctx, size_t n)
+{
+    alloc_t *a = malloc(sizeof(alloc_t) + n);
+
+    if (a == NULL)
+        return NULL;
+    a->next = ctx->arena;
+    ctx->arena = a;
+    return a->data;
+}
+
+static void arena_reset(sk_ctx_t *ctx)
+{
+    while (ctx->arena != NULL) {
+        alloc_t *next = ctx->arena->next;
+        free(ctx->arena);
+        ctx->arena = next;
+    }
+    memset(ctx->counters, 0, sizeof(ctx->counters));
+}
+
+static char *arena_strndup(sk_ctx_t *ctx, const char *s, size_t n)
+{
+    char *p = arena_alloc(ctx, n + 1);
+
+    if (p == NULL)
+        return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+static char *arena_strdup(sk_ctx_t *ctx, const char *s)
+{
+    return s ? arena_strndup(ctx, s, strlen(s)) : NULL;
+}
+
+static uint32_t hash_str(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 16777619u;
+    }
+    return h;
+}
+
+int sk_op_key(const char *step_id, int index, char out[41])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char stackbuf[256];
+    char *buf = stackbuf;
+    size_t need = strlen(step_id) + 16;
+    int n, rc = SK_ERROR;
+
+    if (need > sizeof(stackbuf)) {
+        buf = malloc(need);
+        if (buf == NULL)
+            return SK_ERROR;
+    }
+    n = snprintf(buf, need, "%s:%d", step_id, index);
+    if (n < 0 || EVP_Digest(buf, (size_t)n, md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen != 20)
+        goto done;
+    for (unsigned int i = 0; i < mdlen; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[40] = '\0';
+    rc = SK_OK;
+done:
+    if (buf != stackbuf)
+        free(buf);
+    return rc;
+}
+
+int sk_backoff_ms(const sk_retry_t *r, int attempt)
+{
+    double d;
+
+    if (r->initial_ms <= 0)
+        return 0;
+    d = (double)r->initial_ms * pow(r->factor > 0 ? r->factor : 1.0, attempt > 1 ? attempt - 1 : 0);
+    if (r->max_ms > 0 && d > r->max_ms)
+        d = r->max_ms;
+    /* +-20% jitter so retries of many runs do not arrive together. */
+    d *= 0.8 + 0.4 * ((double)random() / (double)RAND_MAX);
+    if (d > 24.0 * 3600 * 1000)
+        d = 24.0 * 3600 * 1000;
+    return (int)d;
+}
+
+/* ---- errors ----------------------------------------------------------------- */
+
+static sk_error_t *error_alloc(sk_ctx_t *ctx, const char *name, const char *message)
+{
+    sk_error_t *e = arena_alloc(ctx, sizeof(*e));
+
+    if (e == NULL)
+        return NULL;
+    memset(e, 0, sizeof(*e));
+    e->name = arena_strdup(ctx, name && *name ? name : "Error");
+    e->message = arena_strdup(ctx, message ? message : "");
+    e->retryable = true;
+    if (e->name == NULL || e->message == NULL)
+        return NULL;
+    return e;
+}
+
+static sk_error_t *error_vnew(sk_ctx_t *ctx, const char *name, const char *fmt, va_list ap)
+{
+    char buf[1024];
+
+    vsnprintf(buf, sizeof(buf), fmt ? fmt : "", ap);
+    return error_alloc(ctx, name, buf);
+}
+
+sk_error_t *sk_error_new(sk_ctx_t *ctx, const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    sk_error_t *e;
+
+    va_start(ap, fmt);
+    e = error_vnew(ctx, name, fmt, ap);
+    va_end(ap);
+    return e;
+}
+
+sk_error_t *sk_error_set_cause(sk_error_t *e, const sk_error_t *cause)
+{
+    if (e != NULL && cause != e)
+        e->cause = cause;
+    return e;
+}
+
+sk_error_t *sk_error_set_retryable(sk_error_t *e, bool retryable)
+{
+    if (e != NULL)
+        e->retryable = retryable;
+    return e;
+}
+
+sk_error_t *sk_error_set_stack(sk_error_t *e, const char *stack)
+{
+    /* The stack string must outlive the error: callers pass literals or
+     * ctx-owned strings (documented in stepkit.h). */
+    if (e != NULL)
+        e->stack = stack;
+    return e;
+}
+
+const char *sk_error_name(const sk_error_t *e)
+{
+    return e ? e->name : "";
+}
+
+const char *sk_error_message(const sk_error_t *e)
+{
+    return e ? e->message : "";
+}
+
+const char *sk_error_stack(const sk_error_t *e)
+{
+    return e ? e->stack : NULL;
+}
+
+const sk_error_t *sk_error_cause(const sk_error_t *e)
+{
+    return e ? e->cause : NULL;
+}
+
+bool sk_error_retryable(const sk_error_t *e)
+{
+    return e ? e->retryable : false;
+}
+
+int sk_raise(sk_ctx_t *ctx, const sk_error_t *e)
+{
+    ctx->raised = e;
+    return SK_FAILED;
+}
+
+int sk_fail(sk_ctx_t *ctx, const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    sk_error_t *e;
+
+    va_start(ap, fmt);
+    e = error_vnew(ctx, name, fmt, ap);
+    va_end(ap);
+    return sk_raise(ctx, e);
+}
+
+static int pack_cstr(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+
+    return msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, s, n);
+}
+
+static int pack_error(msgpack_packer *pk, const sk_error_t *e, int depth)
+{
+    int fields = 3 + (e->stack != NULL) + (e->cause != NULL && depth < ERROR_DEPTH_MAX) +
+                 (e->issues != NULL);
+
+    if (msgpack_pack_map(pk, (size_t)fields) || pack_cstr(pk, "name") || pack_cstr(pk, e->name) ||
+        pack_cstr(pk, "message") || pack_cstr(pk, e->message) || pack_cstr(pk, "retryable") ||
+        (e->retryable ? msgpack_pack_true(pk) : msgpack_pack_false(pk)))
+        return SK_ERROR;
+    if (e->stack != NULL && (pack_cstr(pk, "stack") || pack_cstr(pk, e->stack)))
+        return SK_ERROR;
+    if (e->issues != NULL &&
+        (pack_cstr(pk, "issues") || msgpack_sbuffer_write(pk->data, e->issues, e->issues_len)))
+        return SK_ERROR;
+    if (e->cause != NULL && depth < ERROR_DEPTH_MAX) {
+        if (pack_cstr(pk, "cause") || pack_error(pk, e->cause, depth + 1) != SK_OK)
+            return SK_ERROR;
+    }
+    return SK_OK;
+}
+
+static int pack_error_buf(msgpack_sbuffer *buf, const sk_error_t *e)
+{
+    msgpack_packer pk;
+
+    msgpack_sbuffer_clear(buf);
+    msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
+    return pack_error(&pk, e, 0);
+}
+
+int sk_error_pack_simple(msgpack_sbuffer *buf, const char *name, const char *message,
+                         int retryable)
+{
+    sk_error_t e = {.name = name, .message = message, .retryable = retryable != 0};
+
+    return pack_error_buf(buf, &e);
+}
+
+static const char *obj_strdup(sk_ctx_t *ctx, const msgpack_object *o)
+{
+    if (o == NULL || o->type != MSGPACK_OBJECT_STR)
+        return NULL;
+    return arena_strndup(ctx, o->via.str.ptr, o->via.str.size);
+}
+
+/* An error map as stored back into an error value (cause chain intact). */
+static const sk_error_t *error_from_obj(sk_ctx_t *ctx, const msgpack_object *o, int depth)
+{
+    sk_error_t *e;
+    const msgpack_object *v;
+
+    if (o == NULL || o->type != MSGPACK_OBJECT_MAP)
+        return error_alloc(ctx, "Error", "unreadable error record");
+    e = error_alloc(ctx, obj_strdup(ctx, sk_get(o, "name")), obj_strdup(ctx, sk_get(o, "message")));
+    if (e == NULL)
+        return NULL;
+    e->stack = obj_strdup(ctx, sk_get(o, "stack"));
+    v = sk_get(o, "retryable");
+    e->retryable = v == NULL || (v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean);
+    v = sk_get(o, "cause");
+    if (v != NULL && depth < ERROR_DEPTH_MAX)
+        e->cause = error_from_obj(ctx, v, depth + 1);
+    v = sk_get(o, "issues");
+    if (v != NULL) {
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        if (msgpack_pack_object(&pk, *v) == 0) {
+            char *copy = arena_alloc(ctx, sb.size ? sb.size : 1);
+            if (copy != NULL) {
+                memcpy(copy, sb.data, sb.size);
+                e->issues = copy;
+                e->issues_len = sb.size;
+            }
+        }
+        msgpack_sbuffer_destroy(&sb);
+    }
+    return e;
+}
+
+/* ---- ops -------------------------------------------------------------------- */
+
+static sk_op_t *op_find(const sk_ctx_t *ctx, const char *key)
+{
+    sk_op_t *op = ctx->buckets[hash_str(key) & (ctx->nbuckets - 1)];
+
+    while (op != NULL && strcmp(op->key, key) != 0)
+        op = op->next;
+    return op;
+}
+
+static int op_grow(sk_ctx_t *ctx)
+{
+    size_t n = ctx->nbuckets * 2;
+    sk_op_t **b = calloc(n, sizeof(*b));
+
+    if (b == NULL)
+        return SK_ERROR;
+    for (sk_op_t *op = ctx->order_head; op != NULL; op = op->order_next) {
+        size_t i = hash_str(op->key) & (n - 1);
+        op->next = b[i];
+        b[i] = op;
+    }
+    free(ctx->buckets);
+    ctx->buckets = b;
+    ctx->nbuckets = n;
+    return SK_OK;
+}
+
+/* Insert or update `key`; the op becomes uncommitted. */
+static sk_op_t *op_put(sk_ctx_t *ctx, const char *key, const char *step_id, sk_op_status_t status,
+                       int attempts, const char *data, size_t len)
+{
+    sk_op_t *op = op_find(ctx, key);
+    char *copy = malloc(len ? len : 1);
+
+    if (copy == NULL)
+        return NULL;
+    memcpy(copy, data, len);
+    if (op == NULL) {
+        if (ctx->nops + 1 > ctx->nbuckets && op_grow(ctx) != SK_OK)
+            goto failed;
+        op = calloc(1, sizeof(*op));
+        if (op == NULL)
+            goto failed;
+        op->step_id = strdup(step_id);
+        if (op->step_id == NULL) {
+            free(op);
+            goto failed;
+        }
+        memcpy(op->key, key, 41);
+        size_t i = hash_str(key) & (ctx->nbuckets - 1);
+        op->next = ctx->buckets[i];
+        ctx->buckets[i] = op;
+        if (ctx->order_tail != NULL)
+            ctx->order_tail->order_next = op;
+        else
+            ctx->order_head = op;
+        ctx->order_tail = op;
+        ctx->nops++;
+    } else if (op->unpacked_ok) {
+        msgpack_unpacked_destroy(&op->unpacked);
+        op->unpacked_ok = 0;
+    }
+    free(op->data);
+    op->data = copy;
+    op->len = len;
+    op->status = status;
+    op->attempts = attempts;
+    op->committed = 0;
+    return op;
+failed:
+    free(copy);
+    return NULL;
+}
+
+static const msgpack_object *op_object(sk_op_t *op)
+{
+    if (!op->unpacked_ok) {
+        size_t off = 0;
+        msgpack_unpacked_init(&op->unpacked);
+        if (msgpack_unpack_next(&op->unpacked, op->data, op->len, &off) !=
+            MSGPACK_UNPACK_SUCCESS) {
+            msgpack_unpacked_destroy(&op->unpacked);
+            return NULL;
+        }
+        op->unpacked_ok = 1;
+    }
+    return &op->unpacked.data;
+}
+
+int sk_ctx_add_op(sk_ctx_t *ctx, const char *key, const char *step_id, sk_op_status_t status,
+                  int attempts, const char *data, size_t len)
+{
+    sk_op_t *op = op_put(ctx, key, step_id, status, attempts, data, len);
+
+    if (op == NULL)
+        return SK_ERROR;
+    op->committed = 1;
+    return SK_OK;
+}
+
+sk_op_t *sk_ctx_first_op(sk_ctx_t *ctx)
+{
+    return ctx->order_head;
+}
+
+size_t sk_ctx_final_ops(const sk_ctx_t *ctx)
+{
+    size_t n = 0;
+
+    for (const sk_op_t *op = ctx->order_head; op != NULL; op = op->order_next)
+        n += op->status != SK_OP_RETRY;
+    return n;
+}
+
+/* ---- the context ------------------------------------------------------------ */
+
+static int pack_input(sk_ctx_t *ctx, const sk_ctx_params_t *p)
+{
+    msgpack_packer pk;
+    size_t off = 0;
+
+    msgpack_packer_init(&pk, &ctx->input_buf, msgpack_sbuffer_write);
+    if (msgpack_pack_map(&pk, 5) || pack_cstr(&pk, "data"))
+        return SK_ERROR;
+    if (p->data != NULL && p->data_len > 0) {
+        if (msgpack_sbuffer_write(&ctx->input_buf, p->data, p->data_len))
+            return SK_ERROR;
+    } else if (msgpack_pack_nil(&pk)) {
+        return SK_ERROR;
+    }
+    if (pack_cstr(&pk, "id") || pack_cstr(&pk, p->event_id ? p->event_id : "") ||
+        pack_cstr(&pk, "name") || pack_cstr(&pk, p->trigger_name ? p->trigger_name : "") ||
+        pack_cstr(&pk, "time") || msgpack_pack_int64(&pk, p->created_ms) ||
+        pack_cstr(&pk, "type") || pack_cstr(&pk, p->trigger_type ? p->trigger_type : "invoke"))
+        return SK_ERROR;
+    if (msgpack_unpack_next(&ctx->input, ctx->input_buf.data, ctx->input_buf.size, &off) !=
+        MSGPACK_UNPACK_SUCCESS)
+        return SK_ERROR;
+    ctx->data_obj = sk_get(&ctx->input.data, "data");
+    return SK_OK;
+}
+
+sk_ctx_t *sk_ctx_new(const sk_ctx_params_t *p)
+{
+    sk_ctx_t *ctx = calloc(1, sizeof(*ctx));
+
+    if (ctx == NULL)
+        return NULL;
+    ctx->wf = p->wf;
+    snprintf(ctx->run_id, sizeof(ctx->run_id), "%s", p->run_id ? p->run_id : "");
+    snprintf(ctx->event_id, sizeof(ctx->event_id), "%s", p->event_id ? p->event_id : "");
+    ctx->before_body = p->before_body;
+    ctx->hook_arg = p->hook_arg;
+    ctx->handler_attempt = p->handler_attempt > 0 ? p->handler_attempt : 1;
+    msgpack_sbuffer_init(&ctx->input_buf);
+    msgpack_unpacked_init(&ctx->input);
+    msgpack_sbuffer_init(&ctx->out_buf);
+    msgpack_sbuffer_init(&ctx->err_buf);
+    ctx->nbuckets = OP_BUCKETS_MIN;
+    ctx->buckets = calloc(ctx->nbuckets, sizeof(*ctx->buckets));
+    if (ctx->buckets == NULL || pack_input(ctx, p) != SK_OK) {
+        sk_ctx_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+void sk_ctx_free(sk_ctx_t *ctx)
+{
+    sk_op_t *op, *next;
+
+    if (ctx == NULL)
+        return;
+    for (op = ctx->order_head; op != NULL; op = next) {
+        next = op->order_next;
+        if (op->unpacked_ok)
+            msgpack_unpacked_destroy(&op->unpacked);
+        free(op->data);
+        free(op->step_id);
+        free(op);
+    }
+    free(ctx->buckets);
+    arena_reset(ctx);
+    msgpack_unpacked_destroy(&ctx->input);
+    msgpack_sbuffer_destroy(&ctx->input_buf);
+    msgpack_sbuffer_destroy(&ctx->out_buf);
+    msgpack_sbuffer_destroy(&ctx->err_buf);
+    free(ctx);
+}
+
+void sk_ctx_set_handler_attempt(sk_ctx_t *ctx, int attempt)
+{
+    ctx->handler_attempt = attempt;
+}
+
+const sk_wf_t *sk_ctx_workflow(const sk_ctx_t *ctx)
+{
+    return ctx->wf;
+}
+
+const char *sk_run_id(const sk_ctx_t *ctx)
+{
+    return ctx->run_id;
+}
+
+const msgpack_object *sk_input(const sk_ctx_t *ctx)
+{
+    return &ctx->input.data;
+}
+
+const msgpack_object *sk_data(const sk_ctx_t *ctx)
+{
+    return ctx->data_obj;
+}
+
+int sk_attempt(const sk_ctx_t *ctx)
+{
+    return ctx->in_body ? ctx->body_attempt : ctx->handler_attempt;
+}
+
+const sk_error_t *sk_ctx_error(const sk_ctx_t *ctx)
+{
+    return ctx->last_error;
+}
+
+const char *sk_str(sk_ctx_t *ctx, const msgpack_object *o)
+{
+    const char *s = obj_strdup(ctx, o);
+
+    return s ? s : "";
+}
+
+/* ---- steps ------------------------------------------------------------------ */
+
+static int counter_next(sk_ctx_t *ctx, const char *id)
+{
+    uint32_t i = hash_str(id) & (COUNTER_BUCKETS - 1);
+    counter_t *c = ctx->counters[i];
+
+    while (c != NULL && strcmp(c->id, id) != 0)
+        c = c->next;
+    if (c == NULL) {
+        c = arena_alloc(ctx, sizeof(*c));
+        if (c == NULL)
+            return -1;
+        c->id = arena_strdup(ctx, id);
+        if (c->id == NULL)
+            return -1;
+        c->n = 0;
+        c->next = ctx->counters[i];
+        ctx->counters[i] = c;
+    }
+    return c->n++;
+}
+
+/* The body's output must be exactly one msgpack value (nothing = nil). */
+static int output_check(msgpack_sbuffer *buf)
+{
+    char err[128];
+
+    if (buf->size == 0) {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
+        return msgpack_pack_nil(&pk) == 0 ? SK_OK : SK_ERROR;
+    }
+    return sk_msgpack_check(buf->data, buf->size, err, sizeof(err));
+}
+
+static int record_error(sk_ctx_t *ctx, const char *key, const char *id, sk_op_status_t st,
+                        int attempt, const sk_error_t *e)
+{
+    if (pack_error_buf(&ctx->err_buf, e) != SK_OK)
+        return SK_ERROR;
+    ctx->exec_op = op_put(ctx, key, id, st, attempt, ctx->err_buf.data, ctx->err_buf.size);
+    return ctx->exec_op ? SK_OK : SK_ERROR;
+}
+
+static int execute_body(sk_ctx_t *ctx, const char *key, const char *id, sk_op_t *prev,
+                        sk_body_fn body, void *arg, const sk_retry_t *retry)
+{
+    msgpack_sbuffer out;
+    msgpack_packer pk;
+    int attempt = (prev ? prev->attempts : 0) + 1;
+    int64_t started = wall_ms();
+    const sk_error_t *e;
+    int brc, rc = SK_ERROR;
+
+    msgpack_sbuffer_init(&out);
+    msgpack_packer_init(&pk, &out, msgpack_sbuffer_write);
+    ctx->in_body = 1;
+    ctx->body_id = id;
+    ctx->body_attempt = attempt;
+    ctx->raised = NULL;
+    brc = body(ctx, &pk, arg);
+    ctx->in_body = 0;
+    if (ctx->nested) {
+        rc = SK_OK; /* the entry fails with NestedStepError */
+        goto done;
+    }
+    if (brc == SK_OK) {
+        if (output_check(&out) != SK_OK) {
+            e = sk_error_set_retryable(
+                sk_error_new(ctx, "StepOutputError",
+                             "step %s packed more or less than one msgpack value", id),
+                false);
+            if (e == NULL || record_error(ctx, key, id, SK_OP_ERROR, attempt, e) != SK_OK)
+                goto done;
+            ctx->exec_kind = EXEC_FATAL;
+        } else {
+            ctx->exec_op = op_put(ctx, key, id, SK_OP_OK, attempt, out.data, out.size);
+            if (ctx->exec_op == NULL)
+                goto done;
+            ctx->exec_kind = EXEC_DONE;
+        }
+        ctx->exec_op->started_ms = started;
+        rc = SK_OK;
+        goto done;
+    }
+    e = ctx->raised;
+    if (e == NULL)
+        e = sk_error_new(ctx, "StepError", "step %s body returned %d without raising an error", id,
+                         brc);
+    if (e == NULL)
+        goto done;
+    if (!e->retryable) {
+        ctx->exec_kind = EXEC_FATAL;
+        rc = record_error(ctx, key, id, SK_OP_ERROR, attempt, e);
+    } else if (attempt >= ctx->wf->max_attempts) {
+        ctx->exec_kind = EXEC_DONE; /* the final error is raised at the call site next entry */
+        rc = record_error(ctx, key, id, SK_OP_ERROR, attempt, e);
+    } else {
+        ctx->exec_kind = EXEC_RETRY;
+        ctx->retry_delay_ms = sk_backoff_ms(retry && retry->set ? retry : &ctx->wf->retry, attempt);
+        rc = record_error(ctx, key, id, SK_OP_RETRY, attempt, e);
+    }
+    if (rc == SK_OK)
+        ctx->exec_op->started_ms = started;
+done:
+    ctx->raised = NULL;
+    msgpack_sbuffer_destroy(&out);
+    return rc;
+}
+
+static int step_call(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg,
+                     const sk_retry_t *retry, const msgpack_object **result)
+{
+    char key[41];
+    sk_op_t *op;
+    int idx, hook;
+
+    if (result != NULL)
+        *result = NULL;
+    if (ctx->in_body) {
+        /* Only the first nesting is reported; the outer body still returns. */
+        if (!ctx->nested) {
+            ctx->nested = 1;
+            ctx->nested_inner = arena_strdup(ctx, id ? id : "");
+            ctx->nested_outer = arena_strdup(ctx, ctx->body_id);
+        }
+        return SK_FAILED;
+    }
+    if (ctx->nested || ctx->yield || ctx->aborted)
+        return SK_SUSPEND;
+    if (id == NULL || *id == '\0' || body == NULL)
+        return sk_raise(ctx, sk_error_set_retryable(
+                                 sk_error_new(ctx, "InvalidStepError", "a step needs an id and a body"),
+                                 false));
+    idx = counter_next(ctx, id);
+    if (idx < 0 || sk_op_key(id, idx, key) != SK_OK) {
+        ctx->aborted = 1;
+        return SK_SUSPEND;
+    }
+    op = op_find(ctx, key);
+    if (op != NULL && op->status == SK_OP_OK) {
+        const msgpack_object *o = op_object(op);
+        if (o == NULL) {
+            ctx->aborted = 1;
+            return SK_SUSPEND;
+        }
+        if (result != NULL)
+            *result = o;
+        return SK_OK;
+    }
+    if (op != NULL && op->status == SK_OP_ERROR) {
+        ctx->last_error = error_from_obj(ctx, op_object(op), 0);
+        return SK_FAILED;
+    }
+    /* A new op (or one to retry): only one executes per entry. */
+    if (ctx->exec_kind != EXEC_NONE)
+        return SK_SUSPEND;
+    hook = ctx->before_body ? ctx->before_body(ctx, ctx->hook_arg) : SK_OK;
+    if (hook == SK_AGAIN) {
+        ctx->yield = 1;
+        return SK_SUSPEND;
+    }
+    if (hook != SK_OK || execute_body(ctx, key, id, op, body, arg, retry) != SK_OK) {
+        ctx->aborted = 1;
+        return SK_SUSPEND;
+    }
+    return SK_SUSPEND;
+}
+
+int sk_run(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg,
+           const msgpack_object **result)
+{
+    return step_call(ctx, id, body, arg, NULL, result);
+}
+
+int sk_run_retry(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg, sk_retry_t retry,
+                 const msgpack_object **result)
+{
+    return step_call(ctx, id, body, arg, &retry, result);
+}
+
+/* ---- entries ---------------------------------------------------------------- */
+
+static void entry_reset(sk_ctx_t *ctx)
+{
+    arena_reset(ctx);
+    ctx->in_body = 0;
+    ctx->body_id = NULL;
+    ctx->nested = 0;
+    ctx->nested_inner = ctx->nested_outer = NULL;
+    ctx->yield = ctx->aborted = 0;
+    ctx->exec_kind = EXEC_NONE;
+    ctx->exec_op = NULL;
+    ctx->retry_delay_ms = 0;
+    ctx->last_error = ctx->raised = NULL;
+    msgpack_sbuffer_clear(&ctx->out_buf);
+    msgpack_sbuffer_clear(&ctx->err_buf);
+}
+
+static int fail_with(sk_ctx_t *ctx, sk_entry_t *out, const sk_error_t *e)
+{
+    if (e == NULL || pack_error_buf(&ctx->err_buf, e) != SK_OK) {
+        out->kind = SK_ENTRY_ABORTED;
+        return SK_ERROR;
+    }
+    out->kind = SK_ENTRY_FAILED;
+    out->error = ctx->err_buf.data;
+    out->error_len = ctx->err_buf.size;
+    out->fatal = !e->retryable;
+    return SK_OK;
+}
+
+int sk_ctx_enter(sk_ctx_t *ctx, sk_entry_t *out)
+{
+    msgpack_packer pk;
+    const sk_error_t *e;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    entry_reset(ctx);
+    msgpack_packer_init(&pk, &ctx->out_buf, msgpack_sbuffer_write);
+    rc = ctx->wf->handler(ctx, &pk);
+
+    if (ctx->nested) {
+        e = sk_error_set_retryable(sk_error_new(ctx, "NestedStepError",
+                                                "Step is nested inside another step: %s inside %s",
+                                                ctx->nested_inner, ctx->nested_outer),
+                                   false);
+        return fail_with(ctx, out, e);
+    }
+    if (ctx->aborted) {
+        out->kind = SK_ENTRY_ABORTED;
+        return SK_OK;
+    }
+    out->op = ctx->exec_op;
+    switch (ctx->exec_kind) {
+    case EXEC_FATAL:
+        out->kind = SK_ENTRY_FAILED;
+        out->error = ctx->exec_op->data;
+        out->error_len = ctx->exec_op->len;
+        out->fatal = 1;
+        return SK_OK;
+    case EXEC_DONE:
+        out->kind = SK_ENTRY_STEP_DONE;
+        return SK_OK;
+    case EXEC_RETRY:
+        out->kind = SK_ENTRY_STEP_RETRY;
+        out->retry_delay_ms = ctx->retry_delay_ms;
+        return SK_OK;
+    case EXEC_NONE:
+        break;
+    }
+    if (ctx->yield) {
+        out->kind = SK_ENTRY_YIELD;
+        return SK_OK;
+    }
+    switch (rc) {
+    case SK_OK:
+        if (output_check(&ctx->out_buf) != SK_OK) {
+            e = sk_error_set_retryable(
+                sk_error_new(ctx, "OutputError", "handler packed more than one msgpack value"),
+                false);
+            return fail_with(ctx, out, e);
+        }
+        out->kind = SK_ENTRY_COMPLETED;
+        out->output = ctx->out_buf.data;
+        out->output_len = ctx->out_buf.size;
+        return SK_OK;
+    case SK_FAILED:
+        e = ctx->raised ? ctx->raised : ctx->last_error;
+        if (e == NULL)
+            e = sk_error_new(ctx, "HandlerError", "handler returned SK_FAILED without an error");
+        return fail_with(ctx, out, e);
+    case SK_SUSPEND:
+        e = sk_error_new(ctx, "HandlerError", "handler returned SK_SUSPEND but no step suspended");
+        return fail_with(ctx, out, e);
+    default:
+        e = sk_error_new(ctx, "HandlerError", "handler returned %d", rc);
+        return fail_with(ctx, out, e);
+    }
+}
+
+/* ---- validation ------------------------------------------------------------- */
+
+void sk_issue(sk_issues_t *iss, const char *const *path, const char *expected,
+              const char *message)
+{
+    msgpack_packer pk;
+    size_t np = 0;
+
+    msgpack_packer_init(&pk, &iss->buf, msgpack_sbuffer_write);
+    while (path != NULL && path[np] != NULL)
+        np++;
+    if (msgpack_pack_map(&pk, 3) || pack_cstr(&pk, "path") || msgpack_pack_array(&pk, np))
+        return;
+    for (size_t i = 0; i < np; i++) {
+        if (pack_cstr(&pk, path[i]))
+            return;
+    }
+    if (pack_cstr(&pk, "expected") || pack_cstr(&pk, expected ? expected : "") ||
+        pack_cstr(&pk, "message") || pack_cstr(&pk, message ? message : ""))
+        return;
+    if (iss->count == 0)
+        iss->first_message = arena_strdup(iss->ctx, message ? message : "");
+    iss->count++;
+}
+
+static const char *received_name(const msgpack_object *v)
+{
+    if (v == NULL)
+        return "undefined";
+    switch (sk_type(v)) {
+    case SK_T_INT:
+    case SK_T_NUMBER:
+        return "number";
+    default:
+        return sk_type_name(sk_type(v));
+    }
+}
+
+bool sk_expect(sk_issues_t *iss, const msgpack_object *data, const char *key, sk_type_t type)
+{
+    char msg[160];
+    const msgpack_object *v;
+    const char *path[2] = {key, NULL};
+    sk_type_t got;
+
+    if (data == NULL || data->type != MSGPACK_OBJECT_MAP) {
+        snprintf(msg, sizeof(msg), "Invalid input: expected object, received %s",
+                 received_name(data));
+        sk_issue(iss, NULL, "object", msg);
+        return false;
+    }
+    v = sk_get(data, key);
+    got = v ? sk_type(v) : SK_T_NIL;
+    if (v != NULL && (got == type || (type == SK_T_NUMBER && got == SK_T_INT)))
+        return true;
+    if (v != NULL && type == SK_T_INT && v->type == MSGPACK_OBJECT_FLOAT64 &&
+        v->via.f64 == floor(v->via.f64) && fabs(v->via.f64) < 9e15)
+        return true;
+    snprintf(msg, sizeof(msg), "Invalid input: expected %s, received %s", sk_type_name(type),
+             received_name(v));
+    sk_issue(iss, path, sk_type_name(type), msg);
+    return false;
+}
+
+int sk_ctx_validate(sk_ctx_t *ctx, sk_entry_t *out)
+{
+    sk_issues_t iss = {.ctx = ctx};
+    sk_error_t *e, *cause;
+    msgpack_sbuffer arr;
+    msgpack_packer pk;
+    int rc = SK_OK;
+
+    memset(out, 0, sizeof(*out));
+    if (ctx->wf->validate == NULL)
+        return SK_OK;
+    entry_reset(ctx);
+    msgpack_sbuffer_init(&iss.buf);
+    msgpack_sbuffer_init(&arr);
+    ctx->wf->validate(ctx->data_obj, &iss);
+    if (iss.count == 0)
+        goto done;
+    msgpack_packer_init(&pk, &arr, msgpack_sbuffer_write);
+    if (msgpack_pack_array(&pk, iss.count) ||
+        msgpack_sbuffer_write(&arr, iss.buf.data, iss.buf.size)) {
+        rc = SK_ERROR;
+        goto done;
+    }
+    cause = sk_error_new(ctx, "ValidationError", "%s", iss.first_message);
+    e = sk_error_new(ctx, "InvalidInputError", "Invalid input");
+    if (cause == NULL || e == NULL) {
+        rc = SK_ERROR;
+        goto done;
+    }
+    cause->issues = arena_alloc(ctx, arr.size);
+    if (cause->issues == NULL) {
+        rc = SK_ERROR;
+        goto done;
+    }
+    memcpy((char *)cause->issues, arr.data, arr.size);
+    cause->issues_len = arr.size;
+    cause->retryable = false;
+    e->retryable = false;
+    e->cause = cause;
+    fail_with(ctx, out, e);
+    rc = SK_FAILED;
+done:
+    msgpack_sbuffer_destroy(&arr);
+    msgpack_sbuffer_destroy(&iss.buf);
+    return rc;
+}

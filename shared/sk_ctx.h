@@ -1,0 +1,122 @@
+/*
+ * sk_ctx - the replay runtime behind stepkit.h, as the engine sees it.
+ *
+ * The worker builds a context from a claimed run (input and recorded ops),
+ * then calls sk_ctx_enter() once per replay.  Each entry runs the handler
+ * from the top; step calls return recorded results, and at most one new op
+ * executes per entry.  The entry's outcome says what the engine must make
+ * durable.  The context never talks to the database itself: before a new
+ * body runs it calls the engine's before_body hook, which commits what is
+ * pending (so one commit per step), and everything else is read back from
+ * the outcome.
+ *
+ * Ownership: the context owns the ops it is given (copies), its arena
+ * (strings, errors; reset at each entry) and the outcome's buffers (valid
+ * until the next entry or sk_ctx_free).
+ */
+#ifndef SK_CTX_H
+#define SK_CTX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "sk_registry.h"
+#include "stepkit.h"
+
+typedef enum {
+    SK_OP_RETRY = 0, /* attempts failed so far; it runs again */
+    SK_OP_OK,        /* final: output */
+    SK_OP_ERROR      /* final: error map */
+} sk_op_status_t;
+
+/* One op as recorded (or about to be). */
+typedef struct sk_op {
+    char key[41];
+    char *step_id;
+    sk_op_status_t status;
+    int attempts;      /* executions so far */
+    char *data;        /* msgpack output or error map */
+    size_t len;
+    int64_t started_ms; /* wall clock, first execution of this attempt */
+    int committed;     /* 1 once durable */
+    msgpack_unpacked unpacked; /* lazily unpacked data */
+    int unpacked_ok;
+    struct sk_op *next; /* hash chain */
+    struct sk_op *order_next; /* insertion order */
+} sk_op_t;
+
+typedef enum {
+    SK_ENTRY_COMPLETED,  /* handler returned its output */
+    SK_ENTRY_FAILED,     /* the run fails now (fatal error, or handler failed) */
+    SK_ENTRY_STEP_DONE,  /* a body ran to a final result: pending op, replay again */
+    SK_ENTRY_STEP_RETRY, /* a body failed and runs again after retry_delay_ms */
+    SK_ENTRY_YIELD,      /* the engine asked to stop before a new body (draining) */
+    SK_ENTRY_ABORTED     /* before_body failed (lease lost, connection gone) */
+} sk_entry_kind_t;
+
+typedef struct {
+    sk_entry_kind_t kind;
+    /* COMPLETED: the output (one msgpack value) */
+    const char *output;
+    size_t output_len;
+    /* FAILED: the error map; fatal = not retryable (never retry the handler) */
+    const char *error;
+    size_t error_len;
+    int fatal;
+    /* STEP_DONE / STEP_RETRY / FAILED after a body: the op that ran */
+    sk_op_t *op;
+    int retry_delay_ms;
+} sk_entry_t;
+
+/* Called before a new body executes.  SK_OK: go on; SK_AGAIN: yield
+ * (the handler is suspended, the entry ends YIELD); SK_ERROR: abort. */
+typedef int (*sk_before_body_fn)(sk_ctx_t *ctx, void *arg);
+
+typedef struct {
+    const sk_wf_t *wf;
+    const char *run_id;
+    const char *event_id;
+    const char *trigger_type; /* invoke | event | cron */
+    const char *trigger_name;
+    int64_t created_ms;
+    const char *data; /* msgpack input.data (checked by the caller) */
+    size_t data_len;
+    int handler_attempt; /* 1-based attempt of the handler this execution */
+    sk_before_body_fn before_body;
+    void *hook_arg;
+} sk_ctx_params_t;
+
+sk_ctx_t *sk_ctx_new(const sk_ctx_params_t *p);
+void sk_ctx_free(sk_ctx_t *ctx);
+
+/* Add a recorded op (copies data).  Data must have passed sk_msgpack_check. */
+int sk_ctx_add_op(sk_ctx_t *ctx, const char *key, const char *step_id, sk_op_status_t status,
+                  int attempts, const char *data, size_t len);
+
+/* Validate the input with the workflow's validator: SK_OK, or SK_FAILED
+ * with out filled (InvalidInputError, fatal). */
+int sk_ctx_validate(sk_ctx_t *ctx, sk_entry_t *out);
+
+/* One replay.  Returns SK_OK with `out` filled. */
+int sk_ctx_enter(sk_ctx_t *ctx, sk_entry_t *out);
+
+/* Ops not yet committed, in the order they were recorded. */
+sk_op_t *sk_ctx_first_op(sk_ctx_t *ctx);
+size_t sk_ctx_final_ops(const sk_ctx_t *ctx);
+void sk_ctx_set_handler_attempt(sk_ctx_t *ctx, int attempt);
+const sk_wf_t *sk_ctx_workflow(const sk_ctx_t *ctx);
+
+/* Pack an error map {name, message, retryable[, stack][, cause]}: helpers
+ * for the engine (lease errors, handler misuse). */
+int sk_error_pack_simple(msgpack_sbuffer *buf, const char *name, const char *message,
+                         int retryable);
+
+/* Retry delay for failed attempt n (1-based) under `r` (jittered). */
+int sk_backoff_ms(const sk_retry_t *r, int attempt);
+
+/* Lowercase hex SHA-1 of "<step id>:<index>" into out[41]. */
+int sk_op_key(const char *step_id, int index, char out[41]);
+
+#endif

@@ -1,0 +1,229 @@
+/* Workflow libraries: loading, registration and publication. */
+#include "sk_registry.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sk_cron.h"
+#include "sk_pg.h"
+
+#define ID_LEN_MAX 200
+
+struct sk_registry {
+    sk_wf_t *wfs;
+    size_t n, cap;
+    void **handles;
+    size_t nhandles;
+    char err[512];
+};
+
+typedef int (*entry_fn)(sk_registry_t *);
+
+sk_registry_t *sk_registry_new(void)
+{
+    return calloc(1, sizeof(sk_registry_t));
+}
+
+void sk_registry_free(sk_registry_t *reg)
+{
+    if (reg == NULL)
+        return;
+    /* Handles stay open: handlers may still be referenced by forked workers'
+     * copies; the process is ending anyway when the registry is freed. */
+    free(reg->handles);
+    free(reg->wfs);
+    free(reg);
+}
+
+const char *sk_registry_error(const sk_registry_t *reg)
+{
+    return reg->err;
+}
+
+size_t sk_registry_count(const sk_registry_t *reg)
+{
+    return reg->n;
+}
+
+const sk_wf_t *sk_registry_at(const sk_registry_t *reg, size_t i)
+{
+    return i < reg->n ? &reg->wfs[i] : NULL;
+}
+
+const sk_wf_t *sk_registry_find(const sk_registry_t *reg, const char *id)
+{
+    for (size_t i = 0; i < reg->n; i++) {
+        if (strcmp(reg->wfs[i].id, id) == 0)
+            return &reg->wfs[i];
+    }
+    return NULL;
+}
+
+static int name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+
+    return n > 0 && n <= ID_LEN_MAX && strpbrk(s, "\n\r") == NULL;
+}
+
+int sk_register(sk_registry_t *reg, const sk_workflow_t *wf)
+{
+    sk_wf_t w;
+
+    reg->err[0] = '\0';
+    if (wf == NULL || !name_ok(wf->id)) {
+        snprintf(reg->err, sizeof(reg->err),
+                 "workflow id must be 1..%d characters without newlines", ID_LEN_MAX);
+        return SK_ERROR;
+    }
+    if (wf->handler == NULL) {
+        snprintf(reg->err, sizeof(reg->err), "workflow %s: no handler", wf->id);
+        return SK_ERROR;
+    }
+    if (wf->max_attempts < 0 || wf->max_attempts > 1000) {
+        snprintf(reg->err, sizeof(reg->err), "workflow %s: max_attempts %d is out of range 1..1000",
+                 wf->id, wf->max_attempts);
+        return SK_ERROR;
+    }
+    if (wf->retry.set && (wf->retry.initial_ms < 0 || wf->retry.max_ms < 0 ||
+                          !(wf->retry.factor >= 1.0 && wf->retry.factor <= 100.0))) {
+        snprintf(reg->err, sizeof(reg->err),
+                 "workflow %s: retry wants initial_ms >= 0, max_ms >= 0, 1 <= factor <= 100",
+                 wf->id);
+        return SK_ERROR;
+    }
+    if (sk_registry_find(reg, wf->id) != NULL) {
+        snprintf(reg->err, sizeof(reg->err), "workflow %s registered twice", wf->id);
+        return SK_ERROR;
+    }
+    for (size_t i = 0; wf->events != NULL && wf->events[i] != NULL; i++) {
+        if (!name_ok(wf->events[i])) {
+            snprintf(reg->err, sizeof(reg->err), "workflow %s: invalid event name", wf->id);
+            return SK_ERROR;
+        }
+    }
+    for (size_t i = 0; wf->schedules != NULL && wf->schedules[i] != NULL; i++) {
+        char cerr[256];
+        sk_cron_t *c = sk_cron_parse(wf->schedules[i], cerr, sizeof(cerr));
+        if (c == NULL || strpbrk(wf->schedules[i], "\n\r") != NULL) {
+            snprintf(reg->err, sizeof(reg->err), "workflow %s: schedule '%s': %s", wf->id,
+                     wf->schedules[i], c ? "newline in schedule" : cerr);
+            sk_cron_free(c);
+            return SK_ERROR;
+        }
+        sk_cron_free(c);
+    }
+    w.id = wf->id;
+    w.handler = wf->handler;
+    w.max_attempts = wf->max_attempts ? wf->max_attempts : SK_MAX_ATTEMPTS_DEFAULT;
+    w.validate = wf->validate;
+    w.retry = wf->retry.set ? wf->retry : SK_RETRY_DEFAULT;
+    w.events = wf->events;
+    w.schedules = wf->schedules;
+    if (reg->n == reg->cap) {
+        size_t cap = reg->cap ? reg->cap * 2 : 16;
+        sk_wf_t *p = realloc(reg->wfs, cap * sizeof(*p));
+        if (p == NULL) {
+            snprintf(reg->err, sizeof(reg->err), "out of memory");
+            return SK_ERROR;
+        }
+        reg->wfs = p;
+        reg->cap = cap;
+    }
+    reg->wfs[reg->n++] = w;
+    return SK_OK;
+}
+
+int sk_registry_load(sk_registry_t *reg, const char *path, char *err, size_t errlen)
+{
+    void *h, **hs;
+    entry_fn entry;
+    size_t before = reg->n;
+
+    h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) {
+        snprintf(err, errlen, "cannot load workflow library %s: %s", path, dlerror());
+        return SK_ERROR;
+    }
+    *(void **)(&entry) = dlsym(h, "stepkit_workflows_v1");
+    if (entry == NULL) {
+        snprintf(err, errlen,
+                 "%s does not export stepkit_workflows_v1 (define it with SK_WORKFLOWS; a library "
+                 "built for another StepKit ABI cannot be loaded)",
+                 path);
+        dlclose(h);
+        return SK_ERROR;
+    }
+    if (entry(reg) != SK_OK) {
+        snprintf(err, errlen, "%s: registration failed: %s", path,
+                 reg->err[0] ? reg->err : "its entry point returned an error");
+        reg->n = before;
+        dlclose(h);
+        return SK_ERROR;
+    }
+    hs = realloc(reg->handles, (reg->nhandles + 1) * sizeof(*hs));
+    if (hs == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return SK_ERROR;
+    }
+    reg->handles = hs;
+    reg->handles[reg->nhandles++] = h;
+    return SK_OK;
+}
+
+/* NULL-terminated list joined by newlines (names cannot hold one). */
+static char *join_lines(const char *const *list)
+{
+    size_t n = 1;
+    char *s;
+
+    for (size_t i = 0; list != NULL && list[i] != NULL; i++)
+        n += strlen(list[i]) + 1;
+    s = malloc(n);
+    if (s == NULL)
+        return NULL;
+    s[0] = '\0';
+    for (size_t i = 0; list != NULL && list[i] != NULL; i++) {
+        if (i > 0)
+            strcat(s, "\n");
+        strcat(s, list[i]);
+    }
+    return s;
+}
+
+int sk_registry_publish(const sk_registry_t *reg, PGconn *conn, char *err, size_t errlen)
+{
+    static const char *sql =
+        "INSERT INTO workflows (workflow_id, max_attempts, events, schedules)"
+        " VALUES ($1, $2::int, coalesce(string_to_array(nullif($3, ''), E'\\n'), '{}'),"
+        "         coalesce(string_to_array(nullif($4, ''), E'\\n'), '{}'))"
+        " ON CONFLICT (workflow_id) DO UPDATE SET max_attempts = EXCLUDED.max_attempts,"
+        "   events = EXCLUDED.events, schedules = EXCLUDED.schedules, registered_at = now()";
+    int rc = SK_OK;
+
+    for (size_t i = 0; i < reg->n && rc == SK_OK; i++) {
+        const sk_wf_t *w = &reg->wfs[i];
+        char attempts[16];
+        char *events = join_lines(w->events), *scheds = join_lines(w->schedules);
+        const char *params[4] = {w->id, attempts, events, scheds};
+        PGresult *res;
+
+        if (events == NULL || scheds == NULL) {
+            snprintf(err, errlen, "out of memory");
+            rc = SK_ERROR;
+        } else {
+            snprintf(attempts, sizeof(attempts), "%d", w->max_attempts);
+            res = PQexecParams(conn, sql, 4, NULL, params, NULL, NULL, 0);
+            if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                sk_pg_error(conn, res, "register workflow", err, errlen);
+                rc = SK_ERROR;
+            }
+            PQclear(res);
+        }
+        free(events);
+        free(scheds);
+    }
+    return rc;
+}

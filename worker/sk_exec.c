@@ -1,0 +1,621 @@
+#include "sk_exec.h"
+
+#include <arpa/inet.h>
+#include <endian.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sk_ctx.h"
+#include "sk_json.h"
+#include "sk_log.h"
+#include "sk_stmts.h"
+#include "stepkit.h"
+
+#define NUM_LEN 24
+
+struct sk_exec {
+    sk_wconn_t *conn;
+    const sk_config_t *cfg;
+    const sk_registry_t *reg;
+    sk_worker_slot_t *slot;
+    sk_stop_fn stop;
+    void *stop_arg;
+    char worker_name[96];
+    char *workflows; /* ids joined by newlines: what this worker can run */
+    char lease[NUM_LEN];
+};
+
+/* A claimed item with its run; pointers into `res`, which it owns. */
+typedef struct {
+    PGresult *res;
+    int64_t item_id;
+    int32_t epoch;
+    char item_s[NUM_LEN], epoch_s[NUM_LEN];
+    const char *run_id, *target, *workflow, *event_id, *ttype, *tname, *status;
+    const char *data;
+    size_t data_len;
+    int attempt, attempt_ops;
+    int64_t created_ms;
+} item_t;
+
+/* A batch of commands with room for their numeric parameters. */
+typedef struct {
+    sk_cmd_t *cmds;
+    char (*nums)[4][NUM_LEN];
+    int n, cap;
+} batch_t;
+
+typedef struct {
+    sk_exec_t *x;
+    item_t *it;
+    sk_ctx_t *ctx;
+    int lost; /* lease lost or connection gone: stop touching this item */
+} run_state_t;
+
+/* ---- binary result fields ------------------------------------------------------- */
+
+static int64_t get_i64(const PGresult *r, int row, int col)
+{
+    uint64_t v;
+
+    memcpy(&v, PQgetvalue(r, row, col), 8);
+    return (int64_t)be64toh(v);
+}
+
+static int32_t get_i32(const PGresult *r, int row, int col)
+{
+    uint32_t v;
+
+    memcpy(&v, PQgetvalue(r, row, col), 4);
+    return (int32_t)ntohl(v);
+}
+
+static const char *get_str(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+/* Parse sk_claim's result.  SK_OK: an item (it->res takes `res`); SK_AGAIN:
+ * nothing claimed (res cleared). */
+static int parse_claim(PGresult *res, item_t *it, int64_t *next_due_ms)
+{
+    memset(it, 0, sizeof(*it));
+    if (PQntuples(res) == 0 || PQnfields(res) != SK_CLAIM_NCOLS) {
+        PQclear(res);
+        return SK_AGAIN;
+    }
+    if (next_due_ms != NULL)
+        *next_due_ms = PQgetisnull(res, 0, SK_CLAIM_NEXT_MS) ? -1
+                                                              : get_i64(res, 0, SK_CLAIM_NEXT_MS);
+    if (PQgetisnull(res, 0, SK_CLAIM_ITEM)) {
+        PQclear(res);
+        return SK_AGAIN;
+    }
+    it->res = res;
+    it->item_id = get_i64(res, 0, SK_CLAIM_ITEM);
+    it->epoch = get_i32(res, 0, SK_CLAIM_EPOCH);
+    snprintf(it->item_s, sizeof(it->item_s), "%lld", (long long)it->item_id);
+    snprintf(it->epoch_s, sizeof(it->epoch_s), "%d", it->epoch);
+    it->run_id = get_str(res, 0, SK_CLAIM_RUN);
+    it->target = get_str(res, 0, SK_CLAIM_TARGET);
+    it->workflow = get_str(res, 0, SK_CLAIM_WORKFLOW);
+    it->event_id = get_str(res, 0, SK_CLAIM_EVENT);
+    it->ttype = get_str(res, 0, SK_CLAIM_TTYPE);
+    it->tname = get_str(res, 0, SK_CLAIM_TNAME);
+    it->status = get_str(res, 0, SK_CLAIM_STATUS);
+    if (it->status != NULL) {
+        it->data = PQgetvalue(res, 0, SK_CLAIM_DATA);
+        it->data_len = (size_t)PQgetlength(res, 0, SK_CLAIM_DATA);
+        it->attempt = get_i32(res, 0, SK_CLAIM_ATTEMPT);
+        it->attempt_ops = get_i32(res, 0, SK_CLAIM_ATTEMPT_OPS);
+        it->created_ms = get_i64(res, 0, SK_CLAIM_CREATED_MS);
+    }
+    return SK_OK;
+}
+
+/* ---- batches ------------------------------------------------------------------- */
+
+static int batch_init(batch_t *b, int cap)
+{
+    b->n = 0;
+    b->cap = cap;
+    b->cmds = calloc((size_t)cap, sizeof(*b->cmds));
+    b->nums = calloc((size_t)cap, sizeof(*b->nums));
+    return b->cmds && b->nums ? SK_OK : SK_ERROR;
+}
+
+static void batch_free(batch_t *b)
+{
+    free(b->cmds);
+    free(b->nums);
+}
+
+static sk_cmd_t *batch_add(batch_t *b, const char *stmt)
+{
+    sk_cmd_t *k;
+
+    if (b->n == b->cap)
+        return NULL;
+    k = &b->cmds[b->n++];
+    memset(k, 0, sizeof(*k));
+    k->stmt = stmt;
+    return k;
+}
+
+static void param(sk_cmd_t *k, const char *v, int len, int binary)
+{
+    k->values[k->nparams] = v;
+    k->lengths[k->nparams] = len;
+    k->formats[k->nparams] = binary;
+    k->nparams++;
+}
+
+static char *num(batch_t *b, int slot, long long v)
+{
+    char *s = b->nums[b->n - 1][slot];
+
+    snprintf(s, NUM_LEN, "%lld", v);
+    return s;
+}
+
+/* visible_ms < 0: delete the item (its work is done). */
+static int add_fence(batch_t *b, const item_t *it, int visible_ms)
+{
+    sk_cmd_t *k = batch_add(b, "sk_fence");
+
+    if (k == NULL)
+        return SK_ERROR;
+    param(k, it->item_s, 0, 0);
+    param(k, it->epoch_s, 0, 0);
+    param(k, visible_ms < 0 ? NULL : num(b, 0, visible_ms), 0, 0);
+    return SK_OK;
+}
+
+static int add_op(batch_t *b, const item_t *it, const sk_op_t *op)
+{
+    static const char *const st[] = {"retry", "ok", "error"};
+    sk_cmd_t *k = batch_add(b, "sk_op_put");
+
+    if (k == NULL)
+        return SK_ERROR;
+    param(k, it->run_id, 0, 0);
+    param(k, op->key, 0, 0);
+    param(k, op->step_id, 0, 0);
+    param(k, st[op->status], 0, 0);
+    param(k, op->data, (int)op->len, 1);
+    param(k, num(b, 0, op->attempts), 0, 0);
+    param(k, num(b, 1, op->started_ms), 0, 0);
+    return SK_OK;
+}
+
+static int add_pending_ops(batch_t *b, const item_t *it, sk_ctx_t *ctx)
+{
+    for (sk_op_t *op = sk_ctx_first_op(ctx); op != NULL; op = op->order_next) {
+        if (!op->committed && add_op(b, it, op) != SK_OK)
+            return SK_ERROR;
+    }
+    return SK_OK;
+}
+
+static void mark_committed(sk_exec_t *x, sk_ctx_t *ctx)
+{
+    for (sk_op_t *op = sk_ctx_first_op(ctx); op != NULL; op = op->order_next) {
+        if (!op->committed) {
+            op->committed = 1;
+            if (op->status != SK_OP_RETRY)
+                atomic_fetch_add(&x->slot->steps_done, 1);
+        }
+    }
+}
+
+static int count_pending(sk_ctx_t *ctx)
+{
+    int n = 0;
+
+    for (sk_op_t *op = sk_ctx_first_op(ctx); op != NULL; op = op->order_next)
+        n += !op->committed;
+    return n;
+}
+
+static int add_claim(sk_exec_t *x, batch_t *b)
+{
+    sk_cmd_t *k = batch_add(b, "sk_claim");
+
+    if (k == NULL)
+        return SK_ERROR;
+    param(k, x->lease, 0, 0);
+    param(k, x->worker_name, 0, 0);
+    param(k, x->workflows, 0, 0);
+    k->binary_result = 1;
+    return SK_OK;
+}
+
+/*
+ * Run a batch as one transaction.  SK_OK; SK_AGAIN when the lease was lost
+ * (nothing changed); SK_ERROR otherwise.  Results are kept in res (caller
+ * clears) when res is given.
+ */
+static int run_batch(sk_exec_t *x, batch_t *b, const item_t *it, PGresult **res)
+{
+    char err[512];
+    PGresult **r = res ? res : calloc((size_t)b->n, sizeof(*r));
+    int rc;
+
+    if (r == NULL)
+        return SK_ERROR;
+    rc = sk_wconn_run(x->conn, b->cmds, b->n, 1, r, err, sizeof(err));
+    if (rc == SK_AGAIN)
+        sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", it->run_id, it->item_s,
+                    it->epoch_s);
+    else if (rc != SK_OK)
+        sk_log_error("event=write_failed run=%s item=%s error=\"%s\"", it->run_id, it->item_s, err);
+    if (res == NULL) {
+        for (int i = 0; i < b->n; i++)
+            PQclear(r[i]);
+        free(r);
+    }
+    return rc;
+}
+
+/* ---- hooks and endings ------------------------------------------------------------ */
+
+/* Before a new body: commit what is pending (one commit per step), or
+ * yield when the worker is stopping. */
+static int before_body(sk_ctx_t *ctx, void *arg)
+{
+    run_state_t *rs = arg;
+    batch_t b;
+    int rc;
+
+    if (rs->x->stop(rs->x->stop_arg))
+        return SK_AGAIN;
+    if (count_pending(ctx) == 0)
+        return SK_OK;
+    if (batch_init(&b, count_pending(ctx) + 1) != SK_OK)
+        return SK_ERROR;
+    rc = add_fence(&b, rs->it, rs->x->cfg->lease_ms);
+    if (rc == SK_OK)
+        rc = add_pending_ops(&b, rs->it, ctx);
+    if (rc == SK_OK)
+        rc = run_batch(rs->x, &b, rs->it, NULL);
+    batch_free(&b);
+    if (rc != SK_OK) {
+        rs->lost = 1;
+        return SK_ERROR;
+    }
+    mark_committed(rs->x, ctx);
+    return SK_OK;
+}
+
+/* Release the item (visible again after delay_ms), committing pending ops
+ * and, when attempt >= 0, the handler's attempt counters. */
+static int release(run_state_t *rs, int delay_ms, int attempt, int attempt_ops)
+{
+    batch_t b;
+    int rc = SK_ERROR;
+    int pending = rs->ctx ? count_pending(rs->ctx) : 0;
+
+    if (batch_init(&b, pending + 2) != SK_OK)
+        return SK_ERROR;
+    if (add_fence(&b, rs->it, delay_ms) != SK_OK ||
+        (rs->ctx && add_pending_ops(&b, rs->it, rs->ctx) != SK_OK))
+        goto done;
+    if (attempt >= 0) {
+        sk_cmd_t *k = batch_add(&b, "sk_run_attempt");
+        if (k == NULL)
+            goto done;
+        param(k, rs->it->run_id, 0, 0);
+        param(k, num(&b, 0, attempt), 0, 0);
+        param(k, num(&b, 1, attempt_ops), 0, 0);
+    }
+    rc = run_batch(rs->x, &b, rs->it, NULL);
+    if (rc == SK_OK && rs->ctx)
+        mark_committed(rs->x, rs->ctx);
+done:
+    batch_free(&b);
+    return rc;
+}
+
+/*
+ * End the run (status "completed" with output, or "failed" with error),
+ * with its pending ops, removing the item; the same transaction claims the
+ * next item unless the worker is stopping.  *next gets it (SK_OK) or not.
+ */
+static int finish(run_state_t *rs, const char *status, const char *output, size_t output_len,
+                  const char *error, size_t error_len, item_t *next, int *have_next)
+{
+    sk_exec_t *x = rs->x;
+    batch_t b;
+    sk_cmd_t *k;
+    PGresult **res = NULL;
+    int rc = SK_ERROR, claim_at = -1;
+    int pending = rs->ctx ? count_pending(rs->ctx) : 0;
+
+    *have_next = 0;
+    if (batch_init(&b, pending + 3) != SK_OK)
+        return SK_ERROR;
+    if (add_fence(&b, rs->it, -1) != SK_OK ||
+        (rs->ctx && add_pending_ops(&b, rs->it, rs->ctx) != SK_OK))
+        goto done;
+    if (status != NULL) {
+        k = batch_add(&b, "sk_run_end");
+        if (k == NULL)
+            goto done;
+        param(k, rs->it->run_id, 0, 0);
+        param(k, status, 0, 0);
+        param(k, output, (int)output_len, 1);
+        param(k, error, (int)error_len, 1);
+        param(k, sk_wconn_done_channel(x->conn), 0, 0);
+    }
+    if (!x->stop(x->stop_arg)) {
+        claim_at = b.n;
+        if (add_claim(x, &b) != SK_OK)
+            goto done;
+    }
+    res = calloc((size_t)b.n, sizeof(*res));
+    if (res == NULL)
+        goto done;
+    rc = run_batch(x, &b, rs->it, res);
+    if (rc == SK_OK) {
+        if (rs->ctx)
+            mark_committed(x, rs->ctx);
+        if (status != NULL)
+            atomic_fetch_add(&x->slot->runs_done, 1);
+        if (claim_at >= 0 && res[claim_at] != NULL) {
+            *have_next = parse_claim(res[claim_at], next, NULL) == SK_OK;
+            res[claim_at] = NULL;
+        }
+    }
+done:
+    if (res != NULL) {
+        for (int i = 0; i < b.n; i++)
+            PQclear(res[i]);
+        free(res);
+    }
+    batch_free(&b);
+    return rc;
+}
+
+static int fail_simple(run_state_t *rs, const char *name, const char *msg, item_t *next,
+                       int *have_next)
+{
+    msgpack_sbuffer buf;
+    int rc;
+
+    msgpack_sbuffer_init(&buf);
+    rc = sk_error_pack_simple(&buf, name, msg, 0);
+    if (rc == SK_OK)
+        rc = finish(rs, "failed", NULL, 0, buf.data, buf.size, next, have_next);
+    msgpack_sbuffer_destroy(&buf);
+    return rc;
+}
+
+/* ---- one item ---------------------------------------------------------------------- */
+
+static int load_ops(run_state_t *rs, char *err, size_t errlen)
+{
+    const PGresult *r = rs->it->res;
+
+    for (int row = 0; row < PQntuples(r); row++) {
+        const char *key = get_str(r, row, SK_CLAIM_OP_KEY);
+        const char *step = get_str(r, row, SK_CLAIM_OP_STEP);
+        const char *st = get_str(r, row, SK_CLAIM_OP_STATUS);
+        const char *data = PQgetvalue(r, row, SK_CLAIM_OP_RESULT);
+        size_t len = (size_t)PQgetlength(r, row, SK_CLAIM_OP_RESULT);
+        sk_op_status_t status;
+
+        if (key == NULL)
+            continue; /* the LEFT JOIN's row of a run with no ops */
+        if (step == NULL || st == NULL || strlen(key) != 40) {
+            snprintf(err, errlen, "op row %d is incomplete", row);
+            return SK_ERROR;
+        }
+        status = strcmp(st, "ok") == 0      ? SK_OP_OK
+                 : strcmp(st, "error") == 0 ? SK_OP_ERROR
+                                            : SK_OP_RETRY;
+        /* Rows come from outside this process: check before unpacking. */
+        if (sk_msgpack_check(data, len, err, errlen) != SK_OK)
+            return SK_ERROR;
+        if (sk_ctx_add_op(rs->ctx, key, step, status, get_i32(r, row, SK_CLAIM_OP_ATTEMPTS), data,
+                          len) != SK_OK) {
+            snprintf(err, errlen, "out of memory");
+            return SK_ERROR;
+        }
+    }
+    return SK_OK;
+}
+
+static int handler_failed(run_state_t *rs, const sk_entry_t *e, item_t *next, int *have_next)
+{
+    const sk_wf_t *wf = sk_ctx_workflow(rs->ctx);
+    int final_ops = (int)sk_ctx_final_ops(rs->ctx);
+    /* The budget is per op: a newly recorded op starts a fresh one. */
+    int attempt = rs->it->attempt_ops == final_ops ? rs->it->attempt + 1 : 1;
+
+    if (e->fatal || attempt >= wf->max_attempts) {
+        sk_log_info("event=run_failed run=%s workflow=%s attempt=%d fatal=%d", rs->it->run_id,
+                    rs->it->workflow, attempt, e->fatal);
+        return finish(rs, "failed", NULL, 0, e->error, e->error_len, next, have_next);
+    }
+    sk_log_info("event=handler_retry run=%s workflow=%s attempt=%d", rs->it->run_id,
+                rs->it->workflow, attempt);
+    return release(rs, sk_backoff_ms(&wf->retry, attempt), attempt, final_ops);
+}
+
+static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
+{
+    run_state_t rs = {.x = x, .it = it};
+    const sk_wf_t *wf;
+    sk_ctx_params_t p;
+    sk_entry_t e;
+    char err[256];
+    int rc = SK_OK;
+
+    *have_next = 0;
+    if (it->status == NULL || strcmp(it->status, "pending") != 0) {
+        /* A stale item (its run ended, or vanished): remove it. */
+        return finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
+    }
+    wf = sk_registry_find(x->reg, it->workflow);
+    if (wf == NULL) /* the claim filters by workflow: only a bad row gets here */
+        return release(&rs, x->cfg->lease_ms, -1, 0);
+    sk_shm_slot_set_run(x->slot, it->run_id);
+    if (sk_msgpack_check(it->data, it->data_len, err, sizeof(err)) != SK_OK) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "stored input is not valid msgpack: %s", err);
+        rc = fail_simple(&rs, "CorruptRecordError", msg, next, have_next);
+        goto done;
+    }
+    memset(&p, 0, sizeof(p));
+    p.wf = wf;
+    p.run_id = it->run_id;
+    p.event_id = it->event_id;
+    p.trigger_type = it->ttype;
+    p.trigger_name = it->tname;
+    p.created_ms = it->created_ms;
+    p.data = it->data;
+    p.data_len = it->data_len;
+    p.before_body = before_body;
+    p.hook_arg = &rs;
+    rs.ctx = sk_ctx_new(&p);
+    if (rs.ctx == NULL) {
+        rc = SK_ERROR;
+        goto done;
+    }
+    if (load_ops(&rs, err, sizeof(err)) != SK_OK) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "stored op is not readable: %s", err);
+        rc = fail_simple(&rs, "CorruptRecordError", msg, next, have_next);
+        goto done;
+    }
+    sk_ctx_set_handler_attempt(rs.ctx, it->attempt_ops == (int)sk_ctx_final_ops(rs.ctx)
+                                           ? it->attempt + 1
+                                           : 1);
+    if (sk_ctx_validate(rs.ctx, &e) == SK_FAILED) {
+        sk_log_info("event=run_failed run=%s workflow=%s error=InvalidInputError", it->run_id,
+                    it->workflow);
+        rc = finish(&rs, "failed", NULL, 0, e.error, e.error_len, next, have_next);
+        goto done;
+    }
+    for (;;) {
+        sk_ctx_enter(rs.ctx, &e);
+        switch (e.kind) {
+        case SK_ENTRY_STEP_DONE:
+            continue; /* replay at once, the new result still in memory */
+        case SK_ENTRY_COMPLETED:
+            sk_log_debug("event=run_completed run=%s workflow=%s", it->run_id, it->workflow);
+            rc = finish(&rs, "completed", e.output, e.output_len, NULL, 0, next, have_next);
+            goto done;
+        case SK_ENTRY_FAILED:
+            rc = handler_failed(&rs, &e, next, have_next);
+            goto done;
+        case SK_ENTRY_STEP_RETRY:
+            sk_log_info("event=step_retry run=%s step=%s attempt=%d delay_ms=%d", it->run_id,
+                        e.op->step_id, e.op->attempts, e.retry_delay_ms);
+            rc = release(&rs, e.retry_delay_ms, -1, 0);
+            goto done;
+        case SK_ENTRY_YIELD:
+            sk_log_info("event=run_yield run=%s reason=stopping", it->run_id);
+            rc = release(&rs, 0, -1, 0);
+            goto done;
+        case SK_ENTRY_ABORTED:
+            if (!rs.lost)
+                sk_log_error("event=run_aborted run=%s reason=internal", it->run_id);
+            goto done; /* the lease expires and another worker takes over */
+        }
+    }
+done:
+    sk_shm_slot_set_run(x->slot, NULL);
+    sk_ctx_free(rs.ctx);
+    return rc;
+}
+
+/* ---- the public loop ------------------------------------------------------------------ */
+
+int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
+{
+    item_t it, next;
+    int have = 0, have_next;
+    batch_t b;
+    PGresult *res[1] = {NULL};
+    char err[512];
+    int rc;
+
+    *next_due_ms = -1;
+    *worked = 0;
+    while (!x->stop(x->stop_arg)) {
+        if (!have) {
+            if (batch_init(&b, 1) != SK_OK || add_claim(x, &b) != SK_OK) {
+                batch_free(&b);
+                return SK_ERROR;
+            }
+            rc = sk_wconn_run(x->conn, b.cmds, 1, 0, res, err, sizeof(err));
+            batch_free(&b);
+            if (rc != SK_OK) {
+                PQclear(res[0]);
+                sk_log_error("event=claim_failed error=\"%s\"", err);
+                return SK_ERROR;
+            }
+            if (parse_claim(res[0], &it, next_due_ms) != SK_OK)
+                return SK_OK; /* nothing visible */
+            have = 1;
+        }
+        *worked = 1;
+        rc = execute(x, &it, &next, &have_next);
+        PQclear(it.res);
+        have = 0;
+        if (rc == SK_OK && have_next) {
+            it = next;
+            have = 1;
+        }
+        if (!sk_wconn_ready(x->conn))
+            return SK_ERROR;
+    }
+    if (have)
+        PQclear(it.res);
+    return SK_OK;
+}
+
+sk_exec_t *sk_exec_new(sk_wconn_t *conn, const sk_config_t *cfg, const sk_registry_t *reg,
+                       sk_worker_slot_t *slot, sk_stop_fn stop, void *stop_arg)
+{
+    sk_exec_t *x = calloc(1, sizeof(*x));
+    char host[64] = "localhost";
+    size_t len = 1;
+
+    if (x == NULL)
+        return NULL;
+    x->conn = conn;
+    x->cfg = cfg;
+    x->reg = reg;
+    x->slot = slot;
+    x->stop = stop;
+    x->stop_arg = stop_arg;
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    snprintf(x->worker_name, sizeof(x->worker_name), "%s:%d", host, (int)getpid());
+    snprintf(x->lease, sizeof(x->lease), "%d", cfg->lease_ms);
+    for (size_t i = 0; i < sk_registry_count(reg); i++)
+        len += strlen(sk_registry_at(reg, i)->id) + 1;
+    x->workflows = calloc(1, len);
+    if (x->workflows == NULL) {
+        free(x);
+        return NULL;
+    }
+    for (size_t i = 0; i < sk_registry_count(reg); i++) {
+        if (i > 0)
+            strcat(x->workflows, "\n");
+        strcat(x->workflows, sk_registry_at(reg, i)->id);
+    }
+    return x;
+}
+
+void sk_exec_free(sk_exec_t *x)
+{
+    if (x == NULL)
+        return;
+    free(x->workflows);
+    free(x);
+}

@@ -1,0 +1,37 @@
+/*
+ * sk_exec - claim queue items and execute their runs by replay.
+ *
+ * One claim returns the item with its run and recorded ops.  The run is
+ * replayed in memory: each new op's result is committed (one transaction,
+ * fenced by the item's lease) just before the next body runs, and the last
+ * one together with the end of the run, which also claims the next item.
+ * No transaction is open while user code runs.
+ */
+#ifndef SK_EXEC_H
+#define SK_EXEC_H
+
+#include <stdint.h>
+
+#include "sk_config.h"
+#include "sk_registry.h"
+#include "sk_shm.h"
+#include "sk_wconn.h"
+
+typedef struct sk_exec sk_exec_t;
+
+/* Returns non-zero when the worker must stop starting new steps. */
+typedef int (*sk_stop_fn)(void *arg);
+
+sk_exec_t *sk_exec_new(sk_wconn_t *conn, const sk_config_t *cfg, const sk_registry_t *reg,
+                       sk_worker_slot_t *slot, sk_stop_fn stop, void *stop_arg);
+void sk_exec_free(sk_exec_t *x);
+
+/*
+ * Claim and execute items until none is visible or the worker must stop.
+ * *next_due_ms: ms until the earliest item this worker could run becomes
+ * visible (-1: none queued).  *worked: whether anything was executed.
+ * SK_ERROR when the connection failed (it reconnects by itself).
+ */
+int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked);
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * sk_stmts - every statement a worker runs, prepared by name on each new
+ * connection.  Values always go in as parameters.
+ */
+#ifndef SK_STMTS_H
+#define SK_STMTS_H
+
+typedef struct {
+    const char *name;
+    const char *sql;
+} sk_stmt_def_t;
+
+extern const sk_stmt_def_t sk_stmts[];
+extern const int sk_stmts_count;
+
+/* Column numbers of sk_claim's result. */
+enum {
+    SK_CLAIM_NEXT_MS = 0, /* ms until the earliest item is visible (any row), or NULL */
+    SK_CLAIM_ITEM,
+    SK_CLAIM_EPOCH,
+    SK_CLAIM_RUN,
+    SK_CLAIM_TARGET,
+    SK_CLAIM_WORKFLOW,
+    SK_CLAIM_EVENT,
+    SK_CLAIM_TTYPE,
+    SK_CLAIM_TNAME,
+    SK_CLAIM_DATA,
+    SK_CLAIM_STATUS,
+    SK_CLAIM_ATTEMPT,
+    SK_CLAIM_ATTEMPT_OPS,
+    SK_CLAIM_CREATED_MS,
+    SK_CLAIM_OP_KEY,
+    SK_CLAIM_OP_STEP,
+    SK_CLAIM_OP_STATUS,
+    SK_CLAIM_OP_RESULT,
+    SK_CLAIM_OP_ATTEMPTS,
+    SK_CLAIM_NCOLS
+};
+
+#endif

@@ -1,0 +1,454 @@
+#include "sk_wconn.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sk_log.h"
+#include "sk_migrate.h"
+#include "sk_stmts.h"
+#include "stepkit.h"
+
+#define RECONNECT_MIN_MS 100
+#define RECONNECT_MAX_MS 5000
+#define CHANNEL_MAX      (SK_NAME_MAX + 8)
+
+typedef enum { CONN_DOWN, CONN_CONNECTING, CONN_READY } conn_state_t;
+
+struct sk_wconn {
+    struct ev_loop *loop;
+    const sk_config_t *cfg;
+    sk_wconn_cb_t cb;
+    PGconn *pg;
+    conn_state_t state;
+    ev_io io;
+    ev_timer retry;
+    int backoff_ms;
+    int timeout_ms;
+    int notified;
+    int fatal;
+    char work_channel[CHANNEL_MAX];
+    char done_channel[CHANNEL_MAX];
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_state(sk_wconn_t *c, conn_state_t st)
+{
+    static const char *const names[] = {"down", "connecting", "ready"};
+
+    if (c->state != st)
+        sk_log_debug("event=conn_state from=%s to=%s", names[c->state], names[st]);
+    c->state = st;
+}
+
+static void drop(sk_wconn_t *c, const char *why)
+{
+    ev_io_stop(c->loop, &c->io);
+    if (c->pg != NULL) {
+        char msg[256];
+        size_t n;
+        snprintf(msg, sizeof(msg), "%s", PQerrorMessage(c->pg));
+        n = strcspn(msg, "\n");
+        msg[n] = '\0';
+        sk_log_warn("event=conn_lost reason=\"%s\" error=\"%s\" retry_ms=%d", why, msg,
+                    c->backoff_ms);
+        PQfinish(c->pg);
+        c->pg = NULL;
+    }
+    set_state(c, CONN_DOWN);
+    if (c->cb.lost)
+        c->cb.lost(c->cb.arg);
+    if (!c->fatal) {
+        int delay = c->backoff_ms;
+        c->backoff_ms = c->backoff_ms * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : c->backoff_ms * 2;
+        sk_wconn_connect(c, delay);
+    }
+}
+
+/* ---- synchronous batches over the non-blocking socket ------------------------ */
+
+static int wait_sock(sk_wconn_t *c, short events, int64_t deadline)
+{
+    struct pollfd pfd = {.fd = PQsocket(c->pg), .events = events};
+    int64_t left;
+    int rc;
+
+    for (;;) {
+        left = deadline - mono_ms();
+        if (left <= 0)
+            return SK_AGAIN;
+        rc = poll(&pfd, 1, (int)left);
+        if (rc > 0)
+            return SK_OK;
+        if (rc == 0)
+            return SK_AGAIN;
+        if (errno != EINTR)
+            return SK_ERROR;
+    }
+}
+
+static int flush_out(sk_wconn_t *c, int64_t deadline)
+{
+    int r;
+
+    while ((r = PQflush(c->pg)) == 1) {
+        /* The server may be waiting for us to read (notifications). */
+        if (wait_sock(c, POLLOUT | POLLIN, deadline) != SK_OK || !PQconsumeInput(c->pg))
+            return SK_ERROR;
+    }
+    return r == 0 ? SK_OK : SK_ERROR;
+}
+
+static void take_notifies(sk_wconn_t *c)
+{
+    PGnotify *n;
+
+    while ((n = PQnotifies(c->pg)) != NULL) {
+        if (strcmp(n->relname, c->work_channel) == 0)
+            c->notified = 1;
+        PQfreemem(n);
+    }
+}
+
+/*
+ * Read results until the pipeline's sync.  Results land in res[] by
+ * command index minus `skip` (the BEGIN of a transaction).
+ */
+static int collect(sk_wconn_t *c, int n, int skip, PGresult **res, int64_t deadline,
+                   int *lease_lost, char *err, size_t errlen)
+{
+    int idx = 0, failed = 0;
+
+    for (;;) {
+        PGresult *r;
+        while (PQisBusy(c->pg)) {
+            if (wait_sock(c, POLLIN, deadline) != SK_OK) {
+                snprintf(err, errlen, "database did not answer within %d ms", c->timeout_ms);
+                return SK_ERROR;
+            }
+            if (!PQconsumeInput(c->pg)) {
+                snprintf(err, errlen, "connection lost");
+                return SK_ERROR;
+            }
+        }
+        r = PQgetResult(c->pg);
+        if (r == NULL) {
+            idx++; /* end of one command's results */
+            continue;
+        }
+        switch (PQresultStatus(r)) {
+        case PGRES_PIPELINE_SYNC:
+            PQclear(r);
+            take_notifies(c);
+            return failed ? SK_AGAIN : SK_OK;
+        case PGRES_FATAL_ERROR: {
+            const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            if (state != NULL && strcmp(state, "SK001") == 0)
+                *lease_lost = 1;
+            else if (!failed) {
+                const char *m = PQresultErrorMessage(r);
+                snprintf(err, errlen, "%.*s", (int)strcspn(m, "\n"), m);
+            }
+            failed = 1;
+            break;
+        }
+        default:
+            break;
+        }
+        if (idx - skip >= 0 && idx - skip < n && res != NULL && res[idx - skip] == NULL)
+            res[idx - skip] = r;
+        else
+            PQclear(r);
+    }
+}
+
+static int send_sql(sk_wconn_t *c, const char *sql)
+{
+    return PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0);
+}
+
+int sk_wconn_run(sk_wconn_t *c, sk_cmd_t *cmds, int n, int tx, PGresult **res, char *err,
+                 size_t errlen)
+{
+    int64_t deadline = mono_ms() + c->timeout_ms;
+    int lease_lost = 0, rc;
+
+    err[0] = '\0';
+    for (int i = 0; i < n && res != NULL; i++)
+        res[i] = NULL;
+    if (c->state != CONN_READY) {
+        snprintf(err, errlen, "not connected");
+        return SK_ERROR;
+    }
+    if (tx && !send_sql(c, "BEGIN"))
+        goto broken;
+    for (int i = 0; i < n; i++) {
+        sk_cmd_t *k = &cmds[i];
+        if (!PQsendQueryPrepared(c->pg, k->stmt, k->nparams, k->values, k->lengths, k->formats,
+                                 k->binary_result))
+            goto broken;
+    }
+    if (tx && !send_sql(c, "COMMIT"))
+        goto broken;
+    if (!PQpipelineSync(c->pg) || flush_out(c, deadline) != SK_OK)
+        goto broken;
+    rc = collect(c, n, tx ? 1 : 0, res, deadline, &lease_lost, err, errlen);
+    if (rc == SK_ERROR)
+        goto broken;
+    if (rc == SK_AGAIN) {
+        if (lease_lost) {
+            snprintf(err, errlen, "lease lost");
+            return SK_AGAIN;
+        }
+        return SK_ERROR;
+    }
+    return SK_OK;
+broken:
+    if (err[0] == '\0')
+        snprintf(err, errlen, "%.*s", (int)strcspn(PQerrorMessage(c->pg), "\n"),
+                 PQerrorMessage(c->pg));
+    for (int i = 0; i < n && res != NULL; i++) {
+        PQclear(res[i]);
+        res[i] = NULL;
+    }
+    drop(c, "query failed");
+    return SK_ERROR;
+}
+
+/* ---- connection set-up ---------------------------------------------------------- */
+
+static int setup(sk_wconn_t *c)
+{
+    int64_t deadline = mono_ms() + c->timeout_ms;
+    const char *params[1] = {c->cfg->schema};
+    PGresult *res[3] = {NULL, NULL, NULL};
+    char err[512] = "";
+    char *ident = NULL, *listen = NULL;
+    int lease_lost = 0, version, known = sk_schema_version_known(), rc = SK_ERROR;
+    size_t len;
+
+    if (!PQenterPipelineMode(c->pg))
+        goto done;
+    /* search_path, then the schema version: refuse to run against a schema
+     * this binary does not understand. */
+    if (!PQsendQueryParams(c->pg, "SELECT pg_catalog.set_config('search_path', $1, false)", 1,
+                           NULL, params, NULL, NULL, 0) ||
+        !PQsendQueryParams(c->pg,
+                           "SELECT CASE WHEN to_regclass(quote_ident($1) || '.schema_migrations')"
+                           " IS NULL THEN 0 ELSE -1 END",
+                           1, NULL, params, NULL, NULL, 0) ||
+        !PQpipelineSync(c->pg) || flush_out(c, deadline) != SK_OK ||
+        collect(c, 2, 0, res, deadline, &lease_lost, err, sizeof(err)) != SK_OK)
+        goto done;
+    version = atoi(PQgetvalue(res[1], 0, 0));
+    PQclear(res[0]);
+    PQclear(res[1]);
+    res[0] = res[1] = NULL;
+    if (version == -1) {
+        if (!send_sql(c, "SELECT coalesce(max(version), 0) FROM schema_migrations") ||
+            !PQpipelineSync(c->pg) || flush_out(c, deadline) != SK_OK ||
+            collect(c, 1, 0, res, deadline, &lease_lost, err, sizeof(err)) != SK_OK)
+            goto done;
+        version = atoi(PQgetvalue(res[0], 0, 0));
+    }
+    if (version != known) {
+        sk_log_error("event=schema_mismatch schema=%s version=%d known=%d msg=\"%s\"",
+                     c->cfg->schema, version, known,
+                     version > known ? "schema is newer than this binary: upgrade stepkit"
+                                     : "schema is older than this binary: run stepkit migrate");
+        c->fatal = 2;
+        goto done;
+    }
+    /* LISTEN takes an identifier, which cannot be a parameter: quoted by libpq. */
+    ident = PQescapeIdentifier(c->pg, c->work_channel, strlen(c->work_channel));
+    if (ident == NULL)
+        goto done;
+    len = strlen(ident) + 8;
+    listen = malloc(len);
+    if (listen == NULL)
+        goto done;
+    snprintf(listen, len, "LISTEN %s", ident);
+    if (!send_sql(c, listen))
+        goto done;
+    for (int i = 0; i < sk_stmts_count; i++) {
+        if (!PQsendPrepare(c->pg, sk_stmts[i].name, sk_stmts[i].sql, 0, NULL))
+            goto done;
+    }
+    if (!PQpipelineSync(c->pg) || flush_out(c, deadline) != SK_OK ||
+        collect(c, 0, 0, NULL, deadline, &lease_lost, err, sizeof(err)) != SK_OK)
+        goto done;
+    rc = SK_OK;
+done:
+    if (rc != SK_OK && err[0] != '\0')
+        sk_log_error("event=conn_setup_failed error=\"%s\"", err);
+    for (int i = 0; i < 3; i++)
+        PQclear(res[i]);
+    free(listen);
+    PQfreemem(ident);
+    return rc;
+}
+
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+static void watch(sk_wconn_t *c, int events)
+{
+    ev_io_stop(c->loop, &c->io);
+    /* Set the fd every time: after a reconnect the number may be the same
+     * while the socket is new. */
+    ev_io_set(&c->io, PQsocket(c->pg), events);
+    ev_io_start(c->loop, &c->io);
+}
+
+static void connect_poll(sk_wconn_t *c)
+{
+    switch (PQconnectPoll(c->pg)) {
+    case PGRES_POLLING_READING:
+        watch(c, EV_READ);
+        return;
+    case PGRES_POLLING_WRITING:
+        watch(c, EV_WRITE);
+        return;
+    case PGRES_POLLING_OK:
+        ev_io_stop(c->loop, &c->io);
+        if (setup(c) != SK_OK) {
+            drop(c, "setup failed");
+            return;
+        }
+        c->backoff_ms = RECONNECT_MIN_MS;
+        set_state(c, CONN_READY);
+        sk_log_info("event=connected");
+        watch(c, EV_READ);
+        /* Notifications sent while we were away are lost: poll at once. */
+        if (c->cb.ready)
+            c->cb.ready(c->cb.arg);
+        return;
+    default:
+        drop(c, "connect failed");
+        return;
+    }
+}
+
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    sk_wconn_t *c = w->data;
+
+    (void)loop;
+    (void)revents;
+    if (c->state == CONN_CONNECTING) {
+        connect_poll(c);
+        return;
+    }
+    if (c->state != CONN_READY)
+        return;
+    if (!PQconsumeInput(c->pg)) {
+        drop(c, "read failed");
+        return;
+    }
+    take_notifies(c);
+    if (c->notified && c->cb.notify) {
+        c->notified = 0;
+        c->cb.notify(c->cb.arg);
+    }
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    sk_wconn_t *c = w->data;
+    const char *keys[] = {"dbname", "fallback_application_name", NULL};
+    const char *vals[] = {c->cfg->database_url[0] ? c->cfg->database_url : NULL,
+                          "stepkit-worker", NULL};
+
+    (void)loop;
+    (void)revents;
+    c->pg = PQconnectStartParams(keys, vals, 1);
+    if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
+        drop(c, "connect failed");
+        return;
+    }
+    if (PQsetnonblocking(c->pg, 1) != 0) {
+        drop(c, "set non-blocking failed");
+        return;
+    }
+    set_state(c, CONN_CONNECTING);
+    watch(c, EV_WRITE);
+}
+
+sk_wconn_t *sk_wconn_new(struct ev_loop *loop, const sk_config_t *cfg, const sk_wconn_cb_t *cb)
+{
+    sk_wconn_t *c = calloc(1, sizeof(*c));
+
+    if (c == NULL)
+        return NULL;
+    c->loop = loop;
+    c->cfg = cfg;
+    c->cb = *cb;
+    c->backoff_ms = RECONNECT_MIN_MS;
+    /* Long enough for a slow commit, short enough to notice a dead server
+     * before our lease runs out. */
+    c->timeout_ms = cfg->lease_ms > 10000 ? cfg->lease_ms : 10000;
+    snprintf(c->work_channel, sizeof(c->work_channel), "%s.work", cfg->schema);
+    snprintf(c->done_channel, sizeof(c->done_channel), "%s.done", cfg->schema);
+    ev_init(&c->io, io_cb);
+    c->io.data = c;
+    ev_init(&c->retry, retry_cb);
+    c->retry.data = c;
+    return c;
+}
+
+void sk_wconn_free(sk_wconn_t *c)
+{
+    if (c == NULL)
+        return;
+    ev_io_stop(c->loop, &c->io);
+    ev_timer_stop(c->loop, &c->retry);
+    if (c->pg != NULL)
+        PQfinish(c->pg);
+    free(c);
+}
+
+void sk_wconn_connect(sk_wconn_t *c, int delay_ms)
+{
+    ev_timer_stop(c->loop, &c->retry);
+    ev_timer_set(&c->retry, delay_ms / 1000.0, 0.);
+    ev_timer_start(c->loop, &c->retry);
+}
+
+int sk_wconn_ready(const sk_wconn_t *c)
+{
+    return c->state == CONN_READY;
+}
+
+void sk_wconn_quiet(sk_wconn_t *c)
+{
+    ev_io_stop(c->loop, &c->io);
+    ev_timer_stop(c->loop, &c->retry);
+}
+
+const char *sk_wconn_done_channel(const sk_wconn_t *c)
+{
+    return c->done_channel;
+}
+
+int sk_wconn_take_notified(sk_wconn_t *c)
+{
+    int n = c->notified;
+
+    c->notified = 0;
+    return n;
+}
+
+int sk_wconn_fatal(const sk_wconn_t *c)
+{
+    return c->fatal;
+}

@@ -1,0 +1,281 @@
+/*
+ * The worker process: a libev loop around its own connection.  It waits
+ * for work with LISTEN/NOTIFY plus a backoff poll and a timer for the
+ * earliest future item, and executes runs one at a time (sk_exec).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "sk_exec.h"
+#include "sk_heritage.h"
+#include "sk_log.h"
+#include "sk_wconn.h"
+#include "stepkit.h"
+
+#define HEARTBEAT_S 1.0
+
+typedef struct {
+    struct ev_loop *loop;
+    const sk_heritage_t *h;
+    sk_config_t cfg;
+    sk_worker_slot_t *slot;
+    pid_t master_pid;
+    sk_wconn_t *conn;
+    sk_exec_t *exec;
+    ev_signal sig_term, sig_int, sig_quit, sig_hup;
+    ev_io alive;
+    ev_timer poll, due, heartbeat;
+    int poll_ms;
+    int busy;      /* inside sk_exec_work: callbacks only take note */
+    int wanted;    /* work was asked for while busy */
+    int stopping;
+    int exit_code;
+} worker_t;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_state(worker_t *w, sk_worker_state_t st)
+{
+    atomic_store(&w->slot->state, (int32_t)st);
+}
+
+static void begin_stop(worker_t *w, const char *why)
+{
+    if (w->stopping)
+        return;
+    w->stopping = 1;
+    set_state(w, SK_WORKER_DRAINING);
+    sk_log_info("event=worker_stopping reason=%s", why);
+    if (w->busy)
+        return; /* the executor yields at its next step; the loop ends after */
+    sk_wconn_quiet(w->conn);
+    ev_break(w->loop, EVBREAK_ALL);
+}
+
+/* Also asked by the executor before each step and at each run's end. */
+static int must_stop(void *arg)
+{
+    worker_t *w = arg;
+    sk_master_state_t ms;
+
+    /* Serve signals and the alive pipe between steps: a long queue must
+     * not delay a shutdown.  Re-entry into the executor is guarded by busy. */
+    ev_run(w->loop, EVRUN_NOWAIT);
+    if (w->stopping)
+        return 1;
+    ms = sk_shm_master_state(w->h->shm);
+    if (ms >= SK_MASTER_DRAINING)
+        begin_stop(w, "master_draining");
+    else if (getppid() != w->master_pid)
+        begin_stop(w, "master_gone");
+    return w->stopping;
+}
+
+static void arm_timers(worker_t *w, int worked, int64_t next_due_ms)
+{
+    ev_timer_stop(w->loop, &w->poll);
+    ev_timer_stop(w->loop, &w->due);
+    if (w->stopping)
+        return;
+    /* Poll at the interval while there is work, doubling to the cap while idle. */
+    w->poll_ms = worked ? w->cfg.poll_interval_ms
+                        : (w->poll_ms * 2 > w->cfg.poll_max_ms ? w->cfg.poll_max_ms
+                                                                : w->poll_ms * 2);
+    ev_timer_set(&w->poll, w->poll_ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &w->poll);
+    /* A future item (retry, sleep, lease expiry) due before the next poll. */
+    if (next_due_ms > 0 && next_due_ms < w->poll_ms) {
+        ev_timer_set(&w->due, (double)next_due_ms / 1000.0 + 0.001, 0.);
+        ev_timer_start(w->loop, &w->due);
+    }
+}
+
+static void work(worker_t *w)
+{
+    int64_t next_due = -1;
+    int worked = 0, any = 0;
+
+    if (w->busy) {
+        w->wanted = 1;
+        return;
+    }
+    if (w->stopping || !sk_wconn_ready(w->conn))
+        return;
+    w->busy = 1;
+    do {
+        w->wanted = 0;
+        sk_wconn_take_notified(w->conn);
+        set_state(w, SK_WORKER_BUSY);
+        if (sk_exec_work(w->exec, &next_due, &worked) != SK_OK)
+            break;
+        any |= worked;
+    } while (!w->stopping && (w->wanted || sk_wconn_take_notified(w->conn)));
+    w->busy = 0;
+    if (w->stopping) {
+        begin_stop(w, "stopping");
+        sk_wconn_quiet(w->conn);
+        ev_break(w->loop, EVBREAK_ALL);
+        return;
+    }
+    set_state(w, SK_WORKER_IDLE);
+    arm_timers(w, any, next_due);
+}
+
+static void on_ready(void *arg)
+{
+    worker_t *w = arg;
+
+    w->poll_ms = w->cfg.poll_interval_ms;
+    set_state(w, SK_WORKER_IDLE);
+    work(w);
+}
+
+static void on_notify(void *arg)
+{
+    worker_t *w = arg;
+
+    work(w);
+}
+
+static void on_lost(void *arg)
+{
+    worker_t *w = arg;
+
+    set_state(w, SK_WORKER_CONNECTING);
+    if (sk_wconn_fatal(w->conn)) {
+        w->exit_code = sk_wconn_fatal(w->conn);
+        begin_stop(w, "fatal");
+        ev_break(w->loop, EVBREAK_ALL);
+    }
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    work(t->data);
+}
+
+static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    worker_t *w = t->data;
+
+    (void)loop;
+    (void)revents;
+    atomic_store(&w->slot->heartbeat_ms, mono_ms());
+    if (sk_shm_master_state(w->h->shm) >= SK_MASTER_DRAINING)
+        begin_stop(w, "master_draining");
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    worker_t *w = s->data;
+
+    (void)loop;
+    (void)revents;
+    switch (s->signum) {
+    case SIGQUIT:
+        w->exit_code = 1;
+        sk_log_warn("event=worker_quit");
+        w->stopping = 1;
+        ev_break(w->loop, EVBREAK_ALL);
+        break;
+    case SIGHUP:
+        break; /* configuration is the master's; it restarts us to change it */
+    default:
+        begin_stop(w, s->signum == SIGTERM ? "sigterm" : "sigint");
+        break;
+    }
+}
+
+static void alive_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    worker_t *w = io->data;
+    char buf[64];
+    ssize_t n;
+
+    (void)revents;
+    n = read(io->fd, buf, sizeof(buf));
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        ev_io_stop(loop, io);
+        begin_stop(w, "master_gone");
+    }
+}
+
+int sk_worker_main(const sk_heritage_t *h)
+{
+    worker_t w;
+
+    memset(&w, 0, sizeof(w));
+    w.h = h;
+    w.slot = sk_shm_slot(h->shm, h->slot);
+    w.master_pid = sk_shm_master_pid(h->shm);
+    sk_shm_read_config(h->shm, &w.cfg);
+    sk_log_level = w.cfg.log_level;
+    srandom((unsigned)(getpid() ^ time(NULL)));
+    atomic_store(&w.slot->pid, (int32_t)getpid());
+    atomic_store(&w.slot->heartbeat_ms, mono_ms());
+    set_state(&w, SK_WORKER_CONNECTING);
+    w.exit_code = 0;
+    w.poll_ms = w.cfg.poll_interval_ms;
+
+    w.loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    if (w.loop == NULL) {
+        sk_log_error("event=worker_start_failed reason=ev_loop_new");
+        return 1;
+    }
+    sk_wconn_cb_t cb = {.ready = on_ready, .notify = on_notify, .lost = on_lost, .arg = &w};
+    w.conn = sk_wconn_new(w.loop, &w.cfg, &cb);
+    w.exec = w.conn ? sk_exec_new(w.conn, &w.cfg, h->reg, w.slot, must_stop, &w) : NULL;
+    if (w.exec == NULL) {
+        sk_log_error("event=worker_start_failed reason=out_of_memory");
+        w.exit_code = 1;
+        goto done;
+    }
+    ev_signal_init(&w.sig_term, signal_cb, SIGTERM);
+    ev_signal_init(&w.sig_int, signal_cb, SIGINT);
+    ev_signal_init(&w.sig_quit, signal_cb, SIGQUIT);
+    ev_signal_init(&w.sig_hup, signal_cb, SIGHUP);
+    w.sig_term.data = w.sig_int.data = w.sig_quit.data = w.sig_hup.data = &w;
+    ev_signal_start(w.loop, &w.sig_term);
+    ev_signal_start(w.loop, &w.sig_int);
+    ev_signal_start(w.loop, &w.sig_quit);
+    ev_signal_start(w.loop, &w.sig_hup);
+    signal(SIGPIPE, SIG_IGN);
+    if (h->alive_fd >= 0) {
+        ev_io_init(&w.alive, alive_cb, h->alive_fd, EV_READ);
+        w.alive.data = &w;
+        ev_io_start(w.loop, &w.alive);
+    }
+    ev_init(&w.poll, timer_cb);
+    ev_init(&w.due, timer_cb);
+    w.poll.data = w.due.data = &w;
+    ev_timer_init(&w.heartbeat, heartbeat_cb, HEARTBEAT_S, HEARTBEAT_S);
+    w.heartbeat.data = &w;
+    ev_timer_start(w.loop, &w.heartbeat);
+
+    sk_log_info("event=worker_started lease_ms=%d poll_ms=%d", w.cfg.lease_ms,
+                w.cfg.poll_interval_ms);
+    sk_wconn_connect(w.conn, 0);
+    ev_run(w.loop, 0);
+done:
+    set_state(&w, SK_WORKER_EXITED);
+    sk_log_info("event=worker_exit code=%d", w.exit_code);
+    sk_exec_free(w.exec);
+    sk_wconn_free(w.conn);
+    if (w.loop != NULL)
+        ev_loop_destroy(w.loop);
+    return w.exit_code;
+}

@@ -97,7 +97,7 @@ static void usage(FILE *out)
             "  --warmup N           runs started and finished first, not counted (default 50)\n"
             "  --workers W          the master's worker count, recorded in the results\n"
             "  --master-pid PID     the master: the largest of its children's RSS is reported\n"
-            "  --poll-ms MS         completion poll interval (default 20)\n"
+            "  --poll-ms MS         completion poll interval (default 50)\n"
             "  --settle-ms MS       pause before the closing counters are read (default 1500)\n"
             "  --timeout S          give up on a workload after S seconds (default 300)\n"
             "  --ready-timeout S    wait this long for the master to accept runs (default 60)\n"
@@ -245,7 +245,7 @@ static void parse_options(int argc, char **argv, opts_t *o)
     o->runs = -1;
     o->producers = -1;
     o->warmup = 50;
-    o->poll_ms = 20;
+    o->poll_ms = 50;
     o->settle_ms = 1500;
     o->timeout_s = 300;
     o->ready_timeout_s = 60;
@@ -537,6 +537,28 @@ static void warm_up(const opts_t *o, const char *workflow)
     PQfinish(mon);
 }
 
+/* Start one run and wait for its end; the milliseconds it took, on the
+ * client's monotonic clock.  `nth` (0: the warm-up) is for messages. */
+static double invoke_one(const opts_t *o, sk_client_t *c, const char *workflow, int nth)
+{
+    sk_run_result_t res;
+    char err[ERR_MAX] = "";
+    double t = mono_ms(), ms;
+    int rc;
+
+    memset(&res, 0, sizeof res);
+    rc = sk_client_invoke(c, workflow, NULL, 0, o->timeout_s * 1000, &res, err, sizeof err);
+    ms = mono_ms() - t;
+    if (rc == SK_AGAIN)
+        fail("run %d of %d (%s): not ended after %d s", nth, o->runs, res.run_id, o->timeout_s);
+    if (rc != SK_OK)
+        fail("run %d of %d: invoke: %s", nth, o->runs, err);
+    if (strcmp(res.status, "completed") != 0)
+        fail("run %d of %d (%s) ended %s", nth, o->runs, res.run_id, res.status);
+    sk_run_result_clear(&res);
+    return ms;
+}
+
 /* ---- one workload ------------------------------------------------------------- */
 
 static int cmp_double(const void *a, const void *b)
@@ -585,6 +607,8 @@ static void run_workload(const opts_t *o, sk_bench_result_t *r)
         lat_client = sk_client_connect(o->url, o->schema, err, sizeof err);
         if (lat_client == NULL)
             fail("connect: %s", err);
+        /* One invoke not counted: the client's LISTEN happens here. */
+        invoke_one(o, lat_client, w->workflow, 0);
     } else {
         ps = connect_producers(o, w->workflow, o->runs, o->producers);
     }
@@ -597,20 +621,8 @@ static void run_workload(const opts_t *o, sk_bench_result_t *r)
         fail("%s", err);
 
     if (o->workload == WL_LATENCY) {
-        sk_run_result_t res;
-
-        for (int i = 0; i < o->runs; i++) {
-            double t = mono_ms();
-
-            memset(&res, 0, sizeof res);
-            if (sk_client_invoke(lat_client, w->workflow, NULL, 0, o->timeout_s * 1000, &res, err,
-                                 sizeof err) != SK_OK)
-                fail("run %d of %d: invoke: %s", i + 1, o->runs, err[0] ? err : "timed out");
-            lat[i] = mono_ms() - t;
-            if (strcmp(res.status, "completed") != 0)
-                fail("run %d of %d (%s) ended %s", i + 1, o->runs, res.run_id, res.status);
-            sk_run_result_clear(&res);
-        }
+        for (int i = 0; i < o->runs; i++)
+            lat[i] = invoke_one(o, lat_client, w->workflow, i + 1);
         sk_client_close(lat_client);
     } else {
         run_producers(ps, o->producers);

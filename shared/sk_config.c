@@ -822,6 +822,16 @@ void sk_config_usage(FILE *out, const char *prog)
                  "2 configuration or schema error (do not restart).\n");
 }
 
+/* Help text inside a Markdown table cell: escape what Markdown would interpret. */
+static void markdown_text(FILE *out, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (strchr("\\`*_[]|<>", *s) != NULL)
+            fputc('\\', out);
+        fputc(*s, out);
+    }
+}
+
 void sk_config_write_markdown(FILE *out)
 {
     char def[64];
@@ -856,7 +866,9 @@ void sk_config_write_markdown(FILE *out)
             fprintf(out, "%lld..%lld", o->min, o->max);
         else if (o->type == OPT_LIST)
             fprintf(out, "at most %lld", o->max);
-        fprintf(out, " | %s |\n", o->help);
+        fputs(" | ", out);
+        markdown_text(out, o->help);
+        fputs(" |\n", out);
     }
     fprintf(out,
             "\n"
@@ -880,6 +892,9 @@ void sk_config_write_markdown(FILE *out)
             "- **Cross-checks.** `--poll-max` must be at least `--poll-interval`, and\n"
             "  `--restart-max` at least `--restart-base`.\n"
             "- **`--help`, `--help-markdown`, `--version`** print to standard output and exit\n"
-            "  with status 0.\n",
+            "  with status 0.\n"
+            "\n"
+            "Exit statuses, signals and the restart backoff are described in\n"
+            "[master.md](master.md).\n",
             SK_MAX_LIBRARIES, SK_PATH_MAX - 1, SK_URL_MAX - 1, SK_NAME_MAX - 1);
 }

@@ -1,0 +1,104 @@
+#!/bin/sh
+# Installs the Debian 12 packages StepKit needs to build, test, bench and demo,
+# but only those that are missing.  Idempotent, and quick when nothing is
+# missing, because `make test`, `make demo` and `make bench` call it every time.
+#
+#   deploy/install-deps.sh             build + test + bench + demo dependencies
+#   deploy/install-deps.sh valgrind    the same, plus valgrind (for `make valgrind`)
+#   deploy/install-deps.sh --check     only report what is missing (exit 1 if any)
+#
+# Each check looks for what the build actually uses (a command, a pkg-config
+# module, a header, a server binary) rather than for the package name, so a
+# machine that provides it some other way is left alone.
+set -eu
+
+export DEBIAN_FRONTEND=noninteractive
+
+check_only=0
+want_valgrind=0
+for arg in "$@"; do
+    case $arg in
+        valgrind) want_valgrind=1 ;;
+        --check) check_only=1 ;;
+        *) echo "install-deps: unknown argument '$arg' (expected: valgrind, --check)" >&2; exit 2 ;;
+    esac
+done
+
+missing=""   # package names, space separated
+reasons=""   # one "package: why" line per missing package
+
+need() {     # need PACKAGE WHY: record a missing package
+    missing="$missing $1"
+    reasons="$reasons
+    $1: $2"
+}
+
+have_cmd() { command -v "$1" >/dev/null 2>&1; }
+have_pc()  { have_cmd pkg-config && pkg-config --exists "$@" 2>/dev/null; }
+have_deb() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
+
+# A PostgreSQL server directory that has everything the test cluster and the
+# benches run: initdb/pg_ctl/postgres/pg_isready, and pgbench (which Debian 12
+# ships in postgresql-15 itself; postgresql-contrib is only a metapackage that
+# depends on postgresql-15, so installing `postgresql` is enough).
+have_pg_server() {
+    for d in "$(pg_config --bindir 2>/dev/null || true)" /usr/lib/postgresql/*/bin; do
+        [ -n "$d" ] || continue
+        [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && [ -x "$d/postgres" ] &&
+            [ -x "$d/pg_isready" ] && [ -x "$d/pgbench" ] && return 0
+    done
+    return 1
+}
+
+have_cmd gcc        || need gcc "C compiler (the GNUmakefile builds with cc/gcc, ASan comes with it)"
+have_cmd make       || need make "the build is a GNUmakefile"
+have_cmd pkg-config || need pkg-config "the GNUmakefile asks pkg-config for compile and link flags"
+have_pc libpq       || need libpq-dev "libpq headers and library (all database access)"
+# libev has no .pc file on Debian 12: look for its header.
+[ -f /usr/include/ev.h ] || need libev-dev "libev headers (the master and worker event loops)"
+have_pc msgpack || have_pc msgpack-c || need libmsgpack-dev "msgpack-c headers (step payloads; stepkit.h includes msgpack.h)"
+have_pc criterion   || need libcriterion-dev "Criterion (unit and integration test suites)"
+have_pc jansson     || need libjansson-dev "jansson (JSON input and output)"
+have_pc libcrypto   || need libssl-dev "libcrypto (hashing and random ids)"
+have_pg_server      || need postgresql "PostgreSQL server (initdb, pg_ctl, pgbench) for the throwaway test cluster, benches and demo"
+# Time zone data: PostgreSQL and cron schedules resolve zone names through it.
+have_deb tzdata     || need tzdata "time zone database (PostgreSQL and cron schedules)"
+if [ "$want_valgrind" = 1 ]; then
+    have_cmd valgrind || need valgrind "requested: memory checking for 'make valgrind'"
+fi
+
+if [ -z "$missing" ]; then
+    echo "install-deps: all dependencies present"
+    exit 0
+fi
+
+echo "install-deps: missing packages:$reasons"
+if [ "$check_only" = 1 ]; then
+    exit 1
+fi
+
+if ! have_cmd apt-get; then
+    echo "install-deps: apt-get not found (this script targets Debian 12); install by hand:$missing" >&2
+    exit 1
+fi
+
+# Root installs directly; anyone else goes through sudo, or is told what to run.
+if [ "$(id -u)" = 0 ]; then
+    as_root=""
+elif have_cmd sudo; then
+    as_root="sudo"
+    echo "install-deps: not root, using sudo"
+else
+    echo "install-deps: not root and sudo is not available; as root, run:" >&2
+    echo "    apt-get update && apt-get install -y --no-install-recommends$missing" >&2
+    exit 1
+fi
+
+# One `apt-get update` (a fresh container has no package lists), then one install.
+echo "install-deps: apt-get update"
+$as_root env DEBIAN_FRONTEND=noninteractive apt-get -q update
+echo "install-deps: apt-get install -y --no-install-recommends$missing"
+# shellcheck disable=SC2086 # $missing is a list of package names
+$as_root env DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends \
+    -o Dpkg::Use-Pty=0 $missing
+echo "install-deps: installed$missing"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench/run-bench.sh - what `make bench` runs (docs/bench.md).
 #
-# Starts a throwaway PostgreSQL (or uses DATABASE_URL), a stepkit-master
+# Starts a throwaway PostgreSQL (tests/pg-cluster.sh, or uses DATABASE_URL), a stepkit-master
 # with W workers on the bench workflows, measures W1 chain, W2 single and
 # W3 latency with build/bin/stepkit-bench, stops the master, measures the
 # pgbench ceiling on the same server, and prints the ratios to the aims.
@@ -50,48 +50,16 @@ is_count "$RUNS_LATENCY" || die "RUNS_LATENCY must be a positive integer, got '$
 for f in "$BENCH" "$MASTER" "$WF"; do
     [ -e "$f" ] || die "$f is missing: run 'make bench'"
 done
-for t in psql pgbench git; do
+for t in psql pgbench git tests/pg-cluster.sh; do
     command -v "$t" >/dev/null 2>&1 || die "$t is not installed (make deps)"
 done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/stepkit-bench.XXXXXX")
 chmod 755 "$work"
 cluster=
-private_pg=
 master_pid=
 
 # ---- a throwaway PostgreSQL ---------------------------------------------------
-
-# Private fallback while tests/pg-cluster.sh is not in the tree: a cluster in
-# $work/pg listening on a Unix socket only.
-pg_bin() {
-    for d in /usr/lib/postgresql/*/bin; do
-        [ -x "$d/initdb" ] && { printf '%s\n' "$d"; return 0; }
-    done
-    command -v initdb >/dev/null 2>&1 && { dirname "$(command -v initdb)"; return 0; }
-    return 1
-}
-
-as_pg() {
-    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-private_start() {
-    bin=$(pg_bin) || die "initdb not found (make deps installs PostgreSQL)"
-    mkdir -p "$1"
-    [ "$(id -u)" = 0 ] && chown postgres "$1"
-    as_pg "$bin/initdb" -D "$1/data" -U postgres -A trust --no-sync >"$work/initdb.log" 2>&1 ||
-        { cat "$work/initdb.log" >&2; die "initdb failed"; }
-    as_pg "$bin/pg_ctl" -D "$1/data" -l "$1/server.log" -w \
-        -o "-c listen_addresses='' -k $1 -p 5432" start >/dev/null ||
-        { cat "$1/server.log" >&2; die "the private PostgreSQL did not start"; }
-    private_pg=$1
-    url="postgresql:///postgres?host=$1&port=5432&user=postgres"
-}
-
-private_stop() {
-    as_pg "$(pg_bin)/pg_ctl" -D "$1/data" -m fast -w stop >/dev/null 2>&1 || true
-}
 
 cleanup() {
     code=$?
@@ -103,7 +71,6 @@ cleanup() {
     if [ -n "$cluster" ]; then
         tests/pg-cluster.sh stop "$cluster" >/dev/null 2>&1 || true
     fi
-    [ -n "$private_pg" ] && private_stop "$private_pg"
     if [ "$code" != 0 ]; then
         say "run-bench: failed ($code); logs kept in $work" >&2
     elif [ "$KEEP" = 1 ]; then
@@ -119,15 +86,11 @@ trap 'exit 130' INT TERM
 if [ -n "${DATABASE_URL:-}" ]; then
     url=$DATABASE_URL
     where="DATABASE_URL"
-elif [ -x tests/pg-cluster.sh ]; then
-    cluster=$work/pg
-    tests/pg-cluster.sh start "$cluster" >"$work/pg-cluster.log" 2>&1 ||
-        { cat "$work/pg-cluster.log" >&2; die "tests/pg-cluster.sh start failed"; }
-    url=$(tests/pg-cluster.sh url "$cluster")
-    where="throwaway cluster (tests/pg-cluster.sh)"
 else
-    private_start "$work/pg"
-    where="throwaway cluster (private)"
+    cluster=$work/pg
+    url=$(tests/pg-cluster.sh start "$cluster" 2>"$work/pg-cluster.log") ||
+        { cat "$work/pg-cluster.log" >&2; die "tests/pg-cluster.sh start failed"; }
+    where="throwaway cluster (tests/pg-cluster.sh)"
 fi
 export DATABASE_URL="$url"
 

@@ -55,6 +55,7 @@ typedef struct {
     double steps_per_s;
     int has_latency;                        /* latency workload: the percentiles below are set */
     double p50_ms, p95_ms, p99_ms;          /* client side, start to completion */
+    double max_ms, mean_ms;                 /* client side too */
     double db_p50_ms, db_p95_ms, db_p99_ms; /* runs.ended_at - runs.created_at */
     double xacts_per_run;                   /* pg_stat_database xact_commit delta / runs */
     double write_xacts_per_run;             /* transaction ids assigned / runs */

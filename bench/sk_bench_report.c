@@ -135,6 +135,7 @@ void sk_bench_print(FILE *out, const sk_bench_result_t *r)
         fprintf(out,
                 "  %-14s p50 %.2f ms, p95 %.2f ms, p99 %.2f ms (client: start to completion)\n",
                 "latency", r->p50_ms, r->p95_ms, r->p99_ms);
+        fprintf(out, "  %-14s mean %.2f ms, max %.2f ms\n", "", r->mean_ms, r->max_ms);
         fprintf(out, "  %-14s p50 %.2f ms, p95 %.2f ms, p99 %.2f ms (runs.ended_at - created_at)\n",
                 "", r->db_p50_ms, r->db_p95_ms, r->db_p99_ms);
     }
@@ -254,6 +255,8 @@ int sk_bench_append_json(const char *path, const sk_bench_result_t *r, char *err
         rc |= set(o, "p50_ms", real(r->p50_ms));
         rc |= set(o, "p95_ms", real(r->p95_ms));
         rc |= set(o, "p99_ms", real(r->p99_ms));
+        rc |= set(o, "mean_ms", real(r->mean_ms));
+        rc |= set(o, "max_ms", real(r->max_ms));
         rc |= set(o, "db_p50_ms", real(r->db_p50_ms));
         rc |= set(o, "db_p95_ms", real(r->db_p95_ms));
         rc |= set(o, "db_p99_ms", real(r->db_p99_ms));
@@ -369,9 +372,9 @@ int sk_bench_ceiling_report(FILE *out, const char *path, const sk_bench_ceiling_
         known++;
         if (a->at_most ? a->value <= a->aim : a->value >= a->aim) {
             met++;
-            fprintf(out, "  %-32s %10.2f %10s   aim met\n", a->what, a->value, aim);
+            fprintf(out, "  %-32s %10.3f %10s   aim met\n", a->what, a->value, aim);
         } else {
-            fprintf(out, "  %-32s %10.2f %10s   below aim\n", a->what, a->value, aim);
+            fprintf(out, "  %-32s %10.3f %10s   below aim\n", a->what, a->value, aim);
         }
     }
     fprintf(out, "  %d of %d aims met\n", met, 4);

@@ -654,6 +654,9 @@ static void run_workload(const opts_t *o, sk_bench_result_t *r)
         r->p50_ms = sk_bench_percentile(lat, (size_t)o->runs, 50);
         r->p95_ms = sk_bench_percentile(lat, (size_t)o->runs, 95);
         r->p99_ms = sk_bench_percentile(lat, (size_t)o->runs, 99);
+        r->max_ms = lat[o->runs - 1];
+        for (int i = 0; i < o->runs; i++)
+            r->mean_ms += lat[i] / o->runs;
         if (sk_bench_db_latency(mon, w->workflow, before.ts, db, err, sizeof err) != SK_OK)
             fail("%s", err);
         polls++;

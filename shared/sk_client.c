@@ -251,15 +251,16 @@ static int wait_run(sk_client_t *c, const char *run_id, int timeout_ms, int aske
         int64_t left;
         int wait_ms;
 
-        /* A notification that arrived with an earlier answer is already in
-         * libpq's queue, where poll() cannot see it: clear it before the
-         * query that follows it, never after. */
-        drain_notifies(c);
         if (sk_client_get(c, run_id, out, err, errlen) != SK_OK)
             return SK_ERROR;
         if (strcmp(out->status, "pending") != 0)
             return SK_OK;
         sk_run_result_clear(out);
+        /* A notification that came in with the answer sits in libpq's
+         * queue, where poll() cannot see it: the run may have ended just
+         * after our snapshot, so look again at once. */
+        if (drain_notifies(c))
+            continue;
         if (!asked) {
             res = PQexecParams(c->pg, want_sql, 1, NULL, params, NULL, NULL, 0);
             if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -286,6 +287,7 @@ static int wait_run(sk_client_t *c, const char *run_id, int timeout_ms, int aske
             sk_pg_error(c->pg, NULL, "wait", err, errlen);
             return SK_ERROR;
         }
+        drain_notifies(c); /* answered by the query that follows */
     }
 }
 

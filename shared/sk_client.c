@@ -21,15 +21,16 @@ struct sk_client {
     int listening;
 };
 
+/* One path for every start: start_run_msgpack (sql/002_sql_api.sql) is
+ * also what stepkit.start_run() calls from SQL. */
 static const char start_sql[] =
-    "WITH wf AS (SELECT workflow_id FROM workflows WHERE workflow_id = $1),"
-    " r AS (INSERT INTO runs (run_id, workflow_id, event_id, trigger_type, trigger_name, data,"
-    "                         notify_end)"
-    "       SELECT gen_random_uuid(), workflow_id, gen_random_uuid(), 'invoke', workflow_id,"
-    "              $2::bytea, $3::bool FROM wf"
-    "       RETURNING run_id, event_id, workflow_id),"
-    " q AS (INSERT INTO exec_queue (run_id, workflow_id) SELECT run_id, workflow_id FROM r)"
-    " SELECT run_id::text, event_id::text FROM r";
+    "SELECT run_id::text, event_id::text FROM start_run_msgpack($1, $2::bytea, $3::bool)";
+
+static const char send_event_sql[] =
+    "SELECT event_id::text, run_id::text FROM send_event_msgpack($1, $2::bytea, $3::uuid)";
+
+/* SQLSTATE of start_run_msgpack for a workflow no master has registered. */
+#define SQLSTATE_UNKNOWN_WORKFLOW "SK002"
 
 static const char get_sql[] =
     "SELECT status, output, error FROM runs WHERE run_id = $1::uuid";
@@ -121,13 +122,17 @@ static int start(sk_client_t *c, const char *workflow, const char *data, size_t 
     params[2] = notify ? "true" : "false";
     res = PQexecParams(c->pg, start_sql, 3, NULL, params, lengths, formats, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        sk_pg_error(c->pg, res, "start run", err, errlen);
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (state != NULL && strcmp(state, SQLSTATE_UNKNOWN_WORKFLOW) == 0)
+            snprintf(err, errlen,
+                     "unknown workflow '%s': no master has registered it in schema \"%s\"",
+                     workflow, c->schema);
+        else
+            sk_pg_error(c->pg, res, "start run", err, errlen);
         goto done;
     }
     if (PQntuples(res) != 1) {
-        snprintf(err, errlen,
-                 "unknown workflow '%s': no master has registered it in schema \"%s\"", workflow,
-                 c->schema);
+        snprintf(err, errlen, "start run: %d rows returned, expected 1", PQntuples(res));
         goto done;
     }
     snprintf(run_id, SK_UUID_LEN, "%s", PQgetvalue(res, 0, 0));
@@ -345,6 +350,68 @@ int sk_client_signal(sk_client_t *c, const char *signal, const char *data, size_
     }
     if (!PQgetisnull(res, 0, 0))
         snprintf(run_id, SK_UUID_LEN, "%s", PQgetvalue(res, 0, 0));
+    rc = SK_OK;
+done:
+    PQclear(res);
+    return rc;
+}
+
+void sk_event_result_clear(sk_event_result_t *res)
+{
+    free(res->run_ids);
+    memset(res, 0, sizeof(*res));
+}
+
+int sk_client_send_event(sk_client_t *c, const char *name, const char *data, size_t len,
+                         const char *event_id, sk_event_result_t *out, char *err, size_t errlen)
+{
+    static const char nil = (char)0xc0;
+    const char *params[3];
+    int lengths[3] = {0, 0, 0}, formats[3] = {0, 1, 0};
+    PGresult *res;
+    int rc = SK_ERROR, n;
+
+    memset(out, 0, sizeof(*out));
+    if (name == NULL || *name == '\0') {
+        snprintf(err, errlen, "an event name is required");
+        return SK_ERROR;
+    }
+    if (event_id != NULL && !uuid_ok(event_id)) {
+        snprintf(err, errlen, "'%s' is not an event id (a UUID)", event_id);
+        return SK_ERROR;
+    }
+    if (data == NULL || len == 0) {
+        data = &nil;
+        len = 1;
+    }
+    if (sk_msgpack_check(data, len, err, errlen) != SK_OK)
+        return SK_ERROR;
+    params[0] = name;
+    params[1] = data;
+    lengths[1] = (int)len;
+    params[2] = event_id; /* NULL: a fresh id */
+    res = PQexecParams(c->pg, send_event_sql, 3, NULL, params, lengths, formats, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        sk_pg_error(c->pg, res, "send event", err, errlen);
+        goto done;
+    }
+    n = PQntuples(res);
+    if (n < 1) {
+        snprintf(err, errlen, "send event: no row returned");
+        goto done;
+    }
+    snprintf(out->event_id, sizeof(out->event_id), "%s", PQgetvalue(res, 0, 0));
+    /* One row per run started; a single row with a NULL run when none was. */
+    if (n > 1 || !PQgetisnull(res, 0, 1)) {
+        out->run_ids = calloc((size_t)n, sizeof(*out->run_ids));
+        if (out->run_ids == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto done;
+        }
+        for (int i = 0; i < n; i++)
+            snprintf(out->run_ids[i], SK_UUID_LEN, "%s", PQgetvalue(res, i, 1));
+        out->n_runs = (size_t)n;
+    }
     rc = SK_OK;
 done:
     PQclear(res);

@@ -80,7 +80,7 @@ static void expect_output(const sk_run_result_t *res, const char *json)
     free(out);
 }
 
-Test(engine, two_sequential_steps_enter_handler_three_times, ITEST_FIXTURES, .timeout = 60)
+Test(engine, two_sequential_steps_enter_handler_three_times, ITEST_FIXTURES)
 {
     sk_run_result_t res;
 
@@ -99,7 +99,7 @@ Test(engine, two_sequential_steps_enter_handler_three_times, ITEST_FIXTURES, .ti
     itest_finish();
 }
 
-Test(engine, same_step_id_twice_is_two_ops, ITEST_FIXTURES, .timeout = 60)
+Test(engine, same_step_id_twice_is_two_ops, ITEST_FIXTURES)
 {
     sk_run_result_t res;
 
@@ -119,7 +119,7 @@ Test(engine, same_step_id_twice_is_two_ops, ITEST_FIXTURES, .timeout = 60)
     itest_finish();
 }
 
-Test(engine, step_failing_once_runs_again_and_succeeds, ITEST_FIXTURES, .timeout = 60)
+Test(engine, step_failing_once_runs_again_and_succeeds, ITEST_FIXTURES)
 {
     sk_run_result_t res;
 
@@ -136,7 +136,7 @@ Test(engine, step_failing_once_runs_again_and_succeeds, ITEST_FIXTURES, .timeout
     itest_finish();
 }
 
-Test(engine, exhausted_step_error_reaches_handler_with_its_cause, ITEST_FIXTURES, .timeout = 60)
+Test(engine, exhausted_step_error_reaches_handler_with_its_cause, ITEST_FIXTURES)
 {
     sk_run_result_t res;
     json_t *e, *op;
@@ -178,7 +178,7 @@ Test(engine, exhausted_step_error_reaches_handler_with_its_cause, ITEST_FIXTURES
     itest_finish();
 }
 
-Test(engine, non_retryable_step_error_fails_run_at_once, ITEST_FIXTURES, .timeout = 60)
+Test(engine, non_retryable_step_error_fails_run_at_once, ITEST_FIXTURES)
 {
     sk_run_result_t res;
     json_t *e;
@@ -200,7 +200,7 @@ Test(engine, non_retryable_step_error_fails_run_at_once, ITEST_FIXTURES, .timeou
     itest_finish();
 }
 
-Test(engine, invalid_input_fails_without_entering_handler, ITEST_FIXTURES, .timeout = 60)
+Test(engine, invalid_input_fails_without_entering_handler, ITEST_FIXTURES)
 {
     sk_run_result_t res;
     json_t *e, *path;
@@ -234,7 +234,7 @@ Test(engine, invalid_input_fails_without_entering_handler, ITEST_FIXTURES, .time
     itest_finish();
 }
 
-Test(engine, step_called_inside_a_step_fails_run, ITEST_FIXTURES, .timeout = 60)
+Test(engine, step_called_inside_a_step_fails_run, ITEST_FIXTURES)
 {
     sk_run_result_t res;
     json_t *e;
@@ -256,7 +256,7 @@ Test(engine, step_called_inside_a_step_fails_run, ITEST_FIXTURES, .timeout = 60)
     itest_finish();
 }
 
-Test(engine, failing_handler_is_retried_up_to_max_attempts, ITEST_FIXTURES, .timeout = 60)
+Test(engine, failing_handler_is_retried_up_to_max_attempts, ITEST_FIXTURES)
 {
     sk_run_result_t res;
     json_t *e;

@@ -11,7 +11,7 @@
 
 #include "itest.h"
 
-Test(fencing, late_write_after_lost_lease_is_refused, ITEST_FIXTURES, .timeout = 60)
+Test(fencing, late_write_after_lost_lease_is_refused, ITEST_FIXTURES)
 {
     itest_master_opts_t opts = {.workers = 2, .lease_ms = 400};
     itest_master_t *m;

@@ -60,6 +60,7 @@ have_pc msgpack || have_pc msgpack-c || need libmsgpack-dev "msgpack-c headers (
 have_pc criterion   || need libcriterion-dev "Criterion (unit and integration test suites)"
 have_pc jansson     || need libjansson-dev "jansson (JSON input and output)"
 have_pc libcrypto   || need libssl-dev "libcrypto (hashing and random ids)"
+have_pc uuid        || need uuid-dev "libuuid (ids of child runs)"
 have_pg_server      || need postgresql "PostgreSQL server (initdb, pg_ctl, pgbench) for the throwaway test cluster, benches and demo"
 # Time zone data: PostgreSQL and cron schedules resolve zone names through it.
 have_deb tzdata     || need tzdata "time zone database (PostgreSQL and cron schedules)"

@@ -1,9 +1,18 @@
 /*
  * The example workflows (build/examples/examples.so).
  *
- *   say-hi  input {"name": string}: one step picks a random number, the
- *           output greets by name: "Hello Ada! Your random number is 42."
+ *   say-hi    input {"name": string}: one step picks a random number, the
+ *             output greets by name: "Hello Ada! Your random number is 42."
+ *   nap       input {"ms": int}: sleeps that long (holding no worker), "rested".
+ *   approval  input {"id": string, "timeout_ms": int}: waits for the signal
+ *             "approval-<id>" carrying {"approved": bool, "by": string};
+ *             {"status": "approved"|"rejected", "by": ...} or {"status": "expired"}.
+ *   welcome   started by the event "user.signup": greets data.name.
+ *   fan-out   input {"names": [string, ...]} (at most 8): greets every name
+ *             in parallel by invoking say-hi for each, and counts the letters
+ *             in a parallel step; output {"greetings": [...], "letters": n}.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -31,12 +40,135 @@ static int say_hi(sk_ctx_t *ctx, msgpack_packer *out)
                        sk_str(ctx, sk_get(sk_data(ctx), "name")), sk_int(n));
 }
 
+static void nap_input(const msgpack_object *data, sk_issues_t *issues)
+{
+    sk_expect(issues, data, "ms", SK_T_INT);
+}
+
+static int nap(sk_ctx_t *ctx, msgpack_packer *out)
+{
+    SK_STEP(sk_sleep(ctx, "nap", sk_int(sk_get(sk_data(ctx), "ms"))));
+    return sk_pack_str(out, "rested");
+}
+
+static void approval_input(const msgpack_object *data, sk_issues_t *issues)
+{
+    sk_expect(issues, data, "id", SK_T_STRING);
+    sk_expect(issues, data, "timeout_ms", SK_T_INT);
+}
+
+static void decision_input(const msgpack_object *data, sk_issues_t *issues)
+{
+    sk_expect(issues, data, "approved", SK_T_BOOL);
+    sk_expect(issues, data, "by", SK_T_STRING);
+}
+
+static int approval(sk_ctx_t *ctx, msgpack_packer *out)
+{
+    const msgpack_object *in = sk_data(ctx), *got, *d;
+    char signal[256];
+
+    snprintf(signal, sizeof(signal), "approval-%s", sk_str(ctx, sk_get(in, "id")));
+    SK_STEP(sk_wait_for_signal(ctx, "decision", signal, sk_int(sk_get(in, "timeout_ms")),
+                               decision_input, &got));
+    if (got == NULL || got->type == MSGPACK_OBJECT_NIL) {
+        msgpack_pack_map(out, 1);
+        sk_pack_str(out, "status");
+        return sk_pack_str(out, "expired");
+    }
+    d = sk_get(got, "data");
+    msgpack_pack_map(out, 2);
+    sk_pack_str(out, "status");
+    sk_pack_str(out, sk_get(d, "approved")->via.boolean ? "approved" : "rejected");
+    sk_pack_str(out, "by");
+    return sk_pack_object(out, sk_get(d, "by"));
+}
+
+static int welcome(sk_ctx_t *ctx, msgpack_packer *out)
+{
+    const msgpack_object *name = sk_get(sk_data(ctx), "name");
+
+    return sk_pack_fmt(out, "Welcome, %s!", name ? sk_str(ctx, name) : "friend");
+}
+
+static void fan_out_input(const msgpack_object *data, sk_issues_t *issues)
+{
+    const msgpack_object *names = sk_get(data, "names");
+
+    if (!sk_expect(issues, data, "names", SK_T_ARRAY))
+        return;
+    if (names->via.array.size > 8) {
+        static const char *const path[] = {"names", NULL};
+        sk_issue(issues, path, "at most 8 names", "Invalid input: too many names");
+    }
+    for (uint32_t i = 0; i < names->via.array.size; i++) {
+        if (names->via.array.ptr[i].type != MSGPACK_OBJECT_STR) {
+            static const char *const path[] = {"names", NULL};
+            sk_issue(issues, path, "string", "Invalid input: names must be strings");
+            return;
+        }
+    }
+}
+
+static int count_letters(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
+{
+    const msgpack_object *names = arg;
+    long long n = 0;
+
+    (void)ctx;
+    for (uint32_t i = 0; i < names->via.array.size; i++)
+        n += names->via.array.ptr[i].via.str.size;
+    return sk_pack_int(out, n);
+}
+
+static int fan_out(sk_ctx_t *ctx, msgpack_packer *out)
+{
+    const msgpack_object *names = sk_get(sk_data(ctx), "names"), *res;
+    sk_group_t *g = sk_group(ctx);
+    msgpack_sbuffer child[8];
+    uint32_t n = names->via.array.size;
+    int rc;
+
+    /* Every child invocation and the counting step start together. */
+    for (uint32_t i = 0; i < n; i++) {
+        msgpack_packer pk;
+        char id[32];
+        msgpack_sbuffer_init(&child[i]);
+        msgpack_packer_init(&pk, &child[i], msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 1);
+        sk_pack_str(&pk, "name");
+        sk_pack_object(&pk, &names->via.array.ptr[i]);
+        snprintf(id, sizeof(id), "greet-%u", i);
+        sk_group_invoke(g, id, "say-hi", child[i].data, child[i].size, 60000);
+    }
+    sk_group_run(g, "count-letters", count_letters, (void *)names);
+    rc = sk_group_await(g, &res);
+    for (uint32_t i = 0; i < n; i++)
+        msgpack_sbuffer_destroy(&child[i]);
+    SK_STEP(rc);
+    msgpack_pack_map(out, 2);
+    sk_pack_str(out, "greetings");
+    msgpack_pack_array(out, n);
+    for (uint32_t i = 0; i < n; i++)
+        sk_pack_object(out, &res->via.array.ptr[i]);
+    sk_pack_str(out, "letters");
+    return sk_pack_object(out, &res->via.array.ptr[n]);
+}
+
+static const char *const welcome_events[] = {"user.signup", NULL};
+
 SK_WORKFLOWS(reg)
 {
     srandom((unsigned)time(NULL));
-    return sk_register(reg, &(sk_workflow_t){
-                                .id = "say-hi",
-                                .handler = say_hi,
-                                .validate = say_hi_input,
-                            });
+    if (sk_register(reg, &(sk_workflow_t){
+                             .id = "say-hi", .handler = say_hi, .validate = say_hi_input}) ||
+        sk_register(reg, &(sk_workflow_t){.id = "nap", .handler = nap, .validate = nap_input}) ||
+        sk_register(reg, &(sk_workflow_t){
+                             .id = "approval", .handler = approval, .validate = approval_input}) ||
+        sk_register(reg, &(sk_workflow_t){
+                             .id = "welcome", .handler = welcome, .events = welcome_events}) ||
+        sk_register(reg, &(sk_workflow_t){
+                             .id = "fan-out", .handler = fan_out, .validate = fan_out_input}))
+        return SK_ERROR;
+    return SK_OK;
 }

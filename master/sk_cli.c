@@ -48,6 +48,8 @@ static void usage(FILE *out)
             "  invoke <workflow> [--data JSON] [--timeout MS]\n"
             "                                            start a run, wait, print its output\n"
             "  run <run-id> [--json]                     show a run and its steps\n"
+            "  signal <name> [--data JSON]               send a signal, print the receiving run\n"
+            "                                            id (or null when nobody waits)\n"
             "\n"
             "environment: DATABASE_URL (or DATABASE_URL_FILE), STEPKIT_SCHEMA, and libpq's PG*\n"
             "exit codes: 0 ok, 1 the run failed, 2 usage, 3 timed out\n");
@@ -270,12 +272,27 @@ static void print_run_human(const char *json)
     json_array_foreach(steps, i, s)
     {
         json_t *v = json_object_get(s, "output");
+        json_t *w = json_object_get(s, "waiting_for");
         if (v == NULL)
             v = json_object_get(s, "error");
+        if (w != NULL) {
+            /* A suspended step: what it waits for and until when. */
+            const char *kind = json_string_value(json_object_get(w, "kind"));
+            const char *what = json_string_value(json_object_get(w, "signal"));
+            const char *until = json_string_value(json_object_get(w, "until"));
+            if (what == NULL)
+                what = json_string_value(json_object_get(w, "child"));
+            printf("  %2zu. %-20s %-7s %-6s since %s  %s%s until %s\n", i + 1,
+                   json_string_value(json_object_get(s, "step_id")), "waiting", kind ? kind : "",
+                   json_string_value(json_object_get(s, "started_at")), what ? what : "",
+                   what ? "" : "(time)", until ? until : "woken");
+            continue;
+        }
         tmp = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
-        printf("  %2zu. %-20s %-6s attempts=%lld  %s .. %s  %s\n", i + 1,
+        printf("  %2zu. %-20s %-7s %-6s attempts=%lld  %s .. %s  %s\n", i + 1,
                json_string_value(json_object_get(s, "step_id")),
                json_string_value(json_object_get(s, "status")),
+               json_string_value(json_object_get(s, "kind")),
                json_integer_value(json_object_get(s, "attempts")),
                json_string_value(json_object_get(s, "started_at")),
                json_string_value(json_object_get(s, "ended_at")), tmp ? tmp : "");
@@ -303,7 +320,7 @@ int main(int argc, char **argv)
         goto done;
     }
     if (strcmp(c.command, "start") != 0 && strcmp(c.command, "invoke") != 0 &&
-        strcmp(c.command, "run") != 0) {
+        strcmp(c.command, "run") != 0 && strcmp(c.command, "signal") != 0) {
         rc = die_usage("unknown command '%s'", c.command);
         goto done;
     }
@@ -321,7 +338,16 @@ int main(int argc, char **argv)
         rc = EXIT_FAILED;
         goto done;
     }
-    if (strcmp(c.command, "start") == 0) {
+    if (strcmp(c.command, "signal") == 0) {
+        if (sk_client_signal(cl, c.args[0], buf.data, buf.size, run_id, err, sizeof(err)) !=
+            SK_OK) {
+            fprintf(stderr, "stepkit: %s\n", err);
+            rc = EXIT_FAILED;
+            goto done;
+        }
+        printf("%s\n", run_id[0] ? run_id : "null");
+        rc = 0;
+    } else if (strcmp(c.command, "start") == 0) {
         if (sk_client_start(cl, c.args[0], buf.data, buf.size, run_id, event_id, err,
                             sizeof(err)) != SK_OK) {
             fprintf(stderr, "stepkit: %s\n", err);

@@ -292,6 +292,43 @@ int sk_client_invoke(sk_client_t *c, const char *workflow, const char *data, siz
     return rc;
 }
 
+int sk_client_signal(sk_client_t *c, const char *signal, const char *data, size_t len,
+                     char run_id[SK_UUID_LEN], char *err, size_t errlen)
+{
+    static const char nil = (char)0xc0;
+    const char *params[2];
+    int lengths[2] = {0, 0}, formats[2] = {0, 1};
+    PGresult *res;
+    int rc = SK_ERROR;
+
+    run_id[0] = '\0';
+    if (signal == NULL || *signal == '\0') {
+        snprintf(err, errlen, "a signal name is required");
+        return SK_ERROR;
+    }
+    if (data == NULL || len == 0) {
+        data = &nil;
+        len = 1;
+    }
+    if (sk_msgpack_check(data, len, err, errlen) != SK_OK)
+        return SK_ERROR;
+    params[0] = signal;
+    params[1] = data;
+    lengths[1] = (int)len;
+    res = PQexecParams(c->pg, "SELECT deliver_signal($1, $2::bytea)::text", 2, NULL, params,
+                       lengths, formats, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        sk_pg_error(c->pg, res, "send signal", err, errlen);
+        goto done;
+    }
+    if (!PQgetisnull(res, 0, 0))
+        snprintf(run_id, SK_UUID_LEN, "%s", PQgetvalue(res, 0, 0));
+    rc = SK_OK;
+done:
+    PQclear(res);
+    return rc;
+}
+
 /* ---- run details as JSON ---------------------------------------------------------- */
 
 static json_t *bytes_json(const PGresult *res, int row, int col)
@@ -316,18 +353,42 @@ static json_t *text_json(const PGresult *res, int row, int col)
     return PQgetisnull(res, row, col) ? json_null() : json_string(PQgetvalue(res, row, col));
 }
 
+/* What a waiting op waits for: {kind, until (ISO-8601 or null), signal | child}. */
+static json_t *wait_json(const PGresult *res, int row, int col)
+{
+    json_t *w = bytes_json(res, row, col);
+    json_t *until = json_object_get(w, "until");
+
+    if (json_is_integer(until)) {
+        long long ms = json_integer_value(until);
+        time_t t = (time_t)(ms / 1000);
+        struct tm tm;
+        char buf[40];
+        gmtime_r(&t, &tm);
+        if (strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm) > 0) {
+            char iso[48];
+            snprintf(iso, sizeof(iso), "%s.%03dZ", buf, (int)(ms % 1000));
+            json_object_set_new(w, "until", json_string(iso));
+        }
+    }
+    return w;
+}
+
 char *sk_client_run_json(sk_client_t *c, const char *run_id, char *err, size_t errlen)
 {
-    /* The state of a pending run, from its queue item: visible now =
-     * queued; later = leased by a worker (running) or held for a retry. */
+    /* The state of a pending run, from its queue item: leased by a worker
+     * (running), visible now (queued), or held back for a retry or for
+     * the ops it waits on (sleep, signal, child run). */
     static const char run_sql[] =
         "SELECT r.run_id::text, r.workflow_id,"
         "       CASE WHEN r.status <> 'pending' THEN r.status"
-        "            WHEN q.visible_at IS NULL THEN 'waiting'"
+        "            WHEN q.leased THEN 'running'"
         "            WHEN q.visible_at <= now() THEN 'queued'"
         "            WHEN EXISTS (SELECT 1 FROM ops o WHERE o.run_id = r.run_id"
         "                            AND o.status = 'retry') THEN 'retrying'"
-        "            ELSE 'running' END,"
+        "            WHEN EXISTS (SELECT 1 FROM ops o WHERE o.run_id = r.run_id"
+        "                            AND o.status = 'waiting') THEN 'waiting'"
+        "            ELSE 'scheduled' END,"
         "       r.event_id::text, r.trigger_type, r.trigger_name, r.data, r.output, r.error,"
         "       to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
         "       to_char(r.ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
@@ -336,7 +397,8 @@ char *sk_client_run_json(sk_client_t *c, const char *run_id, char *err, size_t e
     static const char ops_sql[] =
         "SELECT step_id, op_key, kind, status, attempts::text, result,"
         "       to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-        "       to_char(ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        "       to_char(ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+        "       wait_info"
         "  FROM ops WHERE run_id = $1::uuid ORDER BY ended_at, started_at";
     const char *params[1] = {run_id};
     PGresult *res = NULL, *ops = NULL;
@@ -387,9 +449,13 @@ char *sk_client_run_json(sk_client_t *c, const char *run_id, char *err, size_t e
         json_object_set_new(s, "kind", text_json(ops, i, 2));
         json_object_set_new(s, "status", text_json(ops, i, 3));
         json_object_set_new(s, "attempts", json_integer(atoi(PQgetvalue(ops, i, 4))));
-        json_object_set_new(s, ok ? "output" : "error", bytes_json(ops, i, 5));
+        if (strcmp(PQgetvalue(ops, i, 3), "waiting") != 0)
+            json_object_set_new(s, ok ? "output" : "error", bytes_json(ops, i, 5));
         json_object_set_new(s, "started_at", text_json(ops, i, 6));
-        json_object_set_new(s, "ended_at", text_json(ops, i, 7));
+        if (strcmp(PQgetvalue(ops, i, 3), "waiting") == 0)
+            json_object_set_new(s, "waiting_for", wait_json(ops, i, 8));
+        else
+            json_object_set_new(s, "ended_at", text_json(ops, i, 7));
         json_array_append_new(steps, s);
     }
     json_object_set_new(root, "steps", steps);

@@ -43,10 +43,12 @@ void sk_config_defaults(sk_config_t *cfg);
  * prints it and exits 2), or SK_AGAIN when --help/--version was printed to
  * `out` (exit 0).  DATABASE_URL and DATABASE_URL_FILE together are an error.
  */
-int sk_config_load(sk_config_t *cfg, int argc, char **argv, FILE *out, char *err, size_t errlen);
+int sk_config_load(sk_config_t *cfg, int argc, char **argv, FILE *out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* Check a whole struct (bounds, non-empty required strings). */
-int sk_config_validate(const sk_config_t *cfg, char *err, size_t errlen);
+int sk_config_validate(const sk_config_t *cfg, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* --help text, generated from the table. */
 void sk_config_usage(FILE *out, const char *prog);

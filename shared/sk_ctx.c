@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include <openssl/evp.h>
+#include <uuid/uuid.h>
 
 #include "sk_json.h"
 
@@ -50,6 +51,13 @@ typedef struct counter {
 
 typedef enum { EXEC_NONE = 0, EXEC_DONE, EXEC_RETRY, EXEC_FATAL } exec_kind_t;
 
+/* An unpacked object the ctx owns until the entry ends, with its bytes. */
+typedef struct unp {
+    struct unp *next;
+    msgpack_unpacked u;
+    char buf[];
+} unp_t;
+
 struct sk_ctx {
     const sk_wf_t *wf;
     char run_id[ID_MAX];
@@ -84,6 +92,16 @@ struct sk_ctx {
 
     msgpack_sbuffer out_buf;
     msgpack_sbuffer err_buf;
+
+    char target[41];      /* target mode: the one op to execute */
+    int64_t now_ms;       /* fixed per entry: a replay sees one time */
+    int group_depth;      /* > 0: step calls start concurrently */
+    int started;          /* a new suspending op started this entry */
+    int waiting;          /* a waiting op is not ready yet */
+    int sent;             /* a signal is sent this entry */
+    char (*dispatch)[41]; /* group run bodies for other workers */
+    size_t ndispatch, capdispatch;
+    unp_t *unps;
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -131,6 +149,25 @@ static char *arena_strndup(sk_ctx_t *ctx, const char *s, size_t n)
 static char *arena_strdup(sk_ctx_t *ctx, const char *s)
 {
     return s ? arena_strndup(ctx, s, strlen(s)) : NULL;
+}
+
+static char *heap_copy(const char *p, size_t n)
+{
+    char *c = malloc(n ? n : 1);
+
+    if (c != NULL && n > 0)
+        memcpy(c, p, n);
+    return c;
+}
+
+static void unps_free(sk_ctx_t *ctx)
+{
+    while (ctx->unps != NULL) {
+        unp_t *next = ctx->unps->next;
+        msgpack_unpacked_destroy(&ctx->unps->u);
+        free(ctx->unps);
+        ctx->unps = next;
+    }
 }
 
 static uint32_t hash_str(const char *s)
@@ -409,8 +446,20 @@ static int op_grow(sk_ctx_t *ctx)
 }
 
 /* Insert or update `key`; the op becomes uncommitted. */
-static sk_op_t *op_put(sk_ctx_t *ctx, const char *key, const char *step_id, sk_op_status_t status,
-                       int attempts, const char *data, size_t len)
+static void op_clear_extra(sk_op_t *op)
+{
+    free(op->wait_info);
+    free(op->signal);
+    free(op->workflow);
+    free(op->payload);
+    op->wait_info = op->signal = op->workflow = op->payload = NULL;
+    op->wait_len = op->payload_len = 0;
+    op->intent = SK_INTENT_NONE;
+    op->until_ms = -1;
+}
+
+static sk_op_t *op_put(sk_ctx_t *ctx, const char *key, const char *step_id, const char *kind,
+                       sk_op_status_t status, int attempts, const char *data, size_t len)
 {
     sk_op_t *op = op_find(ctx, key);
     char *copy = malloc(len ? len : 1);
@@ -430,6 +479,7 @@ static sk_op_t *op_put(sk_ctx_t *ctx, const char *key, const char *step_id, sk_o
             goto failed;
         }
         memcpy(op->key, key, 41);
+        op->until_ms = -1;
         size_t i = hash_str(key) & (ctx->nbuckets - 1);
         op->next = ctx->buckets[i];
         ctx->buckets[i] = op;
@@ -446,6 +496,7 @@ static sk_op_t *op_put(sk_ctx_t *ctx, const char *key, const char *step_id, sk_o
     free(op->data);
     op->data = copy;
     op->len = len;
+    op->kind = kind;
     op->status = status;
     op->attempts = attempts;
     op->committed = 0;
@@ -470,15 +521,112 @@ static const msgpack_object *op_object(sk_op_t *op)
     return &op->unpacked.data;
 }
 
-int sk_ctx_add_op(sk_ctx_t *ctx, const char *key, const char *step_id, sk_op_status_t status,
-                  int attempts, const char *data, size_t len)
+static const char *kind_static(const char *kind)
 {
-    sk_op_t *op = op_put(ctx, key, step_id, status, attempts, data, len);
+    static const char *const kinds[] = {"run", "sleep", "signal", "send", "invoke"};
+
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (kind != NULL && strcmp(kind, kinds[i]) == 0)
+            return kinds[i];
+    }
+    return "run";
+}
+
+int sk_ctx_add_op(sk_ctx_t *ctx, const char *key, const char *step_id, const char *kind,
+                  sk_op_status_t status, int attempts, const char *data, size_t len,
+                  const char *wait_info, size_t wait_len)
+{
+    sk_op_t *op = op_put(ctx, key, step_id, kind_static(kind), status, attempts, data, len);
 
     if (op == NULL)
         return SK_ERROR;
+    op_clear_extra(op);
+    if (wait_info != NULL && wait_len > 0) {
+        msgpack_unpacked u;
+        size_t off = 0;
+        op->wait_info = malloc(wait_len);
+        if (op->wait_info == NULL)
+            return SK_ERROR;
+        memcpy(op->wait_info, wait_info, wait_len);
+        op->wait_len = wait_len;
+        msgpack_unpacked_init(&u);
+        if (msgpack_unpack_next(&u, wait_info, wait_len, &off) == MSGPACK_UNPACK_SUCCESS) {
+            const msgpack_object *until = sk_get(&u.data, "until");
+            const msgpack_object *child = sk_get(&u.data, "child");
+            if (until != NULL && (until->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
+                                  until->type == MSGPACK_OBJECT_NEGATIVE_INTEGER))
+                op->until_ms = sk_int(until);
+            if (child != NULL && child->type == MSGPACK_OBJECT_STR &&
+                child->via.str.size < sizeof(op->child)) {
+                memcpy(op->child, child->via.str.ptr, child->via.str.size);
+                op->child[child->via.str.size] = '\0';
+            }
+        }
+        msgpack_unpacked_destroy(&u);
+    }
     op->committed = 1;
     return SK_OK;
+}
+
+int sk_ctx_resolve_op(sk_ctx_t *ctx, sk_op_t *op, sk_op_status_t status, const char *data,
+                      size_t len)
+{
+    char *copy = heap_copy(data, len);
+
+    (void)ctx;
+    if (copy == NULL)
+        return SK_ERROR;
+    if (op->unpacked_ok) {
+        msgpack_unpacked_destroy(&op->unpacked);
+        op->unpacked_ok = 0;
+    }
+    free(op->data);
+    op->data = copy;
+    op->len = len;
+    op->status = status;
+    op->intent = SK_INTENT_NONE;
+    return SK_OK;
+}
+
+size_t sk_ctx_dispatch_count(const sk_ctx_t *ctx)
+{
+    return ctx->ndispatch;
+}
+
+const char *sk_ctx_dispatch_key(const sk_ctx_t *ctx, size_t i)
+{
+    return i < ctx->ndispatch ? ctx->dispatch[i] : NULL;
+}
+
+int sk_error_repack_fatal(const char *data, size_t len, msgpack_sbuffer *out)
+{
+    msgpack_unpacked u;
+    msgpack_packer pk;
+    size_t off = 0;
+    int rc = SK_ERROR, seen = 0;
+
+    msgpack_unpacked_init(&u);
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    if (msgpack_unpack_next(&u, data, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+        u.data.type != MSGPACK_OBJECT_MAP)
+        goto done;
+    seen = sk_get(&u.data, "retryable") != NULL;
+    if (msgpack_pack_map(&pk, u.data.via.map.size + (seen ? 0 : 1)))
+        goto done;
+    for (uint32_t i = 0; i < u.data.via.map.size; i++) {
+        const msgpack_object_kv *kv = &u.data.via.map.ptr[i];
+        int is_flag = kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 9 &&
+                      memcmp(kv->key.via.str.ptr, "retryable", 9) == 0;
+        if (msgpack_pack_object(&pk, kv->key) ||
+            (is_flag ? msgpack_pack_false(&pk) : msgpack_pack_object(&pk, kv->val)))
+            goto done;
+    }
+    if (!seen && (pack_cstr(&pk, "retryable") || msgpack_pack_false(&pk)))
+        goto done;
+    rc = SK_OK;
+done:
+    msgpack_unpacked_destroy(&u);
+    return rc;
 }
 
 sk_op_t *sk_ctx_first_op(sk_ctx_t *ctx)
@@ -535,6 +683,8 @@ sk_ctx_t *sk_ctx_new(const sk_ctx_params_t *p)
     ctx->before_body = p->before_body;
     ctx->hook_arg = p->hook_arg;
     ctx->handler_attempt = p->handler_attempt > 0 ? p->handler_attempt : 1;
+    snprintf(ctx->target, sizeof(ctx->target), "%s", p->target ? p->target : "");
+    ctx->now_ms = wall_ms();
     msgpack_sbuffer_init(&ctx->input_buf);
     msgpack_unpacked_init(&ctx->input);
     msgpack_sbuffer_init(&ctx->out_buf);
@@ -558,11 +708,14 @@ void sk_ctx_free(sk_ctx_t *ctx)
         next = op->order_next;
         if (op->unpacked_ok)
             msgpack_unpacked_destroy(&op->unpacked);
+        op_clear_extra(op);
         free(op->data);
         free(op->step_id);
         free(op);
     }
     free(ctx->buckets);
+    free(ctx->dispatch);
+    unps_free(ctx);
     arena_reset(ctx);
     msgpack_unpacked_destroy(&ctx->input);
     msgpack_sbuffer_destroy(&ctx->input_buf);
@@ -654,7 +807,8 @@ static int record_error(sk_ctx_t *ctx, const char *key, const char *id, sk_op_st
 {
     if (pack_error_buf(&ctx->err_buf, e) != SK_OK)
         return SK_ERROR;
-    ctx->exec_op = op_put(ctx, key, id, st, attempt, ctx->err_buf.data, ctx->err_buf.size);
+    ctx->exec_op =
+        op_put(ctx, key, id, "run", st, attempt, ctx->err_buf.data, ctx->err_buf.size);
     return ctx->exec_op ? SK_OK : SK_ERROR;
 }
 
@@ -690,7 +844,7 @@ static int execute_body(sk_ctx_t *ctx, const char *key, const char *id, sk_op_t 
                 goto done;
             ctx->exec_kind = EXEC_FATAL;
         } else {
-            ctx->exec_op = op_put(ctx, key, id, SK_OP_OK, attempt, out.data, out.size);
+            ctx->exec_op = op_put(ctx, key, id, "run", SK_OP_OK, attempt, out.data, out.size);
             if (ctx->exec_op == NULL)
                 goto done;
             ctx->exec_kind = EXEC_DONE;
@@ -724,8 +878,182 @@ done:
     return rc;
 }
 
-static int step_call(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg,
-                     const sk_retry_t *retry, const msgpack_object **result)
+typedef enum { K_RUN, K_SLEEP, K_SIGNAL, K_SEND, K_INVOKE } call_kind_t;
+
+/* One step call, whatever its kind. */
+typedef struct {
+    call_kind_t kind;
+    const char *id;
+    sk_body_fn body; /* run */
+    void *arg;
+    const sk_retry_t *retry;
+    int64_t until_ms;   /* sleep: absolute wall-clock ms */
+    int64_t timeout_ms; /* signal, invoke: relative, < 0 none */
+    const char *signal; /* signal, send */
+    sk_validate_fn validate;
+    const char *workflow; /* invoke */
+    const char *data;     /* send, invoke: msgpack */
+    size_t len;
+} call_t;
+
+static const char *const kind_names[] = {"run", "sleep", "signal", "send", "invoke"};
+
+static const msgpack_object *ctx_unpack(sk_ctx_t *ctx, const char *data, size_t len)
+{
+    unp_t *u = malloc(sizeof(*u) + (len ? len : 1));
+    size_t off = 0;
+
+    if (u == NULL)
+        return NULL;
+    /* Strings of an unpacked object point into its buffer: keep a copy. */
+    memcpy(u->buf, data, len);
+    msgpack_unpacked_init(&u->u);
+    if (msgpack_unpack_next(&u->u, u->buf, len, &off) != MSGPACK_UNPACK_SUCCESS) {
+        msgpack_unpacked_destroy(&u->u);
+        free(u);
+        return NULL;
+    }
+    u->next = ctx->unps;
+    ctx->unps = u;
+    return &u->u.data;
+}
+
+static int pack_wait_info(msgpack_sbuffer *buf, const char *kind, int64_t until_ms,
+                          const char *signal, const char *child, const char *workflow)
+{
+    msgpack_packer pk;
+    int n = 2 + (signal != NULL) + (child != NULL) + (workflow != NULL);
+
+    msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
+    if (msgpack_pack_map(&pk, (size_t)n) || pack_cstr(&pk, "kind") || pack_cstr(&pk, kind) ||
+        pack_cstr(&pk, "until") ||
+        (until_ms >= 0 ? msgpack_pack_int64(&pk, until_ms) : msgpack_pack_nil(&pk)))
+        return SK_ERROR;
+    if (signal != NULL && (pack_cstr(&pk, "signal") || pack_cstr(&pk, signal)))
+        return SK_ERROR;
+    if (child != NULL && (pack_cstr(&pk, "child") || pack_cstr(&pk, child)))
+        return SK_ERROR;
+    if (workflow != NULL && (pack_cstr(&pk, "workflow") || pack_cstr(&pk, workflow)))
+        return SK_ERROR;
+    return SK_OK;
+}
+
+/* A new suspending op: recorded as waiting, written at the entry's end. */
+static int start_wait(sk_ctx_t *ctx, const char *key, const call_t *c)
+{
+    static const char nil = (char)0xc0;
+    msgpack_sbuffer wi;
+    int64_t until = c->kind == K_SLEEP ? c->until_ms
+                    : c->timeout_ms >= 0 ? ctx->now_ms + c->timeout_ms
+                                         : -1;
+    char child[40] = "";
+    sk_op_t *op;
+    int rc = SK_ERROR;
+
+    if (c->kind == K_INVOKE) {
+        uuid_t u;
+        uuid_generate_random(u);
+        uuid_unparse_lower(u, child);
+    }
+    msgpack_sbuffer_init(&wi);
+    if (pack_wait_info(&wi, kind_names[c->kind], until,
+                       c->kind == K_SIGNAL || c->kind == K_SEND ? c->signal : NULL,
+                       c->kind == K_INVOKE ? child : NULL,
+                       c->kind == K_INVOKE ? c->workflow : NULL) != SK_OK)
+        goto done;
+    op = op_put(ctx, key, c->id, kind_names[c->kind], SK_OP_WAITING, 1, &nil, 1);
+    if (op == NULL)
+        goto done;
+    op->wait_info = heap_copy(wi.data, wi.size);
+    op->wait_len = wi.size;
+    op->until_ms = until;
+    op->started_ms = wall_ms();
+    op->timeout_ms = c->timeout_ms;
+    if (op->wait_info == NULL)
+        goto done;
+    switch (c->kind) {
+    case K_SIGNAL:
+        op->intent = SK_INTENT_SIGNAL;
+        break;
+    case K_SEND:
+        op->intent = SK_INTENT_SEND;
+        ctx->sent = 1;
+        break;
+    case K_INVOKE:
+        op->intent = SK_INTENT_INVOKE;
+        memcpy(op->child, child, sizeof(op->child));
+        break;
+    default:
+        break;
+    }
+    if (c->signal != NULL && (op->signal = strdup(c->signal)) == NULL)
+        goto done;
+    if (c->workflow != NULL && (op->workflow = strdup(c->workflow)) == NULL)
+        goto done;
+    if (c->kind == K_SEND || c->kind == K_INVOKE) {
+        const char *d = c->data && c->len ? c->data : &nil;
+        size_t n = c->data && c->len ? c->len : 1;
+        if ((op->payload = heap_copy(d, n)) == NULL)
+            goto done;
+        op->payload_len = n;
+    }
+    rc = SK_OK;
+done:
+    msgpack_sbuffer_destroy(&wi);
+    return rc;
+}
+
+static int dispatch(sk_ctx_t *ctx, const char *key)
+{
+    for (size_t i = 0; i < ctx->ndispatch; i++) {
+        if (strcmp(ctx->dispatch[i], key) == 0)
+            return SK_OK;
+    }
+    if (ctx->ndispatch == ctx->capdispatch) {
+        size_t cap = ctx->capdispatch ? ctx->capdispatch * 2 : 8;
+        char(*d)[41] = realloc(ctx->dispatch, cap * sizeof(*d));
+        if (d == NULL)
+            return SK_ERROR;
+        ctx->dispatch = d;
+        ctx->capdispatch = cap;
+    }
+    memcpy(ctx->dispatch[ctx->ndispatch++], key, 41);
+    return SK_OK;
+}
+
+/* A recorded success: the object, after the signal validator if any. */
+static int recorded_ok(sk_ctx_t *ctx, sk_op_t *op, const call_t *c,
+                       const msgpack_object **result)
+{
+    const msgpack_object *o = op_object(op);
+
+    if (o == NULL) {
+        ctx->aborted = 1;
+        return SK_SUSPEND;
+    }
+    if (c->kind == K_SIGNAL && c->validate != NULL && o->type == MSGPACK_OBJECT_MAP) {
+        sk_issues_t iss = {.ctx = ctx};
+        sk_error_t *e;
+        msgpack_sbuffer_init(&iss.buf);
+        c->validate(sk_get(o, "data"), &iss);
+        msgpack_sbuffer_destroy(&iss.buf);
+        if (iss.count > 0) {
+            e = sk_error_new(ctx, "InvalidInputError", "Invalid input");
+            if (e != NULL) {
+                e->retryable = false;
+                e->cause = sk_error_set_retryable(
+                    sk_error_new(ctx, "ValidationError", "%s", iss.first_message), false);
+            }
+            ctx->last_error = e;
+            return SK_FAILED;
+        }
+    }
+    if (result != NULL)
+        *result = o;
+    return SK_OK;
+}
+
+static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
 {
     char key[41];
     sk_op_t *op;
@@ -737,46 +1065,71 @@ static int step_call(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg,
         /* Only the first nesting is reported; the outer body still returns. */
         if (!ctx->nested) {
             ctx->nested = 1;
-            ctx->nested_inner = arena_strdup(ctx, id ? id : "");
+            ctx->nested_inner = arena_strdup(ctx, c->id ? c->id : "");
             ctx->nested_outer = arena_strdup(ctx, ctx->body_id);
         }
         return SK_FAILED;
     }
     if (ctx->nested || ctx->yield || ctx->aborted)
         return SK_SUSPEND;
-    if (id == NULL || *id == '\0' || body == NULL)
+    if (c->id == NULL || *c->id == '\0' || (c->kind == K_RUN && c->body == NULL) ||
+        ((c->kind == K_SIGNAL || c->kind == K_SEND) && (c->signal == NULL || !*c->signal)) ||
+        (c->kind == K_INVOKE && (c->workflow == NULL || !*c->workflow)))
         return sk_raise(ctx, sk_error_set_retryable(
-                                 sk_error_new(ctx, "InvalidStepError", "a step needs an id and a body"),
+                                 sk_error_new(ctx, "InvalidStepError",
+                                              "a %s step needs an id and its arguments",
+                                              kind_names[c->kind]),
                                  false));
-    idx = counter_next(ctx, id);
-    if (idx < 0 || sk_op_key(id, idx, key) != SK_OK) {
+    idx = counter_next(ctx, c->id);
+    if (idx < 0 || sk_op_key(c->id, idx, key) != SK_OK) {
         ctx->aborted = 1;
         return SK_SUSPEND;
     }
     op = op_find(ctx, key);
-    if (op != NULL && op->status == SK_OP_OK) {
-        const msgpack_object *o = op_object(op);
-        if (o == NULL) {
-            ctx->aborted = 1;
-            return SK_SUSPEND;
-        }
-        if (result != NULL)
-            *result = o;
-        return SK_OK;
-    }
+    if (op != NULL && op->status == SK_OP_OK)
+        return recorded_ok(ctx, op, c, result);
     if (op != NULL && op->status == SK_OP_ERROR) {
         ctx->last_error = error_from_obj(ctx, op_object(op), 0);
         return SK_FAILED;
     }
-    /* A new op (or one to retry): only one executes per entry. */
-    if (ctx->exec_kind != EXEC_NONE)
+    if (op != NULL && op->status == SK_OP_WAITING) {
+        if (c->kind == K_SLEEP && op->until_ms >= 0 && op->until_ms <= ctx->now_ms) {
+            /* Its time has come: an ordinary result from now on. */
+            static const char nil = (char)0xc0;
+            if (sk_ctx_resolve_op(ctx, op, SK_OP_OK, &nil, 1) != SK_OK) {
+                ctx->aborted = 1;
+                return SK_SUSPEND;
+            }
+            op->committed = 0;
+            return recorded_ok(ctx, op, c, result);
+        }
+        ctx->waiting = 1;
         return SK_SUSPEND;
+    }
+    /* A new op (or a run to retry).  Sequential code starts one per entry;
+     * a group starts all of its members at once. */
+    if (ctx->exec_kind != EXEC_NONE || (ctx->group_depth == 0 && ctx->started))
+        return SK_SUSPEND;
+    if (ctx->target[0] != '\0') {
+        /* Target mode: run this one body, start nothing else. */
+        if (c->kind != K_RUN || strcmp(key, ctx->target) != 0)
+            return SK_SUSPEND;
+    } else if (c->kind == K_RUN && ctx->group_depth > 0) {
+        if (dispatch(ctx, key) != SK_OK)
+            ctx->aborted = 1;
+        return SK_SUSPEND;
+    } else if (c->kind != K_RUN) {
+        if (start_wait(ctx, key, c) != SK_OK)
+            ctx->aborted = 1;
+        ctx->started = 1;
+        return SK_SUSPEND;
+    }
     hook = ctx->before_body ? ctx->before_body(ctx, ctx->hook_arg) : SK_OK;
     if (hook == SK_AGAIN) {
         ctx->yield = 1;
         return SK_SUSPEND;
     }
-    if (hook != SK_OK || execute_body(ctx, key, id, op, body, arg, retry) != SK_OK) {
+    if (hook != SK_OK || execute_body(ctx, key, c->id, op, c->body, c->arg, c->retry) != SK_OK) {
         ctx->aborted = 1;
         return SK_SUSPEND;
     }
@@ -786,13 +1139,245 @@ static int step_call(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg,
 int sk_run(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg,
            const msgpack_object **result)
 {
-    return step_call(ctx, id, body, arg, NULL, result);
+    call_t c = {.kind = K_RUN, .id = id, .body = body, .arg = arg};
+
+    return step(ctx, &c, result);
 }
 
 int sk_run_retry(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg, sk_retry_t retry,
                  const msgpack_object **result)
 {
-    return step_call(ctx, id, body, arg, &retry, result);
+    call_t c = {.kind = K_RUN, .id = id, .body = body, .arg = arg, .retry = &retry};
+
+    return step(ctx, &c, result);
+}
+
+int sk_sleep(sk_ctx_t *ctx, const char *id, int64_t ms)
+{
+    /* The wake time is fixed when the op starts; replays read it back. */
+    call_t c = {.kind = K_SLEEP, .id = id, .until_ms = ctx->now_ms + (ms > 0 ? ms : 0)};
+
+    return step(ctx, &c, NULL);
+}
+
+int sk_sleep_until(sk_ctx_t *ctx, const char *id, int64_t unix_ms)
+{
+    call_t c = {.kind = K_SLEEP, .id = id, .until_ms = unix_ms};
+
+    return step(ctx, &c, NULL);
+}
+
+int sk_wait_for_signal(sk_ctx_t *ctx, const char *id, const char *signal, int64_t timeout_ms,
+                       sk_validate_fn validate, const msgpack_object **result)
+{
+    call_t c = {.kind = K_SIGNAL,
+                .id = id,
+                .signal = signal,
+                .timeout_ms = timeout_ms,
+                .validate = validate};
+
+    return step(ctx, &c, result);
+}
+
+int sk_send_signal(sk_ctx_t *ctx, const char *id, const char *signal, const char *data,
+                   size_t len, const msgpack_object **result)
+{
+    call_t c = {.kind = K_SEND, .id = id, .signal = signal, .data = data, .len = len};
+
+    return step(ctx, &c, result);
+}
+
+int sk_invoke(sk_ctx_t *ctx, const char *id, const char *workflow, const char *data, size_t len,
+              int64_t timeout_ms, const msgpack_object **result)
+{
+    call_t c = {.kind = K_INVOKE,
+                .id = id,
+                .workflow = workflow,
+                .data = data,
+                .len = len,
+                .timeout_ms = timeout_ms};
+
+    return step(ctx, &c, result);
+}
+
+/* ---- groups ----------------------------------------------------------------- */
+
+typedef struct {
+    int rc;
+    const msgpack_object *result;
+    const sk_error_t *error;
+} member_t;
+
+struct sk_group {
+    sk_ctx_t *ctx;
+    member_t *m;
+    size_t n, cap;
+    int broken;
+};
+
+sk_group_t *sk_group(sk_ctx_t *ctx)
+{
+    sk_group_t *g = arena_alloc(ctx, sizeof(*g));
+
+    if (g != NULL)
+        memset(g, 0, sizeof(*g));
+    if (g != NULL)
+        g->ctx = ctx;
+    else
+        ctx->aborted = 1;
+    return g;
+}
+
+static void member_add(sk_group_t *g, int rc, const msgpack_object *result)
+{
+    member_t *m;
+
+    if (g == NULL)
+        return;
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 8;
+        member_t *p = arena_alloc(g->ctx, cap * sizeof(*p));
+        if (p == NULL) {
+            g->broken = 1;
+            return;
+        }
+        if (g->n > 0)
+            memcpy(p, g->m, g->n * sizeof(*p));
+        g->m = p;
+        g->cap = cap;
+    }
+    m = &g->m[g->n++];
+    m->rc = rc;
+    m->result = result;
+    m->error = rc == SK_FAILED ? (g->ctx->raised ? g->ctx->raised : g->ctx->last_error) : NULL;
+}
+
+static void member_call(sk_group_t *g, const call_t *c)
+{
+    const msgpack_object *r = NULL;
+    int rc;
+
+    if (g == NULL)
+        return;
+    g->ctx->group_depth++;
+    g->ctx->raised = NULL;
+    rc = step(g->ctx, c, &r);
+    g->ctx->group_depth--;
+    member_add(g, rc, r);
+}
+
+void sk_group_run(sk_group_t *g, const char *id, sk_body_fn body, void *arg)
+{
+    call_t c = {.kind = K_RUN, .id = id, .body = body, .arg = arg};
+
+    member_call(g, &c);
+}
+
+void sk_group_sleep(sk_group_t *g, const char *id, int64_t ms)
+{
+    call_t c = {.kind = K_SLEEP, .id = id};
+
+    if (g == NULL)
+        return;
+    c.until_ms = g->ctx->now_ms + (ms > 0 ? ms : 0);
+    member_call(g, &c);
+}
+
+void sk_group_wait_for_signal(sk_group_t *g, const char *id, const char *signal,
+                              int64_t timeout_ms, sk_validate_fn validate)
+{
+    call_t c = {.kind = K_SIGNAL,
+                .id = id,
+                .signal = signal,
+                .timeout_ms = timeout_ms,
+                .validate = validate};
+
+    member_call(g, &c);
+}
+
+void sk_group_invoke(sk_group_t *g, const char *id, const char *workflow, const char *data,
+                     size_t len, int64_t timeout_ms)
+{
+    call_t c = {.kind = K_INVOKE,
+                .id = id,
+                .workflow = workflow,
+                .data = data,
+                .len = len,
+                .timeout_ms = timeout_ms};
+
+    member_call(g, &c);
+}
+
+void sk_group_branch(sk_group_t *g, sk_branch_fn fn, void *arg)
+{
+    msgpack_sbuffer buf;
+    msgpack_packer pk;
+    const msgpack_object *r = NULL;
+    int rc;
+
+    if (g == NULL)
+        return;
+    msgpack_sbuffer_init(&buf);
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    g->ctx->group_depth++;
+    g->ctx->raised = NULL;
+    rc = fn(g->ctx, &pk, arg);
+    g->ctx->group_depth--;
+    if (rc == SK_OK) {
+        if (output_check(&buf) != SK_OK || (r = ctx_unpack(g->ctx, buf.data, buf.size)) == NULL)
+            rc = sk_raise(g->ctx, sk_error_set_retryable(
+                                      sk_error_new(g->ctx, "OutputError",
+                                                   "a branch packed more than one msgpack value"),
+                                      false));
+    } else if (rc != SK_FAILED) {
+        rc = SK_SUSPEND;
+    }
+    member_add(g, rc, r);
+    msgpack_sbuffer_destroy(&buf);
+}
+
+int sk_group_await(sk_group_t *g, const msgpack_object **results)
+{
+    msgpack_sbuffer buf;
+    msgpack_packer pk;
+    const msgpack_object *o;
+
+    if (results != NULL)
+        *results = NULL;
+    if (g == NULL)
+        return SK_SUSPEND;
+    if (g->broken) {
+        g->ctx->aborted = 1;
+        return SK_SUSPEND;
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        if (g->m[i].rc == SK_FAILED) {
+            g->ctx->last_error = g->m[i].error;
+            return SK_FAILED;
+        }
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        if (g->m[i].rc != SK_OK)
+            return SK_SUSPEND;
+    }
+    msgpack_sbuffer_init(&buf);
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, g->n);
+    for (size_t i = 0; i < g->n; i++) {
+        if (g->m[i].result != NULL)
+            msgpack_pack_object(&pk, *g->m[i].result);
+        else
+            msgpack_pack_nil(&pk);
+    }
+    o = ctx_unpack(g->ctx, buf.data, buf.size);
+    msgpack_sbuffer_destroy(&buf);
+    if (o == NULL) {
+        g->ctx->aborted = 1;
+        return SK_SUSPEND;
+    }
+    if (results != NULL)
+        *results = o;
+    return SK_OK;
 }
 
 /* ---- entries ---------------------------------------------------------------- */
@@ -809,6 +1394,11 @@ static void entry_reset(sk_ctx_t *ctx)
     ctx->exec_op = NULL;
     ctx->retry_delay_ms = 0;
     ctx->last_error = ctx->raised = NULL;
+    ctx->now_ms = wall_ms();
+    ctx->group_depth = 0;
+    ctx->started = ctx->waiting = ctx->sent = 0;
+    ctx->ndispatch = 0;
+    unps_free(ctx);
     msgpack_sbuffer_clear(&ctx->out_buf);
     msgpack_sbuffer_clear(&ctx->err_buf);
 }
@@ -868,6 +1458,26 @@ int sk_ctx_enter(sk_ctx_t *ctx, sk_entry_t *out)
     }
     if (ctx->yield) {
         out->kind = SK_ENTRY_YIELD;
+        return SK_OK;
+    }
+    if (ctx->target[0] != '\0') {
+        out->kind = SK_ENTRY_TARGET_IDLE;
+        return SK_OK;
+    }
+    if (rc == SK_SUSPEND && (ctx->started || ctx->waiting || ctx->ndispatch > 0)) {
+        out->kind = SK_ENTRY_SUSPENDED;
+        out->visible_ms = -1;
+        for (sk_op_t *op = ctx->order_head; op != NULL; op = op->order_next) {
+            if (op->status == SK_OP_WAITING && op->until_ms >= 0) {
+                int64_t in = op->until_ms - ctx->now_ms;
+                if (in < 0)
+                    in = 0;
+                if (out->visible_ms < 0 || in < out->visible_ms)
+                    out->visible_ms = in;
+            }
+        }
+        if (ctx->sent)
+            out->visible_ms = 0;
         return SK_OK;
     }
     switch (rc) {

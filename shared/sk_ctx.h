@@ -28,19 +28,40 @@
 typedef enum {
     SK_OP_RETRY = 0, /* attempts failed so far; it runs again */
     SK_OP_OK,        /* final: output */
-    SK_OP_ERROR      /* final: error map */
+    SK_OP_ERROR,     /* final: error map */
+    SK_OP_WAITING    /* suspended: sleep, signal wait, child run (wait_info) */
 } sk_op_status_t;
+
+/* How a new op of this entry is written: by sk_op_put (none) or by the
+ * statement of its kind, which does more than record it. */
+typedef enum {
+    SK_INTENT_NONE = 0,
+    SK_INTENT_SIGNAL, /* register a waiter */
+    SK_INTENT_SEND,   /* deliver a signal, record the receiver */
+    SK_INTENT_INVOKE  /* start a child run, register the parent */
+} sk_intent_t;
 
 /* One op as recorded (or about to be). */
 typedef struct sk_op {
     char key[41];
     char *step_id;
+    const char *kind; /* run, sleep, signal, send, invoke (static strings) */
     sk_op_status_t status;
     int attempts;      /* executions so far */
     char *data;        /* msgpack output or error map */
     size_t len;
     int64_t started_ms; /* wall clock, first execution of this attempt */
     int committed;     /* 1 once durable */
+    int64_t until_ms;  /* waiting: wall-clock ms it ends or times out; -1 never */
+    char *wait_info;   /* msgpack {kind, until, signal, child, workflow} */
+    size_t wait_len;
+    sk_intent_t intent; /* new this entry: written by its intent statement */
+    char *signal;      /* intent: signal name */
+    char *workflow;    /* intent: child workflow */
+    char child[40];    /* intent: child run id */
+    char *payload;     /* intent: msgpack data sent or given to the child */
+    size_t payload_len;
+    int64_t timeout_ms; /* intent: relative timeout, -1 none */
     msgpack_unpacked unpacked; /* lazily unpacked data */
     int unpacked_ok;
     struct sk_op *next; /* hash chain */
@@ -52,6 +73,8 @@ typedef enum {
     SK_ENTRY_FAILED,     /* the run fails now (fatal error, or handler failed) */
     SK_ENTRY_STEP_DONE,  /* a body ran to a final result: pending op, replay again */
     SK_ENTRY_STEP_RETRY, /* a body failed and runs again after retry_delay_ms */
+    SK_ENTRY_SUSPENDED,  /* the run waits: commit new ops and intents, hand the item back */
+    SK_ENTRY_TARGET_IDLE, /* target mode: the target op did not run (already recorded) */
     SK_ENTRY_YIELD,      /* the engine asked to stop before a new body (draining) */
     SK_ENTRY_ABORTED     /* before_body failed (lease lost, connection gone) */
 } sk_entry_kind_t;
@@ -68,6 +91,9 @@ typedef struct {
     /* STEP_DONE / STEP_RETRY / FAILED after a body: the op that ran */
     sk_op_t *op;
     int retry_delay_ms;
+    /* SUSPENDED: ms until the run must be replayed (-1: only when woken);
+     * 0 when a signal was sent (its receiver may be this run). */
+    int64_t visible_ms;
 } sk_entry_t;
 
 /* Called before a new body executes.  SK_OK: go on; SK_AGAIN: yield
@@ -84,6 +110,7 @@ typedef struct {
     const char *data; /* msgpack input.data (checked by the caller) */
     size_t data_len;
     int handler_attempt; /* 1-based attempt of the handler this execution */
+    const char *target;  /* target mode: execute only this op (a group member) */
     sk_before_body_fn before_body;
     void *hook_arg;
 } sk_ctx_params_t;
@@ -91,9 +118,23 @@ typedef struct {
 sk_ctx_t *sk_ctx_new(const sk_ctx_params_t *p);
 void sk_ctx_free(sk_ctx_t *ctx);
 
-/* Add a recorded op (copies data).  Data must have passed sk_msgpack_check. */
-int sk_ctx_add_op(sk_ctx_t *ctx, const char *key, const char *step_id, sk_op_status_t status,
-                  int attempts, const char *data, size_t len);
+/* Add a recorded op (copies data).  Data and wait_info must have passed
+ * sk_msgpack_check. */
+int sk_ctx_add_op(sk_ctx_t *ctx, const char *key, const char *step_id, const char *kind,
+                  sk_op_status_t status, int attempts, const char *data, size_t len,
+                  const char *wait_info, size_t wait_len);
+
+/* Group members whose bodies other workers must run (target items). */
+size_t sk_ctx_dispatch_count(const sk_ctx_t *ctx);
+const char *sk_ctx_dispatch_key(const sk_ctx_t *ctx, size_t i);
+
+/* Set a waiting op's outcome (a timeout resolved by the engine). */
+int sk_ctx_resolve_op(sk_ctx_t *ctx, sk_op_t *op, sk_op_status_t status, const char *data,
+                      size_t len);
+
+/* A copy of error map `data` with retryable false, as a parent sees its
+ * child's failure. */
+int sk_error_repack_fatal(const char *data, size_t len, msgpack_sbuffer *out);
 
 /* Validate the input with the workflow's validator: SK_OK, or SK_FAILED
  * with out filled (InvalidInputError, fatal). */

@@ -149,6 +149,62 @@ int sk_run(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg,
 int sk_run_retry(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg, sk_retry_t retry,
                  const msgpack_object **result);
 
+/* Suspend the run for `ms` milliseconds (or until `unix_ms`); holds no
+ * worker meanwhile.  Result: nothing (SK_OK once the time has come). */
+int sk_sleep(sk_ctx_t *ctx, const char *id, int64_t ms);
+int sk_sleep_until(sk_ctx_t *ctx, const char *id, int64_t unix_ms);
+
+/* Wait until a signal named `signal` is sent (each send wakes the oldest
+ * waiter of its name) or `timeout_ms` passes (< 0: no timeout).  *result:
+ * {"data": ..., "signal": name}, or nil on timeout.  `validate`, optional,
+ * checks the data: rejected data fails the step with InvalidInputError. */
+int sk_wait_for_signal(sk_ctx_t *ctx, const char *id, const char *signal, int64_t timeout_ms,
+                       sk_validate_fn validate, const msgpack_object **result);
+
+/* Send a signal durably (msgpack `data`, NULL = nil): *result is
+ * {"run_id": receiver} or nil when nobody waited.  Recorded like any step,
+ * so a replay never sends twice. */
+int sk_send_signal(sk_ctx_t *ctx, const char *id, const char *signal, const char *data,
+                   size_t len, const msgpack_object **result);
+
+/* Start a run of `workflow` (msgpack `data`) and wait for its end: *result
+ * is its output; its failure is raised here as a non-retryable error; after
+ * `timeout_ms` (< 0: none) the step fails with InvokeTimeoutError and the
+ * child runs on by itself. */
+int sk_invoke(sk_ctx_t *ctx, const char *id, const char *workflow, const char *data, size_t len,
+              int64_t timeout_ms, const msgpack_object **result);
+
+/* ---- parallel steps -------------------------------------------------------- */
+
+/*
+ * A group starts several steps at once and awaits them together:
+ *
+ *   sk_group_t *g = sk_group(ctx);
+ *   sk_group_run(g, "p1", body1, NULL);
+ *   sk_group_sleep(g, "p3", 1000);
+ *   sk_group_branch(g, two_in_a_row, NULL);    // a sequence of steps
+ *   SK_STEP(sk_group_await(g, &results));      // array, in declaration order
+ *
+ * Run bodies of a group execute concurrently on different workers, each
+ * once.  A branch is a function that calls steps in order (with sk_run and
+ * friends on the same ctx) and packs its result; it returns SK_SUSPEND
+ * (SK_STEP does it) while one of its steps is pending.  sk_group_await
+ * gives SK_FAILED with the first failed member's error (in declaration
+ * order), SK_SUSPEND while any member is pending.
+ */
+typedef struct sk_group sk_group_t;
+typedef int (*sk_branch_fn)(sk_ctx_t *ctx, msgpack_packer *out, void *arg);
+
+sk_group_t *sk_group(sk_ctx_t *ctx);
+void sk_group_run(sk_group_t *g, const char *id, sk_body_fn body, void *arg);
+void sk_group_sleep(sk_group_t *g, const char *id, int64_t ms);
+void sk_group_wait_for_signal(sk_group_t *g, const char *id, const char *signal,
+                              int64_t timeout_ms, sk_validate_fn validate);
+void sk_group_invoke(sk_group_t *g, const char *id, const char *workflow, const char *data,
+                     size_t len, int64_t timeout_ms);
+void sk_group_branch(sk_group_t *g, sk_branch_fn fn, void *arg);
+int sk_group_await(sk_group_t *g, const msgpack_object **results);
+
 /* ---- errors -------------------------------------------------------------- */
 
 /* A new retryable error, owned by ctx. */

@@ -63,6 +63,12 @@ int sk_client_get(sk_client_t *c, const char *run_id, sk_run_result_t *res, char
  *  steps: [{step_id, op_key, kind, status, attempts, started_at, ended_at, output|error}]}. */
 char *sk_client_run_json(sk_client_t *c, const char *run_id, char *err, size_t errlen);
 
+/* Send a signal (msgpack `data`, NULL = nil): the oldest run waiting on
+ * `signal` receives it.  run_id gets the receiver, or "" when nobody
+ * waited (the signal is dropped). */
+int sk_client_signal(sk_client_t *c, const char *signal, const char *data, size_t len,
+                     char run_id[SK_UUID_LEN], char *err, size_t errlen);
+
 void sk_run_result_clear(sk_run_result_t *res);
 
 #ifdef __cplusplus

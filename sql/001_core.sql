@@ -47,13 +47,14 @@ CREATE TABLE runs (
 CREATE UNIQUE INDEX runs_event_workflow ON runs (event_id, workflow_id);
 
 -- Recorded ops.  A final row (ok or error) is never replaced; a 'retry'
--- row counts the failed attempts of an op that will run again.
+-- row counts the failed attempts of an op that will run again; a 'waiting'
+-- row is a suspended op (sleep, signal, child run) described by wait_info.
 CREATE TABLE ops (
     run_id     uuid NOT NULL,
     op_key     text NOT NULL,                  -- sha1 hex of "<step id>:<index>"
     step_id    text NOT NULL,
     kind       text NOT NULL DEFAULT 'run',
-    status     text NOT NULL CHECK (status IN ('retry', 'ok', 'error')),
+    status     text NOT NULL CHECK (status IN ('retry', 'waiting', 'ok', 'error')),
     result     bytea,                          -- msgpack: output, or error map
     attempts   int NOT NULL,
     wait_info  bytea,                          -- msgpack: what a suspended op waits for
@@ -72,6 +73,8 @@ CREATE TABLE exec_queue (
     op_key      text,                          -- NULL: replay the run; else run that op only
     visible_at  timestamptz NOT NULL DEFAULT now(),
     epoch       int NOT NULL DEFAULT 0,        -- fencing token, +1 per claim
+    leased      boolean NOT NULL DEFAULT false, -- a worker holds it (visible_at = lease expiry)
+    wake_seq    int NOT NULL DEFAULT 0,        -- +1 per wake-up; a holder that missed one replays
     claimed_by  text,
     created_at  timestamptz NOT NULL DEFAULT now()
 ) WITH (fillfactor = 70);
@@ -102,6 +105,8 @@ CREATE TABLE waiting_invokes (
     timeout_at    timestamptz,
     created_at    timestamptz NOT NULL DEFAULT now()
 );
+-- A run that ends drops the waits it still had on its children.
+CREATE INDEX waiting_invokes_parent ON waiting_invokes (parent_run_id);
 
 -- Events sent and not yet turned into runs.
 CREATE TABLE event_queue (
@@ -114,9 +119,10 @@ CREATE TABLE event_queue (
 );
 CREATE INDEX event_queue_visible ON event_queue (visible_at);
 
--- Wake the workers when new work is queued.  Payload-free and one per
--- statement (PostgreSQL folds identical notifications of a transaction);
--- a worker continuing a run it holds updates its item and notifies nobody.
+-- Wake the workers when new work is queued or a suspended run is woken.
+-- Payload-free and one per statement (PostgreSQL folds identical
+-- notifications of a transaction); a worker continuing a run it holds
+-- updates its item's lease, which notifies nobody.
 CREATE FUNCTION notify_work() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -127,25 +133,36 @@ $$;
 
 CREATE TRIGGER exec_queue_notify AFTER INSERT ON exec_queue
     FOR EACH STATEMENT EXECUTE FUNCTION notify_work();
+CREATE TRIGGER exec_queue_wake_notify AFTER UPDATE OF wake_seq ON exec_queue
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_work();
 CREATE TRIGGER event_queue_notify AFTER INSERT ON event_queue
     FOR EACH STATEMENT EXECUTE FUNCTION notify_work();
 
--- Fencing: every write that follows a claim starts with fence(item, epoch,
--- ms).  It locks the item and moves visible_at to now() + ms (extends the
--- lease, or reschedules), or deletes the item when ms is NULL (its work is
--- done), and raises SK001 when the lease was lost, which aborts the whole
--- transaction: a late worker changes nothing.
-CREATE FUNCTION fence(p_item bigint, p_epoch int, p_visible_ms int) RETURNS uuid
+-- Fencing: every write that follows a claim starts with
+-- fence(item, epoch, ms, release, seen_wake).  It locks the item and
+--   ms NULL:        deletes it (its work is done);
+--   release false:  extends the lease to now() + ms;
+--   release true:   hands the item back, visible at now() + ms (ms < 0:
+--                   never, until woken), or at once if the run was woken
+--                   since the holder read it (wake_seq moved);
+-- and raises SK001 when the lease was lost (the epoch moved on), which
+-- aborts the whole transaction: a late worker changes nothing.
+CREATE FUNCTION fence(p_item bigint, p_epoch int, p_ms bigint, p_release boolean,
+                      p_seen_wake int) RETURNS uuid
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     r uuid;
 BEGIN
-    IF p_visible_ms IS NULL THEN
+    IF p_ms IS NULL THEN
         DELETE FROM exec_queue WHERE item_id = p_item AND epoch = p_epoch
         RETURNING run_id INTO r;
     ELSE
         UPDATE exec_queue
-           SET visible_at = now() + p_visible_ms * interval '1 millisecond'
+           SET visible_at = CASE
+                   WHEN p_release AND wake_seq <> p_seen_wake THEN now()
+                   WHEN p_ms < 0 THEN 'infinity'
+                   ELSE now() + p_ms * interval '1 millisecond' END,
+               leased = NOT p_release
          WHERE item_id = p_item AND epoch = p_epoch
         RETURNING run_id INTO r;
     END IF;
@@ -155,5 +172,192 @@ BEGIN
     RETURN r;
 END
 $$;
+
+-- Make a suspended run visible now; a run a worker holds is marked, and
+-- its holder replays it again when it hands it back (see fence).
+CREATE FUNCTION wake(p_run uuid) RETURNS void
+LANGUAGE sql SET search_path FROM CURRENT AS $$
+    UPDATE exec_queue
+       SET wake_seq = wake_seq + 1,
+           visible_at = CASE WHEN leased THEN visible_at ELSE least(visible_at, now()) END
+     WHERE run_id = p_run AND op_key IS NULL;
+$$;
+
+-- msgpack encoding of a string, for the few fixed shapes SQL writes
+-- ({data, signal}, {run_id}).
+CREATE FUNCTION mp_str(s text) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT CASE
+        WHEN n < 32 THEN set_byte('\x00'::bytea, 0, 160 + n) || b
+        WHEN n < 256 THEN '\xd9'::bytea || set_byte('\x00'::bytea, 0, n) || b
+        WHEN n < 65536 THEN '\xda'::bytea || substring(int4send(n) FROM 3 FOR 2) || b
+        ELSE '\xdb'::bytea || int4send(n) || b END
+      FROM (SELECT convert_to(s, 'UTF8') AS b) x, LATERAL (SELECT octet_length(x.b) AS n) y;
+$$;
+
+-- End a run once: record its outcome, drop its queue items and waits,
+-- resolve a parent waiting on it (p_parent_error: the error as the parent
+-- sees it, not retryable), and wake a waiting client.  False when the run
+-- had already ended.
+CREATE FUNCTION end_run(p_run uuid, p_status text, p_output bytea, p_error bytea,
+                        p_parent_error bytea, p_channel text) RETURNS boolean
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_notify boolean;
+    v_parent uuid;
+    v_op text;
+BEGIN
+    UPDATE runs SET status = p_status, output = p_output, error = p_error, ended_at = now()
+     WHERE run_id = p_run AND status = 'pending'
+    RETURNING notify_end INTO v_notify;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    DELETE FROM exec_queue WHERE run_id = p_run;
+    DELETE FROM waiting_signals WHERE run_id = p_run;
+    DELETE FROM waiting_invokes WHERE parent_run_id = p_run;
+    DELETE FROM waiting_invokes WHERE child_run_id = p_run
+    RETURNING parent_run_id, parent_op_key INTO v_parent, v_op;
+    IF v_parent IS NOT NULL THEN
+        UPDATE ops
+           SET status = CASE WHEN p_status = 'completed' THEN 'ok' ELSE 'error' END,
+               result = CASE WHEN p_status = 'completed' THEN p_output ELSE p_parent_error END,
+               ended_at = now()
+         WHERE run_id = v_parent AND op_key = v_op AND status = 'waiting';
+        PERFORM wake(v_parent);
+    END IF;
+    IF v_notify THEN
+        PERFORM pg_notify(p_channel, '');
+    END IF;
+    RETURN true;
+END
+$$;
+
+-- A wait whose timeout passed: whoever deletes the waiting row wins, so a
+-- send (or a child's end) racing the timeout resolves to one outcome.
+-- Returns the op as it stands afterwards.
+CREATE FUNCTION resolve_timeout(p_run uuid, p_op text, p_result bytea)
+RETURNS TABLE (status text, result bytea)
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_invoke boolean := false;
+    v_found boolean;
+BEGIN
+    DELETE FROM waiting_signals w WHERE w.run_id = p_run AND w.op_key = p_op;
+    v_found := FOUND;
+    IF NOT v_found THEN
+        DELETE FROM waiting_invokes w WHERE w.parent_run_id = p_run AND w.parent_op_key = p_op;
+        v_found := FOUND;
+        v_invoke := v_found;
+    END IF;
+    IF v_found THEN
+        UPDATE ops o SET status = CASE WHEN v_invoke THEN 'error' ELSE 'ok' END,
+                         result = p_result, ended_at = now()
+         WHERE o.run_id = p_run AND o.op_key = p_op AND o.status = 'waiting';
+    END IF;
+    RETURN QUERY SELECT o.status, o.result FROM ops o WHERE o.run_id = p_run AND o.op_key = p_op;
+END
+$$;
+
+-- Register a wait_for_signal op and its waiter (timeout NULL: none).
+CREATE FUNCTION wait_signal(p_run uuid, p_op text, p_step text, p_signal text,
+                            p_timeout_ms bigint, p_wait_info bytea, p_started_ms bigint)
+RETURNS void
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    INSERT INTO ops (run_id, op_key, step_id, kind, status, attempts, wait_info, started_at)
+    VALUES (p_run, p_op, p_step, 'signal', 'waiting', 1, p_wait_info,
+            to_timestamp(p_started_ms / 1000.0))
+    ON CONFLICT DO NOTHING;
+    IF FOUND THEN
+        INSERT INTO waiting_signals (signal, run_id, op_key, timeout_at)
+        VALUES (p_signal, p_run, p_op,
+                now() + p_timeout_ms * interval '1 millisecond');
+    END IF;
+END
+$$;
+
+-- Deliver a signal to the oldest run waiting on that name (whose timeout
+-- has not passed): its op gets {data, signal} and the run is woken.
+-- Returns the receiver, or NULL when nobody waits (the signal is dropped).
+CREATE FUNCTION deliver_signal(p_signal text, p_data bytea) RETURNS uuid
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_run uuid;
+    v_op text;
+BEGIN
+    SELECT w.run_id, w.op_key INTO v_run, v_op
+      FROM waiting_signals w
+     WHERE w.signal = p_signal AND (w.timeout_at IS NULL OR w.timeout_at > now())
+     ORDER BY w.created_at, w.run_id
+     LIMIT 1 FOR UPDATE SKIP LOCKED;
+    IF v_run IS NULL THEN
+        RETURN NULL;
+    END IF;
+    DELETE FROM waiting_signals WHERE run_id = v_run AND op_key = v_op;
+    UPDATE ops
+       SET status = 'ok', ended_at = now(),
+           result = '\x82'::bytea || mp_str('data') || coalesce(p_data, '\xc0'::bytea)
+                    || mp_str('signal') || mp_str(p_signal)
+     WHERE run_id = v_run AND op_key = v_op AND status = 'waiting';
+    PERFORM wake(v_run);
+    RETURN v_run;
+END
+$$;
+
+-- send_signal as a step: deliver and record the result ({run_id} or nil)
+-- in one transaction, so a replay never sends twice.
+CREATE FUNCTION send_signal_step(p_run uuid, p_op text, p_step text, p_signal text,
+                                 p_data bytea, p_started_ms bigint) RETURNS uuid
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_to uuid;
+BEGIN
+    PERFORM 1 FROM ops WHERE run_id = p_run AND op_key = p_op;
+    IF FOUND THEN
+        RETURN NULL; -- recorded already: never send twice
+    END IF;
+    v_to := deliver_signal(p_signal, p_data);
+    INSERT INTO ops (run_id, op_key, step_id, kind, status, result, attempts, started_at)
+    VALUES (p_run, p_op, p_step, 'send', 'ok',
+            CASE WHEN v_to IS NULL THEN '\xc0'::bytea
+                 ELSE '\x81'::bytea || mp_str('run_id') || mp_str(v_to::text) END,
+            1, to_timestamp(p_started_ms / 1000.0));
+    RETURN v_to;
+END
+$$;
+
+-- invoke_workflow: record the waiting op, start the child run and register
+-- the parent as its waiter.  An unknown workflow fails the op with
+-- p_unknown_error at once (and wakes the parent).
+CREATE FUNCTION invoke_child(p_run uuid, p_op text, p_step text, p_child uuid, p_workflow text,
+                             p_data bytea, p_timeout_ms bigint, p_wait_info bytea,
+                             p_started_ms bigint, p_unknown_error bytea) RETURNS boolean
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    INSERT INTO ops (run_id, op_key, step_id, kind, status, attempts, wait_info, started_at)
+    VALUES (p_run, p_op, p_step, 'invoke', 'waiting', 1, p_wait_info,
+            to_timestamp(p_started_ms / 1000.0))
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN true;
+    END IF;
+    INSERT INTO runs (run_id, workflow_id, event_id, trigger_type, trigger_name, data,
+                      parent_run_id, parent_op_key)
+    SELECT p_child, workflow_id, gen_random_uuid(), 'invoke', workflow_id, p_data, p_run, p_op
+      FROM workflows WHERE workflow_id = p_workflow;
+    IF NOT FOUND THEN
+        UPDATE ops SET status = 'error', result = p_unknown_error, ended_at = now()
+         WHERE run_id = p_run AND op_key = p_op;
+        PERFORM wake(p_run);
+        RETURN false;
+    END IF;
+    INSERT INTO exec_queue (run_id, workflow_id) VALUES (p_child, p_workflow);
+    INSERT INTO waiting_invokes (child_run_id, parent_run_id, parent_op_key, timeout_at)
+    VALUES (p_child, p_run, p_op, now() + p_timeout_ms * interval '1 millisecond');
+    RETURN true;
+END
+$$;
+
 
 INSERT INTO schema_migrations (version, name) VALUES (1, '001_core');

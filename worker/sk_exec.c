@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sk_ctx.h"
@@ -38,14 +39,20 @@ typedef struct {
     size_t data_len;
     int attempt, attempt_ops;
     int64_t created_ms;
+    char wake_s[NUM_LEN]; /* wake_seq read by the claim */
 } item_t;
 
-/* A batch of commands with room for their numeric parameters. */
+/* A batch of commands with room for their numeric parameters and the
+ * buffers it owns. */
 typedef struct {
     sk_cmd_t *cmds;
     char (*nums)[4][NUM_LEN];
     int n, cap;
+    msgpack_sbuffer *owned;
+    int nowned;
 } batch_t;
+
+typedef enum { FENCE_EXTEND, FENCE_RELEASE, FENCE_DELETE } fence_mode_t;
 
 typedef struct {
     sk_exec_t *x;
@@ -53,6 +60,14 @@ typedef struct {
     sk_ctx_t *ctx;
     int lost; /* lease lost or connection gone: stop touching this item */
 } run_state_t;
+
+static int64_t wall_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ---- binary result fields ------------------------------------------------------- */
 
@@ -100,6 +115,7 @@ static int parse_claim(PGresult *res, item_t *it, int64_t *next_due_ms)
     snprintf(it->epoch_s, sizeof(it->epoch_s), "%d", it->epoch);
     it->run_id = get_str(res, 0, SK_CLAIM_RUN);
     it->target = get_str(res, 0, SK_CLAIM_TARGET);
+    snprintf(it->wake_s, sizeof(it->wake_s), "%d", get_i32(res, 0, SK_CLAIM_WAKE));
     it->workflow = get_str(res, 0, SK_CLAIM_WORKFLOW);
     it->event_id = get_str(res, 0, SK_CLAIM_EVENT);
     it->ttype = get_str(res, 0, SK_CLAIM_TTYPE);
@@ -121,15 +137,32 @@ static int batch_init(batch_t *b, int cap)
 {
     b->n = 0;
     b->cap = cap;
+    b->nowned = 0;
     b->cmds = calloc((size_t)cap, sizeof(*b->cmds));
     b->nums = calloc((size_t)cap, sizeof(*b->nums));
-    return b->cmds && b->nums ? SK_OK : SK_ERROR;
+    b->owned = calloc((size_t)cap, sizeof(*b->owned));
+    return b->cmds && b->nums && b->owned ? SK_OK : SK_ERROR;
 }
 
 static void batch_free(batch_t *b)
 {
+    for (int i = 0; i < b->nowned; i++)
+        msgpack_sbuffer_destroy(&b->owned[i]);
+    free(b->owned);
     free(b->cmds);
     free(b->nums);
+}
+
+/* A buffer that lives as long as the batch (for packed parameters). */
+static msgpack_sbuffer *batch_buffer(batch_t *b)
+{
+    msgpack_sbuffer *sb;
+
+    if (b->nowned == b->cap)
+        return NULL;
+    sb = &b->owned[b->nowned++];
+    msgpack_sbuffer_init(sb);
+    return sb;
 }
 
 static sk_cmd_t *batch_add(batch_t *b, const char *stmt)
@@ -160,8 +193,9 @@ static char *num(batch_t *b, int slot, long long v)
     return s;
 }
 
-/* visible_ms < 0: delete the item (its work is done). */
-static int add_fence(batch_t *b, const item_t *it, int visible_ms)
+/* Extend the lease to now + ms, hand the item back visible after ms (< 0:
+ * only when woken), or delete it (its work is done). */
+static int add_fence(batch_t *b, const item_t *it, fence_mode_t mode, int64_t ms)
 {
     sk_cmd_t *k = batch_add(b, "sk_fence");
 
@@ -169,13 +203,16 @@ static int add_fence(batch_t *b, const item_t *it, int visible_ms)
         return SK_ERROR;
     param(k, it->item_s, 0, 0);
     param(k, it->epoch_s, 0, 0);
-    param(k, visible_ms < 0 ? NULL : num(b, 0, visible_ms), 0, 0);
+    param(k, mode == FENCE_DELETE ? NULL : num(b, 0, ms), 0, 0);
+    param(k, mode == FENCE_RELEASE ? "true" : "false", 0, 0);
+    param(k, it->wake_s, 0, 0);
     return SK_OK;
 }
 
+static const char *const op_status_names[] = {"retry", "ok", "error", "waiting"};
+
 static int add_op(batch_t *b, const item_t *it, const sk_op_t *op)
 {
-    static const char *const st[] = {"retry", "ok", "error"};
     sk_cmd_t *k = batch_add(b, "sk_op_put");
 
     if (k == NULL)
@@ -183,17 +220,84 @@ static int add_op(batch_t *b, const item_t *it, const sk_op_t *op)
     param(k, it->run_id, 0, 0);
     param(k, op->key, 0, 0);
     param(k, op->step_id, 0, 0);
-    param(k, st[op->status], 0, 0);
-    param(k, op->data, (int)op->len, 1);
+    param(k, op->kind, 0, 0);
+    param(k, op_status_names[op->status], 0, 0);
+    param(k, op->status == SK_OP_WAITING ? NULL : op->data, (int)op->len, 1);
     param(k, num(b, 0, op->attempts), 0, 0);
+    param(k, op->wait_info, (int)op->wait_len, 1);
     param(k, num(b, 1, op->started_ms), 0, 0);
     return SK_OK;
 }
 
+static char *timeout_param(batch_t *b, int slot, int64_t timeout_ms)
+{
+    return timeout_ms < 0 ? NULL : num(b, slot, timeout_ms);
+}
+
+/* A new op whose statement does more than record it (sql/: wait_signal,
+ * send_signal_step, invoke_child). */
+static int add_intent(batch_t *b, const item_t *it, const sk_op_t *op)
+{
+    sk_cmd_t *k;
+    msgpack_sbuffer *err;
+    char msg[300];
+
+    switch (op->intent) {
+    case SK_INTENT_SIGNAL:
+        k = batch_add(b, "sk_wait_signal");
+        if (k == NULL)
+            return SK_ERROR;
+        param(k, it->run_id, 0, 0);
+        param(k, op->key, 0, 0);
+        param(k, op->step_id, 0, 0);
+        param(k, op->signal, 0, 0);
+        param(k, timeout_param(b, 0, op->timeout_ms), 0, 0);
+        param(k, op->wait_info, (int)op->wait_len, 1);
+        param(k, num(b, 1, op->started_ms), 0, 0);
+        return SK_OK;
+    case SK_INTENT_SEND:
+        k = batch_add(b, "sk_send_step");
+        if (k == NULL)
+            return SK_ERROR;
+        param(k, it->run_id, 0, 0);
+        param(k, op->key, 0, 0);
+        param(k, op->step_id, 0, 0);
+        param(k, op->signal, 0, 0);
+        param(k, op->payload, (int)op->payload_len, 1);
+        param(k, num(b, 0, op->started_ms), 0, 0);
+        return SK_OK;
+    case SK_INTENT_INVOKE:
+        err = batch_buffer(b);
+        snprintf(msg, sizeof(msg), "workflow %s is not registered", op->workflow);
+        if (err == NULL || sk_error_pack_simple(err, "UnknownWorkflowError", msg, 0) != SK_OK)
+            return SK_ERROR;
+        k = batch_add(b, "sk_invoke_child");
+        if (k == NULL)
+            return SK_ERROR;
+        param(k, it->run_id, 0, 0);
+        param(k, op->key, 0, 0);
+        param(k, op->step_id, 0, 0);
+        param(k, op->child, 0, 0);
+        param(k, op->workflow, 0, 0);
+        param(k, op->payload, (int)op->payload_len, 1);
+        param(k, timeout_param(b, 0, op->timeout_ms), 0, 0);
+        param(k, op->wait_info, (int)op->wait_len, 1);
+        param(k, num(b, 1, op->started_ms), 0, 0);
+        param(k, err->data, (int)err->size, 1);
+        return SK_OK;
+    case SK_INTENT_NONE:
+        break;
+    }
+    return SK_OK;
+}
+
+/* Every op of this execution not yet durable, each by its own statement. */
 static int add_pending_ops(batch_t *b, const item_t *it, sk_ctx_t *ctx)
 {
     for (sk_op_t *op = sk_ctx_first_op(ctx); op != NULL; op = op->order_next) {
-        if (!op->committed && add_op(b, it, op) != SK_OK)
+        if (op->committed)
+            continue;
+        if ((op->intent == SK_INTENT_NONE ? add_op(b, it, op) : add_intent(b, it, op)) != SK_OK)
             return SK_ERROR;
     }
     return SK_OK;
@@ -204,7 +308,8 @@ static void mark_committed(sk_exec_t *x, sk_ctx_t *ctx)
     for (sk_op_t *op = sk_ctx_first_op(ctx); op != NULL; op = op->order_next) {
         if (!op->committed) {
             op->committed = 1;
-            if (op->status != SK_OP_RETRY)
+            op->intent = SK_INTENT_NONE;
+            if (op->status == SK_OP_OK || op->status == SK_OP_ERROR)
                 atomic_fetch_add(&x->slot->steps_done, 1);
         }
     }
@@ -275,7 +380,7 @@ static int before_body(sk_ctx_t *ctx, void *arg)
         return SK_OK;
     if (batch_init(&b, count_pending(ctx) + 1) != SK_OK)
         return SK_ERROR;
-    rc = add_fence(&b, rs->it, rs->x->cfg->lease_ms);
+    rc = add_fence(&b, rs->it, FENCE_EXTEND, rs->x->cfg->lease_ms);
     if (rc == SK_OK)
         rc = add_pending_ops(&b, rs->it, ctx);
     if (rc == SK_OK)
@@ -289,19 +394,29 @@ static int before_body(sk_ctx_t *ctx, void *arg)
     return SK_OK;
 }
 
-/* Release the item (visible again after delay_ms), committing pending ops
- * and, when attempt >= 0, the handler's attempt counters. */
-static int release(run_state_t *rs, int delay_ms, int attempt, int attempt_ops)
+/* Hand the item back (visible again after delay_ms; < 0: when woken),
+ * committing pending ops and group dispatches and, when attempt >= 0, the
+ * handler's attempt counters. */
+static int release(run_state_t *rs, int64_t delay_ms, int attempt, int attempt_ops)
 {
     batch_t b;
     int rc = SK_ERROR;
     int pending = rs->ctx ? count_pending(rs->ctx) : 0;
+    size_t nd = rs->ctx ? sk_ctx_dispatch_count(rs->ctx) : 0;
 
-    if (batch_init(&b, pending + 2) != SK_OK)
+    if (batch_init(&b, 2 * pending + (int)nd + 3) != SK_OK)
         return SK_ERROR;
-    if (add_fence(&b, rs->it, delay_ms) != SK_OK ||
+    if (add_fence(&b, rs->it, FENCE_RELEASE, delay_ms) != SK_OK ||
         (rs->ctx && add_pending_ops(&b, rs->it, rs->ctx) != SK_OK))
         goto done;
+    for (size_t i = 0; i < nd; i++) {
+        sk_cmd_t *k = batch_add(&b, "sk_dispatch");
+        if (k == NULL)
+            goto done;
+        param(k, rs->it->run_id, 0, 0);
+        param(k, rs->it->workflow, 0, 0);
+        param(k, sk_ctx_dispatch_key(rs->ctx, i), 0, 0);
+    }
     if (attempt >= 0) {
         sk_cmd_t *k = batch_add(&b, "sk_run_attempt");
         if (k == NULL)
@@ -334,19 +449,24 @@ static int finish(run_state_t *rs, const char *status, const char *output, size_
     int pending = rs->ctx ? count_pending(rs->ctx) : 0;
 
     *have_next = 0;
-    if (batch_init(&b, pending + 3) != SK_OK)
+    if (batch_init(&b, 2 * pending + 4) != SK_OK)
         return SK_ERROR;
-    if (add_fence(&b, rs->it, -1) != SK_OK ||
+    if (add_fence(&b, rs->it, FENCE_DELETE, 0) != SK_OK ||
         (rs->ctx && add_pending_ops(&b, rs->it, rs->ctx) != SK_OK))
         goto done;
     if (status != NULL) {
-        k = batch_add(&b, "sk_run_end");
+        /* A parent waiting on this run sees its error as not retryable. */
+        msgpack_sbuffer *perr = error != NULL ? batch_buffer(&b) : NULL;
+        if (error != NULL && (perr == NULL || sk_error_repack_fatal(error, error_len, perr)))
+            goto done;
+        k = batch_add(&b, "sk_end_run");
         if (k == NULL)
             goto done;
         param(k, rs->it->run_id, 0, 0);
         param(k, status, 0, 0);
         param(k, output, (int)output_len, 1);
         param(k, error, (int)error_len, 1);
+        param(k, perr ? perr->data : NULL, perr ? (int)perr->size : 0, 1);
         param(k, sk_wconn_done_channel(x->conn), 0, 0);
     }
     if (!x->stop(x->stop_arg)) {
@@ -404,6 +524,8 @@ static int load_ops(run_state_t *rs, char *err, size_t errlen)
         const char *st = get_str(r, row, SK_CLAIM_OP_STATUS);
         const char *data = PQgetvalue(r, row, SK_CLAIM_OP_RESULT);
         size_t len = (size_t)PQgetlength(r, row, SK_CLAIM_OP_RESULT);
+        const char *wait = get_str(r, row, SK_CLAIM_OP_WAIT);
+        size_t wait_len = (size_t)PQgetlength(r, row, SK_CLAIM_OP_WAIT);
         sk_op_status_t status;
 
         if (key == NULL)
@@ -412,19 +534,111 @@ static int load_ops(run_state_t *rs, char *err, size_t errlen)
             snprintf(err, errlen, "op row %d is incomplete", row);
             return SK_ERROR;
         }
-        status = strcmp(st, "ok") == 0      ? SK_OP_OK
-                 : strcmp(st, "error") == 0 ? SK_OP_ERROR
-                                            : SK_OP_RETRY;
+        status = strcmp(st, "ok") == 0        ? SK_OP_OK
+                 : strcmp(st, "error") == 0   ? SK_OP_ERROR
+                 : strcmp(st, "waiting") == 0 ? SK_OP_WAITING
+                                              : SK_OP_RETRY;
+        if (PQgetisnull(r, row, SK_CLAIM_OP_RESULT)) {
+            data = "\xc0"; /* a waiting op has no result yet */
+            len = 1;
+        }
         /* Rows come from outside this process: check before unpacking. */
-        if (sk_msgpack_check(data, len, err, errlen) != SK_OK)
+        if (sk_msgpack_check(data, len, err, errlen) != SK_OK ||
+            (wait != NULL && sk_msgpack_check(wait, wait_len, err, errlen) != SK_OK))
             return SK_ERROR;
-        if (sk_ctx_add_op(rs->ctx, key, step, status, get_i32(r, row, SK_CLAIM_OP_ATTEMPTS), data,
-                          len) != SK_OK) {
+        if (sk_ctx_add_op(rs->ctx, key, step, get_str(r, row, SK_CLAIM_OP_KIND), status,
+                          get_i32(r, row, SK_CLAIM_OP_ATTEMPTS), data, len, wait,
+                          wait ? wait_len : 0) != SK_OK) {
             snprintf(err, errlen, "out of memory");
             return SK_ERROR;
         }
     }
     return SK_OK;
+}
+
+/*
+ * Waits (signal, child run) whose timeout has passed are settled before the
+ * replay, each in a transaction that races the sender or the child: who
+ * deletes the waiting row decides, so the step sees exactly one outcome.
+ */
+static int resolve_timeouts(run_state_t *rs)
+{
+    int64_t now = wall_now_ms();
+
+    for (sk_op_t *op = sk_ctx_first_op(rs->ctx); op != NULL; op = op->order_next) {
+        msgpack_sbuffer *res_buf;
+        PGresult *res[2] = {NULL, NULL};
+        char msg[120], err[512];
+        batch_t b;
+        sk_cmd_t *k;
+        int rc;
+
+        if (op->status != SK_OP_WAITING || op->until_ms < 0 || op->until_ms > now ||
+            strcmp(op->kind, "sleep") == 0)
+            continue;
+        if (batch_init(&b, 3) != SK_OK)
+            return SK_ERROR;
+        res_buf = batch_buffer(&b);
+        if (res_buf == NULL || add_fence(&b, rs->it, FENCE_EXTEND, rs->x->cfg->lease_ms) != SK_OK ||
+            (k = batch_add(&b, "sk_resolve_timeout")) == NULL) {
+            batch_free(&b);
+            return SK_ERROR;
+        }
+        if (strcmp(op->kind, "invoke") == 0) {
+            snprintf(msg, sizeof(msg), "invoked run %s timed out", op->child);
+            if (sk_error_pack_simple(res_buf, "InvokeTimeoutError", msg, 0) != SK_OK) {
+                batch_free(&b);
+                return SK_ERROR;
+            }
+        } else {
+            msgpack_sbuffer_write(res_buf, "\xc0", 1);
+        }
+        param(k, rs->it->run_id, 0, 0);
+        param(k, op->key, 0, 0);
+        param(k, res_buf->data, (int)res_buf->size, 1);
+        k->binary_result = 1;
+        rc = sk_wconn_run(rs->x->conn, b.cmds, b.n, 1, res, err, sizeof(err));
+        if (rc == SK_OK && res[1] != NULL && PQntuples(res[1]) == 1) {
+            const char *st = PQgetvalue(res[1], 0, 0);
+            const char *data = PQgetvalue(res[1], 0, 1);
+            size_t len = (size_t)PQgetlength(res[1], 0, 1);
+            if (strcmp(st, "waiting") != 0 && sk_msgpack_check(data, len, err, sizeof(err)) == 0 &&
+                sk_ctx_resolve_op(rs->ctx, op, strcmp(st, "ok") == 0 ? SK_OP_OK : SK_OP_ERROR,
+                                  data, len) == SK_OK)
+                op->committed = 1;
+        } else if (rc != SK_OK) {
+            sk_log_warn("event=timeout_resolve_failed run=%s op=%s error=\"%s\"", rs->it->run_id,
+                        op->key, err);
+        }
+        PQclear(res[0]);
+        PQclear(res[1]);
+        batch_free(&b);
+        if (rc != SK_OK)
+            return SK_ERROR;
+    }
+    return SK_OK;
+}
+
+/* Target mode: the group member's body ran; record it, drop the target
+ * item and wake the run so its holder sees the result. */
+static int target_done(run_state_t *rs)
+{
+    batch_t b;
+    sk_cmd_t *k;
+    int rc = SK_ERROR;
+
+    if (batch_init(&b, 2 * count_pending(rs->ctx) + 3) != SK_OK)
+        return SK_ERROR;
+    if (add_fence(&b, rs->it, FENCE_DELETE, 0) != SK_OK ||
+        add_pending_ops(&b, rs->it, rs->ctx) != SK_OK || (k = batch_add(&b, "sk_wake")) == NULL)
+        goto done;
+    param(k, rs->it->run_id, 0, 0);
+    rc = run_batch(rs->x, &b, rs->it, NULL);
+    if (rc == SK_OK)
+        mark_committed(rs->x, rs->ctx);
+done:
+    batch_free(&b);
+    return rc;
 }
 
 static int handler_failed(run_state_t *rs, const sk_entry_t *e, item_t *next, int *have_next)
@@ -479,6 +693,7 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
     p.data_len = it->data_len;
     p.before_body = before_body;
     p.hook_arg = &rs;
+    p.target = it->target;
     rs.ctx = sk_ctx_new(&p);
     if (rs.ctx == NULL) {
         rc = SK_ERROR;
@@ -493,6 +708,8 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
     sk_ctx_set_handler_attempt(rs.ctx, it->attempt_ops == (int)sk_ctx_final_ops(rs.ctx)
                                            ? it->attempt + 1
                                            : 1);
+    if (it->target == NULL && resolve_timeouts(&rs) != SK_OK)
+        goto done; /* the lease expires and another worker retries */
     if (sk_ctx_validate(rs.ctx, &e) == SK_FAILED) {
         sk_log_info("event=run_failed run=%s workflow=%s error=InvalidInputError", it->run_id,
                     it->workflow);
@@ -501,9 +718,42 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
     }
     for (;;) {
         sk_ctx_enter(rs.ctx, &e);
+        if (it->target != NULL) {
+            /* A group member's body on its own item. */
+            switch (e.kind) {
+            case SK_ENTRY_STEP_DONE:
+                rc = target_done(&rs);
+                goto done;
+            case SK_ENTRY_FAILED:
+                if (e.op == NULL)
+                    break; /* the handler's own failure: its holder decides */
+                rc = finish(&rs, "failed", NULL, 0, e.error, e.error_len, next, have_next);
+                goto done;
+            case SK_ENTRY_STEP_RETRY:
+            case SK_ENTRY_YIELD:
+            case SK_ENTRY_ABORTED:
+                break;
+            default:
+                /* Recorded already (a duplicate item): nothing left to do. */
+                rc = finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
+                goto done;
+            }
+            if (e.kind == SK_ENTRY_FAILED) {
+                rc = finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
+                goto done;
+            }
+        }
         switch (e.kind) {
         case SK_ENTRY_STEP_DONE:
             continue; /* replay at once, the new result still in memory */
+        case SK_ENTRY_SUSPENDED:
+            sk_log_debug("event=run_suspended run=%s visible_ms=%lld", it->run_id,
+                         (long long)e.visible_ms);
+            rc = release(&rs, e.visible_ms, -1, 0);
+            goto done;
+        case SK_ENTRY_TARGET_IDLE:
+            rc = finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
+            goto done;
         case SK_ENTRY_COMPLETED:
             sk_log_debug("event=run_completed run=%s workflow=%s", it->run_id, it->workflow);
             rc = finish(&rs, "completed", e.output, e.output_len, NULL, 0, next, have_next);

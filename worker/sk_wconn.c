@@ -191,19 +191,19 @@ int sk_wconn_run(sk_wconn_t *c, sk_cmd_t *cmds, int n, int tx, PGresult **res, c
         snprintf(err, errlen, "not connected");
         return SK_ERROR;
     }
-    if (tx && !send_sql(c, "BEGIN"))
-        goto broken;
+    /* No BEGIN/COMMIT: the commands up to a pipeline's sync form one
+     * implicit transaction, committed at the sync, rolled back as a whole
+     * when one of them fails. */
+    (void)tx;
     for (int i = 0; i < n; i++) {
         sk_cmd_t *k = &cmds[i];
         if (!PQsendQueryPrepared(c->pg, k->stmt, k->nparams, k->values, k->lengths, k->formats,
                                  k->binary_result))
             goto broken;
     }
-    if (tx && !send_sql(c, "COMMIT"))
-        goto broken;
     if (!PQpipelineSync(c->pg) || flush_out(c, deadline) != SK_OK)
         goto broken;
-    rc = collect(c, n, tx ? 1 : 0, res, deadline, &lease_lost, err, errlen);
+    rc = collect(c, n, 0, res, deadline, &lease_lost, err, errlen);
     if (rc == SK_ERROR)
         goto broken;
     /* A failed command inside BEGIN leaves the session in an aborted

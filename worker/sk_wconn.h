@@ -50,7 +50,9 @@ int sk_wconn_ready(const sk_wconn_t *c);
 void sk_wconn_quiet(sk_wconn_t *c);
 
 /*
- * Run `n` commands in one round trip; with `tx`, inside BEGIN/COMMIT.
+ * Run `n` commands in one round trip, as one transaction (pipeline mode:
+ * the commands up to a sync are one implicit transaction); `tx` documents
+ * the caller's intent and is kept for readability.
  * res[i] gets each command's result (caller PQclears; NULL when it did
  * not run).  Returns SK_OK; SK_AGAIN when a command raised SK001 (lease
  * lost: the transaction rolled back); SK_ERROR on any other failure with

@@ -477,15 +477,26 @@ char *itest_master_log(const itest_master_t *m)
     return read_file(m->log);
 }
 
-int itest_log_count(const itest_master_t *m, const char *needle)
+int itest_log_count_all(const itest_master_t *m, const char *const *needles)
 {
     char *text = read_file(m->log), *line, *save = NULL;
     int n = 0;
 
-    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-        n += strstr(line, needle) != NULL;
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        int all = 1;
+        for (int i = 0; needles[i] != NULL && all; i++)
+            all = strstr(line, needles[i]) != NULL;
+        n += all;
+    }
     free(text);
     return n;
+}
+
+int itest_log_count(const itest_master_t *m, const char *needle)
+{
+    const char *needles[2] = {needle, NULL};
+
+    return itest_log_count_all(m, needles);
 }
 
 int itest_log_wait(const itest_master_t *m, const char *needle, int timeout_ms)

@@ -105,6 +105,8 @@ char *itest_master_log(const itest_master_t *m);
 int itest_log_wait(const itest_master_t *m, const char *needle, int timeout_ms);
 /* Number of lines of the master's log containing `needle`. */
 int itest_log_count(const itest_master_t *m, const char *needle);
+/* Number of lines containing every one of `needles` (NULL-terminated). */
+int itest_log_count_all(const itest_master_t *m, const char *const *needles);
 
 /* Excuse level=error lines containing `substring` for this test. */
 void itest_allow_error(const char *substring);

@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,8 +123,12 @@ Test(engine, same_step_id_twice_is_two_ops, ITEST_FIXTURES)
 Test(engine, step_failing_once_runs_again_and_succeeds, ITEST_FIXTURES)
 {
     sk_run_result_t res;
+    itest_master_t *m;
+    char run[64];
+    const char *retry_line[] = {"event=step_retry", run,          "step=flaky",
+                                "attempt=1",        "delay_ms=0", NULL};
 
-    itest_master_up(NULL);
+    m = itest_master_up(NULL);
     itest_invoke("retry-once", NULL, &res);
     expect_ended(&res, "completed");
     expect_output(&res, "\"ok on attempt 2\"");
@@ -132,6 +137,11 @@ Test(engine, step_failing_once_runs_again_and_succeeds, ITEST_FIXTURES)
     cr_expect_eq(COUNT(res.run_id, "after"), 1);
     expect_ops(res.run_id, 1);
     expect_op(res.run_id, "flaky", 0, "ok", 2, "\"ok on attempt 2\"");
+    /* The step's own retry delay (sk_run_retry: 0 ms) beat the workflow's
+     * default (1 s): one retry, scheduled at once. */
+    snprintf(run, sizeof(run), "run=%s ", res.run_id);
+    cr_expect_eq(itest_log_count_all(m, retry_line), 1, "no step_retry line with delay_ms=0 in %s",
+                 m->log);
     sk_run_result_clear(&res);
     itest_finish();
 }

@@ -8,7 +8,8 @@
  * a single write(2) on an O_APPEND descriptor, so lines from concurrent
  * worker processes never interleave.  Keys: "handler", "after", "catch" and
  * the step id for bodies.  Retries are immediate (SK_RETRY(0, 1, 0)) to keep
- * the suite fast.
+ * the suite fast: set on every workflow but retry-once, whose step sets it
+ * with sk_run_retry.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -135,7 +136,9 @@ static int retry_once(sk_ctx_t *ctx, msgpack_packer *out)
     const msgpack_object *r;
 
     count(ctx, "handler");
-    SK_STEP(sk_run(ctx, "flaky", flaky_body, NULL, &r));
+    /* The workflow keeps the default retry delay (1 s); the step's own
+     * zero delay must win. */
+    SK_STEP(sk_run_retry(ctx, "flaky", flaky_body, NULL, NO_DELAY, &r));
     count(ctx, "after");
     return sk_pack_object(out, r);
 }
@@ -311,7 +314,7 @@ SK_WORKFLOWS(reg)
     static const sk_workflow_t wfs[] = {
         {.id = "two-steps", .handler = two_steps, .retry = NO_DELAY},
         {.id = "dup-ids", .handler = dup_ids, .retry = NO_DELAY},
-        {.id = "retry-once", .handler = retry_once, .retry = NO_DELAY},
+        {.id = "retry-once", .handler = retry_once},
         {.id = "exhausted", .handler = exhausted, .max_attempts = 2, .retry = NO_DELAY},
         {.id = "non-retryable", .handler = non_retryable, .max_attempts = 2, .retry = NO_DELAY},
         {.id = "validated", .handler = validated, .validate = validate_name, .retry = NO_DELAY},

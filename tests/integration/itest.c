@@ -32,8 +32,8 @@ extern char **environ;
 itest_env_t itest;
 
 const char *const itest_test_workflows[] = {
-    "two-steps", "dup-ids",      "retry-once", "exhausted", "non-retryable", "validated",
-    "nested",    "always-fails", "chain5",     "chain3",    "slow-once",     NULL,
+    "two-steps",    "dup-ids", "retry-once", "exhausted", "non-retryable", "validated", "nested",
+    "always-fails", "chain5",  "chain3",     "slow-once", "slow-twice",    NULL,
 };
 
 /* ---- small helpers ------------------------------------------------------------------ */
@@ -499,17 +499,22 @@ int itest_log_count(const itest_master_t *m, const char *needle)
     return itest_log_count_all(m, needles);
 }
 
-int itest_log_wait(const itest_master_t *m, const char *needle, int timeout_ms)
+int itest_log_wait_count(const itest_master_t *m, const char *needle, int n, int timeout_ms)
 {
     int64_t deadline = mono_ms() + timeout_ms;
+    int seen;
 
     for (;;) {
-        if (itest_log_count(m, needle) > 0)
-            return 1;
-        if (mono_ms() > deadline)
-            return 0;
+        seen = itest_log_count(m, needle);
+        if (seen >= n || mono_ms() > deadline)
+            return seen;
         nap_ms(20);
     }
+}
+
+int itest_log_wait(const itest_master_t *m, const char *needle, int timeout_ms)
+{
+    return itest_log_wait_count(m, needle, 1, timeout_ms) >= 1;
 }
 
 void itest_allow_error(const char *substring)

@@ -103,6 +103,8 @@ int itest_master_wait_exit(itest_master_t *m, int timeout_ms);
 char *itest_master_log(const itest_master_t *m);
 /* Wait until the master's log contains `needle` (max timeout_ms); 1 if seen. */
 int itest_log_wait(const itest_master_t *m, const char *needle, int timeout_ms);
+/* Wait until n lines contain `needle` (max timeout_ms); the count reached. */
+int itest_log_wait_count(const itest_master_t *m, const char *needle, int n, int timeout_ms);
 /* Number of lines of the master's log containing `needle`. */
 int itest_log_count(const itest_master_t *m, const char *needle);
 /* Number of lines containing every one of `needles` (NULL-terminated). */

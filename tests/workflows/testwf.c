@@ -44,13 +44,13 @@ static void count(sk_ctx_t *ctx, const char *key)
     close(fd);
 }
 
-/* Whether the counts file already has a line "<run_id> <key>". */
+/* How many lines "<run_id> <key>" the counts file has so far. */
 static int counted(sk_ctx_t *ctx, const char *key)
 {
     const char *file = getenv("STEPKIT_TEST_COUNTS");
     char want[256], line[256];
     FILE *f;
-    int found = 0;
+    int n = 0;
 
     if (file == NULL || *file == '\0')
         return 0;
@@ -58,10 +58,10 @@ static int counted(sk_ctx_t *ctx, const char *key)
     f = fopen(file, "re");
     if (f == NULL)
         return 0;
-    while (!found && fgets(line, sizeof(line), f) != NULL)
-        found = strcmp(line, want) == 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        n += strcmp(line, want) == 0;
     fclose(f);
-    return found;
+    return n;
 }
 
 static void sleep_ms(long ms)
@@ -283,23 +283,29 @@ static int chain3(sk_ctx_t *ctx, msgpack_packer *out)
     return chain(ctx, out, 3);
 }
 
-/* ---- slow-once: the first execution outlives its lease ---------------------------- */
+/* ---- slow-once / slow-twice: executions that outlive their lease -------------------- */
 
+/* Execution n (0-based, from the counts file) of step "slow": executions
+ * whose index has a delay in {first_ms, second_ms} sleep that long and
+ * return "late" / "slow"; any later one returns "fresh" at once. */
 static int slow_body(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
 {
-    const msgpack_object *ms = sk_get(sk_data(ctx), "sleep_ms");
-    int first = !counted(ctx, "slow");
+    static const char *const keys[] = {"first_ms", "second_ms"};
+    static const char *const results[] = {"late", "slow"};
+    const msgpack_object *data = sk_data(ctx);
+    int n = counted(ctx, "slow");
 
     (void)arg;
     count(ctx, "slow");
-    if (first) {
-        sleep_ms(ms != NULL ? (long)sk_int(ms) : 1500);
-        return sk_pack_str(out, "late");
+    if (n < 2 && sk_get(data, keys[n]) != NULL && sk_int(sk_get(data, keys[n])) > 0) {
+        sleep_ms((long)sk_int(sk_get(data, keys[n])));
+        return sk_pack_str(out, results[n]);
     }
     return sk_pack_str(out, "fresh");
 }
 
-static int slow_once(sk_ctx_t *ctx, msgpack_packer *out)
+/* slow-once: {"first_ms": 1500}; slow-twice: {"first_ms": .., "second_ms": ..}. */
+static int slow_steps(sk_ctx_t *ctx, msgpack_packer *out)
 {
     const msgpack_object *r;
 
@@ -322,7 +328,8 @@ SK_WORKFLOWS(reg)
         {.id = "always-fails", .handler = always_fails, .retry = NO_DELAY},
         {.id = "chain5", .handler = chain5, .retry = NO_DELAY},
         {.id = "chain3", .handler = chain3, .retry = NO_DELAY},
-        {.id = "slow-once", .handler = slow_once, .retry = NO_DELAY},
+        {.id = "slow-once", .handler = slow_steps, .retry = NO_DELAY},
+        {.id = "slow-twice", .handler = slow_steps, .retry = NO_DELAY},
     };
 
     for (size_t i = 0; i < sizeof(wfs) / sizeof(wfs[0]); i++) {

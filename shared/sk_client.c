@@ -223,18 +223,30 @@ static int listen_done(sk_client_t *c, char *err, size_t errlen)
     return rc;
 }
 
-int sk_client_wait(sk_client_t *c, const char *run_id, int timeout_ms, sk_run_result_t *out,
-                   char *err, size_t errlen)
+/* Drop queued notifications; true when there were any. */
+static int drain_notifies(sk_client_t *c)
+{
+    PGnotify *n;
+    int any = 0;
+
+    while ((n = PQnotifies(c->pg)) != NULL) {
+        PQfreemem(n);
+        any = 1;
+    }
+    return any;
+}
+
+/* `asked`: the run already has notify_end (we started it that way). */
+static int wait_run(sk_client_t *c, const char *run_id, int timeout_ms, int asked,
+                    sk_run_result_t *out, char *err, size_t errlen)
 {
     int64_t deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1;
     const char *params[1] = {run_id};
     PGresult *res;
-    int asked = 0;
 
     if (listen_done(c, err, errlen) != SK_OK)
         return SK_ERROR;
     for (;;) {
-        PGnotify *n;
         struct pollfd pfd;
         int64_t left;
         int wait_ms;
@@ -244,6 +256,11 @@ int sk_client_wait(sk_client_t *c, const char *run_id, int timeout_ms, sk_run_re
         if (strcmp(out->status, "pending") != 0)
             return SK_OK;
         sk_run_result_clear(out);
+        /* A notification that came in with the answer sits in libpq's
+         * queue, where poll() cannot see it: the run may have ended just
+         * after our snapshot, so look again at once. */
+        if (drain_notifies(c))
+            continue;
         if (!asked) {
             res = PQexecParams(c->pg, want_sql, 1, NULL, params, NULL, NULL, 0);
             if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -270,9 +287,14 @@ int sk_client_wait(sk_client_t *c, const char *run_id, int timeout_ms, sk_run_re
             sk_pg_error(c->pg, NULL, "wait", err, errlen);
             return SK_ERROR;
         }
-        while ((n = PQnotifies(c->pg)) != NULL)
-            PQfreemem(n);
+        drain_notifies(c); /* answered by the query that follows */
     }
+}
+
+int sk_client_wait(sk_client_t *c, const char *run_id, int timeout_ms, sk_run_result_t *out,
+                   char *err, size_t errlen)
+{
+    return wait_run(c, run_id, timeout_ms, 0, out, err, errlen);
 }
 
 int sk_client_invoke(sk_client_t *c, const char *workflow, const char *data, size_t len,
@@ -286,7 +308,7 @@ int sk_client_invoke(sk_client_t *c, const char *workflow, const char *data, siz
         return SK_ERROR;
     if (start(c, workflow, data, len, 1, run_id, NULL, err, errlen) != SK_OK)
         return SK_ERROR;
-    rc = sk_client_wait(c, run_id, timeout_ms, out, err, errlen);
+    rc = wait_run(c, run_id, timeout_ms, 1, out, err, errlen);
     if (rc == SK_AGAIN)
         snprintf(out->run_id, sizeof(out->run_id), "%s", run_id);
     return rc;

@@ -248,19 +248,26 @@ static int wait_run(sk_client_t *c, const char *run_id, int timeout_ms, int aske
     int64_t deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1;
     const char *params[1] = {run_id};
     PGresult *res;
+    /* A run we just started with notify_end cannot have ended unnoticed:
+     * we listened before starting it, so wait for the wake-up first. */
+    int look = !asked;
 
     if (listen_done(c, err, errlen) != SK_OK)
         return SK_ERROR;
+
     for (;;) {
         struct pollfd pfd;
         int64_t left;
         int wait_ms;
 
-        if (sk_client_get(c, run_id, out, err, errlen) != SK_OK)
-            return SK_ERROR;
-        if (strcmp(out->status, "pending") != 0)
-            return SK_OK;
-        sk_run_result_clear(out);
+        if (look) {
+            if (sk_client_get(c, run_id, out, err, errlen) != SK_OK)
+                return SK_ERROR;
+            if (strcmp(out->status, "pending") != 0)
+                return SK_OK;
+            sk_run_result_clear(out);
+        }
+        look = 1;
         /* A notification that came in with the answer sits in libpq's
          * queue, where poll() cannot see it: the run may have ended just
          * after our snapshot, so look again at once. */

@@ -74,6 +74,17 @@ const sk_stmt_def_t sk_stmts[] = {
      "SELECT invoke_child($1::uuid, $2, $3, $4::uuid, $5, $6::bytea, $7::int8, $8::bytea,"
      "                    $9::int8, $10::bytea)"},
     {"sk_resolve_timeout", "SELECT * FROM resolve_timeout($1::uuid, $2, $3::bytea)"},
+    /* Cron (sk_sched): fire a tick ($1 workflow, $2 schedule, $3 tick in Unix ms, $4 msgpack
+     * input data): the new run's id, NULL when the tick was fired already. */
+    {"sk_fire_cron", "SELECT fire_cron($1, $2, to_timestamp($3::int8 / 1000.0), $4::bytea)"},
+    /* The newest fired tick (Unix ms, NULL: never) of each schedule, in the order given
+     * ($1 workflows, $2 expressions, joined by newlines). */
+    {"sk_cron_last",
+     "SELECT (extract(epoch FROM (SELECT max(t.tick_at) FROM cron_ticks t"
+     "                             WHERE t.workflow_id = s.w AND t.schedule = s.e)) * 1000)::int8"
+     "  FROM unnest(string_to_array($1, E'\\n'), string_to_array($2, E'\\n'))"
+     "       WITH ORDINALITY AS s(w, e, i)"
+     " ORDER BY s.i"},
 };
 
 const int sk_stmts_count = (int)(sizeof(sk_stmts) / sizeof(sk_stmts[0]));

@@ -21,6 +21,8 @@
 
 #include <stepkit.h>
 
+#include "cronwf.h"
+
 #define NO_DELAY SK_RETRY(0, 1, 0)
 
 /* Append "<run_id> <key>\n" to the counts file; abort on failure, because a
@@ -336,5 +338,5 @@ SK_WORKFLOWS(reg)
         if (sk_register(reg, &wfs[i]) != SK_OK)
             return SK_ERROR;
     }
-    return SK_OK;
+    return testwf_cron_register(reg);
 }

@@ -4,6 +4,7 @@
  * Exit codes: 0 success, 1 the run or the operation failed, 2 usage or
  * configuration, 3 timed out.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <limits.h>
@@ -33,6 +34,7 @@ typedef struct {
     const char *args[4];
     int nargs;
     const char *data;
+    const char *event_id;
     long timeout_ms;
     int json;
 } cli_t;
@@ -50,6 +52,10 @@ static void usage(FILE *out)
             "  run <run-id> [--json]                     show a run and its steps\n"
             "  signal <name> [--data JSON]               send a signal, print the receiving run\n"
             "                                            id (or null when nobody waits)\n"
+            "  send <event> [--data JSON] [--id UUID]    send an event: start every workflow\n"
+            "                                            listening to it; print the event id,\n"
+            "                                            then one line per run started (the\n"
+            "                                            same --id again starts nothing)\n"
             "\n"
             "environment: DATABASE_URL (or DATABASE_URL_FILE), STEPKIT_SCHEMA, and libpq's PG*\n"
             "exit codes: 0 ok, 1 the run failed, 2 usage, 3 timed out\n");
@@ -67,6 +73,18 @@ static int die_usage(const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\nTry 'stepkit --help'.\n");
     return EXIT_USAGE;
+}
+
+/* 8-4-4-4-12 hexadecimal digits. */
+static int is_uuid(const char *s)
+{
+    if (strlen(s) != 36)
+        return 0;
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23 ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+            return 0;
+    }
+    return 1;
 }
 
 static int read_url_file(cli_t *c, const char *path)
@@ -139,6 +157,10 @@ static int parse(cli_t *c, int argc, char **argv)
             c->schema = val;
         } else if (strcmp(name, "--data") == 0) {
             c->data = val;
+        } else if (strcmp(name, "--id") == 0) {
+            if (!is_uuid(val))
+                return die_usage("--id: '%s' is not a UUID", val);
+            c->event_id = val;
         } else if (strcmp(name, "--timeout") == 0) {
             char *end;
             errno = 0;
@@ -301,6 +323,24 @@ static void print_run_human(const char *json)
     json_decref(r);
 }
 
+/* Prints the event id, then one line per run started, and nothing else. */
+static int cmd_send(sk_client_t *cl, const cli_t *c, const msgpack_sbuffer *buf)
+{
+    char err[1024];
+    sk_event_result_t ev;
+
+    if (sk_client_send_event(cl, c->args[0], buf->data, buf->size, c->event_id, &ev, err,
+                             sizeof(err)) != SK_OK) {
+        fprintf(stderr, "stepkit: %s\n", err);
+        return EXIT_FAILED;
+    }
+    printf("%s\n", ev.event_id);
+    for (size_t i = 0; i < ev.n_runs; i++)
+        printf("%s\n", ev.run_ids[i]);
+    sk_event_result_clear(&ev);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     cli_t c;
@@ -320,8 +360,13 @@ int main(int argc, char **argv)
         goto done;
     }
     if (strcmp(c.command, "start") != 0 && strcmp(c.command, "invoke") != 0 &&
-        strcmp(c.command, "run") != 0 && strcmp(c.command, "signal") != 0) {
+        strcmp(c.command, "run") != 0 && strcmp(c.command, "signal") != 0 &&
+        strcmp(c.command, "send") != 0) {
         rc = die_usage("unknown command '%s'", c.command);
+        goto done;
+    }
+    if (c.event_id != NULL && strcmp(c.command, "send") != 0) {
+        rc = die_usage("--id is an option of send only");
         goto done;
     }
     if (c.nargs != 1) {
@@ -338,7 +383,9 @@ int main(int argc, char **argv)
         rc = EXIT_FAILED;
         goto done;
     }
-    if (strcmp(c.command, "signal") == 0) {
+    if (strcmp(c.command, "send") == 0) {
+        rc = cmd_send(cl, &c, &buf);
+    } else if (strcmp(c.command, "signal") == 0) {
         if (sk_client_signal(cl, c.args[0], buf.data, buf.size, run_id, err, sizeof(err)) !=
             SK_OK) {
             fprintf(stderr, "stepkit: %s\n", err);

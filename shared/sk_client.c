@@ -21,15 +21,16 @@ struct sk_client {
     int listening;
 };
 
+/* One path for every start: start_run_msgpack (sql/002_sql_api.sql) is
+ * also what stepkit.start_run() calls from SQL. */
 static const char start_sql[] =
-    "WITH wf AS (SELECT workflow_id FROM workflows WHERE workflow_id = $1),"
-    " r AS (INSERT INTO runs (run_id, workflow_id, event_id, trigger_type, trigger_name, data,"
-    "                         notify_end)"
-    "       SELECT gen_random_uuid(), workflow_id, gen_random_uuid(), 'invoke', workflow_id,"
-    "              $2::bytea, $3::bool FROM wf"
-    "       RETURNING run_id, event_id, workflow_id),"
-    " q AS (INSERT INTO exec_queue (run_id, workflow_id) SELECT run_id, workflow_id FROM r)"
-    " SELECT run_id::text, event_id::text FROM r";
+    "SELECT run_id::text, event_id::text FROM start_run_msgpack($1, $2::bytea, $3::bool)";
+
+static const char send_event_sql[] =
+    "SELECT event_id::text, run_id::text FROM send_event_msgpack($1, $2::bytea, $3::uuid)";
+
+/* SQLSTATE of start_run_msgpack for a workflow no master has registered. */
+#define SQLSTATE_UNKNOWN_WORKFLOW "SK002"
 
 static const char get_sql[] =
     "SELECT status, output, error FROM runs WHERE run_id = $1::uuid";
@@ -121,13 +122,17 @@ static int start(sk_client_t *c, const char *workflow, const char *data, size_t 
     params[2] = notify ? "true" : "false";
     res = PQexecParams(c->pg, start_sql, 3, NULL, params, lengths, formats, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        sk_pg_error(c->pg, res, "start run", err, errlen);
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (state != NULL && strcmp(state, SQLSTATE_UNKNOWN_WORKFLOW) == 0)
+            snprintf(err, errlen,
+                     "unknown workflow '%s': no master has registered it in schema \"%s\"",
+                     workflow, c->schema);
+        else
+            sk_pg_error(c->pg, res, "start run", err, errlen);
         goto done;
     }
     if (PQntuples(res) != 1) {
-        snprintf(err, errlen,
-                 "unknown workflow '%s': no master has registered it in schema \"%s\"", workflow,
-                 c->schema);
+        snprintf(err, errlen, "start run: %d rows returned, expected 1", PQntuples(res));
         goto done;
     }
     snprintf(run_id, SK_UUID_LEN, "%s", PQgetvalue(res, 0, 0));
@@ -223,27 +228,51 @@ static int listen_done(sk_client_t *c, char *err, size_t errlen)
     return rc;
 }
 
-int sk_client_wait(sk_client_t *c, const char *run_id, int timeout_ms, sk_run_result_t *out,
-                   char *err, size_t errlen)
+/* Drop queued notifications; true when there were any. */
+static int drain_notifies(sk_client_t *c)
+{
+    PGnotify *n;
+    int any = 0;
+
+    while ((n = PQnotifies(c->pg)) != NULL) {
+        PQfreemem(n);
+        any = 1;
+    }
+    return any;
+}
+
+/* `asked`: the run already has notify_end (we started it that way). */
+static int wait_run(sk_client_t *c, const char *run_id, int timeout_ms, int asked,
+                    sk_run_result_t *out, char *err, size_t errlen)
 {
     int64_t deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1;
     const char *params[1] = {run_id};
     PGresult *res;
-    int asked = 0;
+    /* A run we just started with notify_end cannot have ended unnoticed:
+     * we listened before starting it, so wait for the wake-up first. */
+    int look = !asked;
 
     if (listen_done(c, err, errlen) != SK_OK)
         return SK_ERROR;
+
     for (;;) {
-        PGnotify *n;
         struct pollfd pfd;
         int64_t left;
         int wait_ms;
 
-        if (sk_client_get(c, run_id, out, err, errlen) != SK_OK)
-            return SK_ERROR;
-        if (strcmp(out->status, "pending") != 0)
-            return SK_OK;
-        sk_run_result_clear(out);
+        if (look) {
+            if (sk_client_get(c, run_id, out, err, errlen) != SK_OK)
+                return SK_ERROR;
+            if (strcmp(out->status, "pending") != 0)
+                return SK_OK;
+            sk_run_result_clear(out);
+        }
+        look = 1;
+        /* A notification that came in with the answer sits in libpq's
+         * queue, where poll() cannot see it: the run may have ended just
+         * after our snapshot, so look again at once. */
+        if (drain_notifies(c))
+            continue;
         if (!asked) {
             res = PQexecParams(c->pg, want_sql, 1, NULL, params, NULL, NULL, 0);
             if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -270,9 +299,14 @@ int sk_client_wait(sk_client_t *c, const char *run_id, int timeout_ms, sk_run_re
             sk_pg_error(c->pg, NULL, "wait", err, errlen);
             return SK_ERROR;
         }
-        while ((n = PQnotifies(c->pg)) != NULL)
-            PQfreemem(n);
+        drain_notifies(c); /* answered by the query that follows */
     }
+}
+
+int sk_client_wait(sk_client_t *c, const char *run_id, int timeout_ms, sk_run_result_t *out,
+                   char *err, size_t errlen)
+{
+    return wait_run(c, run_id, timeout_ms, 0, out, err, errlen);
 }
 
 int sk_client_invoke(sk_client_t *c, const char *workflow, const char *data, size_t len,
@@ -286,7 +320,7 @@ int sk_client_invoke(sk_client_t *c, const char *workflow, const char *data, siz
         return SK_ERROR;
     if (start(c, workflow, data, len, 1, run_id, NULL, err, errlen) != SK_OK)
         return SK_ERROR;
-    rc = sk_client_wait(c, run_id, timeout_ms, out, err, errlen);
+    rc = wait_run(c, run_id, timeout_ms, 1, out, err, errlen);
     if (rc == SK_AGAIN)
         snprintf(out->run_id, sizeof(out->run_id), "%s", run_id);
     return rc;
@@ -323,6 +357,68 @@ int sk_client_signal(sk_client_t *c, const char *signal, const char *data, size_
     }
     if (!PQgetisnull(res, 0, 0))
         snprintf(run_id, SK_UUID_LEN, "%s", PQgetvalue(res, 0, 0));
+    rc = SK_OK;
+done:
+    PQclear(res);
+    return rc;
+}
+
+void sk_event_result_clear(sk_event_result_t *res)
+{
+    free(res->run_ids);
+    memset(res, 0, sizeof(*res));
+}
+
+int sk_client_send_event(sk_client_t *c, const char *name, const char *data, size_t len,
+                         const char *event_id, sk_event_result_t *out, char *err, size_t errlen)
+{
+    static const char nil = (char)0xc0;
+    const char *params[3];
+    int lengths[3] = {0, 0, 0}, formats[3] = {0, 1, 0};
+    PGresult *res;
+    int rc = SK_ERROR, n;
+
+    memset(out, 0, sizeof(*out));
+    if (name == NULL || *name == '\0') {
+        snprintf(err, errlen, "an event name is required");
+        return SK_ERROR;
+    }
+    if (event_id != NULL && !uuid_ok(event_id)) {
+        snprintf(err, errlen, "'%s' is not an event id (a UUID)", event_id);
+        return SK_ERROR;
+    }
+    if (data == NULL || len == 0) {
+        data = &nil;
+        len = 1;
+    }
+    if (sk_msgpack_check(data, len, err, errlen) != SK_OK)
+        return SK_ERROR;
+    params[0] = name;
+    params[1] = data;
+    lengths[1] = (int)len;
+    params[2] = event_id; /* NULL: a fresh id */
+    res = PQexecParams(c->pg, send_event_sql, 3, NULL, params, lengths, formats, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        sk_pg_error(c->pg, res, "send event", err, errlen);
+        goto done;
+    }
+    n = PQntuples(res);
+    if (n < 1) {
+        snprintf(err, errlen, "send event: no row returned");
+        goto done;
+    }
+    snprintf(out->event_id, sizeof(out->event_id), "%s", PQgetvalue(res, 0, 0));
+    /* One row per run started; a single row with a NULL run when none was. */
+    if (n > 1 || !PQgetisnull(res, 0, 1)) {
+        out->run_ids = calloc((size_t)n, sizeof(*out->run_ids));
+        if (out->run_ids == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto done;
+        }
+        for (int i = 0; i < n; i++)
+            snprintf(out->run_ids[i], SK_UUID_LEN, "%s", PQgetvalue(res, i, 1));
+        out->n_runs = (size_t)n;
+    }
     rc = SK_OK;
 done:
     PQclear(res);

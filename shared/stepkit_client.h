@@ -71,6 +71,26 @@ int sk_client_signal(sk_client_t *c, const char *signal, const char *data, size_
 
 void sk_run_result_clear(sk_run_result_t *res);
 
+typedef struct {
+    char event_id[SK_UUID_LEN];
+    size_t n_runs;                /* runs this send started */
+    char (*run_ids)[SK_UUID_LEN]; /* n_runs ids (malloc'd, NULL when none): sk_event_result_clear */
+} sk_event_result_t;
+
+/*
+ * Send an event (msgpack `data`, NULL = nil): one run of every workflow
+ * whose events include `name` starts (input.type "event", input.name =
+ * name, input.id = the event id), in one transaction.  event_id: NULL for a
+ * fresh id, or a UUID of your own: the same id sent again starts nothing
+ * (each workflow runs at most once per event id), so retrying a send is
+ * safe.  res gets the event id and the runs started (none when no workflow
+ * listens, or the id was sent before); clear it with sk_event_result_clear.
+ */
+int sk_client_send_event(sk_client_t *c, const char *name, const char *data, size_t len,
+                         const char *event_id, sk_event_result_t *res, char *err, size_t errlen);
+
+void sk_event_result_clear(sk_event_result_t *res);
+
 #ifdef __cplusplus
 }
 #endif

@@ -131,8 +131,31 @@ BEGIN
 END
 $$;
 
+-- New items notify only when no other item of their workflow is ready and
+-- unclaimed: then workers are idle or about to be.  Otherwise the workers
+-- that will claim the ready item claim the new one after it (every end of
+-- a run claims the next item), so the notification would only wake idle
+-- listeners for nothing, and every notifying commit takes PostgreSQL's
+-- global notify lock, which serialises such commits.
+CREATE FUNCTION notify_new_work() RETURNS trigger
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM new_items n
+                WHERE n.visible_at <= now()
+                  AND NOT EXISTS (SELECT 1 FROM exec_queue q
+                                   WHERE q.workflow_id = n.workflow_id
+                                     AND q.visible_at <= now() AND NOT q.leased
+                                     AND q.item_id NOT IN (SELECT item_id FROM new_items)))
+       OR EXISTS (SELECT 1 FROM new_items n WHERE n.visible_at > now()) THEN
+        PERFORM pg_notify(TG_TABLE_SCHEMA || '.work', '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+
 CREATE TRIGGER exec_queue_notify AFTER INSERT ON exec_queue
-    FOR EACH STATEMENT EXECUTE FUNCTION notify_work();
+    REFERENCING NEW TABLE AS new_items
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_new_work();
 CREATE TRIGGER exec_queue_wake_notify AFTER UPDATE OF wake_seq ON exec_queue
     FOR EACH STATEMENT EXECUTE FUNCTION notify_work();
 CREATE TRIGGER event_queue_notify AFTER INSERT ON event_queue

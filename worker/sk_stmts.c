@@ -4,9 +4,12 @@
  * sk_claim ($1 lease ms, $2 worker name, $3 workflow ids joined by
  * newlines): lease the oldest visible item this worker can run and return
  * it with its run and every recorded op, one row per op, in one round
- * trip.  The first column, on every row and on the single row returned
- * when nothing was claimed, is how long until the earliest item becomes
- * visible (a future retry, sleep or lease expiry), for the worker's timer.
+ * trip.  When nothing was claimed, the single row returned says in its
+ * first column how long until the earliest item becomes visible (a future
+ * retry, sleep or lease expiry), for the worker's timer.  That lookup
+ * reads a heap column (epoch) on purpose: a plain index scan marks the
+ * entries of deleted items dead as it passes them, an index-only scan does
+ * not and would wade through every lease of the last minutes each time.
  *
  * The wake_seq returned is the one of the statement's snapshot, the same
  * snapshot the ops are read from, not q's: FOR UPDATE locks the newest
@@ -27,9 +30,12 @@ static const char claim_sql[] =
     "              claimed_by = $2"
     "         FROM c WHERE e.item_id = c.item_id"
     "       RETURNING e.item_id, e.epoch, e.run_id, e.op_key, e.wake_seq),"
-    " d AS (SELECT (extract(epoch FROM min(visible_at) - now()) * 1000)::int8 AS next_ms"
-    "         FROM exec_queue, wf"
-    "        WHERE workflow_id = ANY(wf.ids) AND visible_at < 'infinity')"
+    " d AS (SELECT (SELECT (extract(epoch FROM e.visible_at - now()) * 1000)::int8"
+    "                  FROM exec_queue e, wf"
+    "                 WHERE NOT EXISTS (SELECT 1 FROM q)"
+    "                   AND e.visible_at > now() AND e.visible_at < 'infinity'"
+    "                   AND e.workflow_id = ANY(wf.ids) AND e.epoch >= 0"
+    "                 ORDER BY e.visible_at LIMIT 1) AS next_ms)"
     " SELECT d.next_ms, q.item_id, q.epoch, q.run_id::text, q.op_key, r.workflow_id,"
     "        r.event_id::text, r.trigger_type, r.trigger_name, r.data, r.status, r.attempt,"
     "        r.attempt_ops, (extract(epoch FROM r.created_at) * 1000)::int8,"
@@ -81,6 +87,17 @@ const sk_stmt_def_t sk_stmts[] = {
      "SELECT invoke_child($1::uuid, $2, $3, $4::uuid, $5, $6::bytea, $7::int8, $8::bytea,"
      "                    $9::int8, $10::bytea)"},
     {"sk_resolve_timeout", "SELECT * FROM resolve_timeout($1::uuid, $2, $3::bytea)"},
+    /* Cron (sk_sched): fire a tick ($1 workflow, $2 schedule, $3 tick in Unix ms, $4 msgpack
+     * input data): the new run's id, NULL when the tick was fired already. */
+    {"sk_fire_cron", "SELECT fire_cron($1, $2, to_timestamp($3::int8 / 1000.0), $4::bytea)"},
+    /* The newest fired tick (Unix ms, NULL: never) of each schedule, in the order given
+     * ($1 workflows, $2 expressions, joined by newlines). */
+    {"sk_cron_last",
+     "SELECT (extract(epoch FROM (SELECT max(t.tick_at) FROM cron_ticks t"
+     "                             WHERE t.workflow_id = s.w AND t.schedule = s.e)) * 1000)::int8"
+     "  FROM unnest(string_to_array($1, E'\\n'), string_to_array($2, E'\\n'))"
+     "       WITH ORDINALITY AS s(w, e, i)"
+     " ORDER BY s.i"},
 };
 
 const int sk_stmts_count = (int)(sizeof(sk_stmts) / sizeof(sk_stmts[0]));

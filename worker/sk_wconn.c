@@ -206,18 +206,6 @@ int sk_wconn_run(sk_wconn_t *c, sk_cmd_t *cmds, int n, int tx, PGresult **res, c
     rc = collect(c, n, 0, res, deadline, &lease_lost, err, errlen);
     if (rc == SK_ERROR)
         goto broken;
-    /* A failed command inside BEGIN leaves the session in an aborted
-     * transaction: the server skips the rest of the pipeline up to the
-     * sync, our COMMIT included, and a sync does not end an explicit
-     * block.  Roll it back, or every later batch on this connection fails
-     * with "current transaction is aborted". */
-    if (rc == SK_AGAIN && PQtransactionStatus(c->pg) == PQTRANS_INERROR) {
-        char rberr[256];
-        int rb_lost = 0;
-        if (!send_sql(c, "ROLLBACK") || !PQpipelineSync(c->pg) || flush_out(c, deadline) != SK_OK ||
-            collect(c, 0, 0, NULL, deadline, &rb_lost, rberr, sizeof(rberr)) != SK_OK)
-            goto broken;
-    }
     if (rc == SK_AGAIN) {
         if (lease_lost) {
             snprintf(err, errlen, "lease lost");

@@ -1,7 +1,8 @@
 /*
  * The worker process: a libev loop around its own connection.  It waits
  * for work with LISTEN/NOTIFY plus a backoff poll and a timer for the
- * earliest future item, and executes runs one at a time (sk_exec).
+ * earliest future item, and executes runs one at a time (sk_exec).  A
+ * periodic watcher wakes its cron scheduler (sk_sched) at the next tick.
  */
 #include <errno.h>
 #include <signal.h>
@@ -15,10 +16,14 @@
 #include "sk_exec.h"
 #include "sk_heritage.h"
 #include "sk_log.h"
+#include "sk_sched.h"
 #include "sk_wconn.h"
 #include "stepkit.h"
 
 #define HEARTBEAT_S 1.0
+
+#define CRON_RETRY_S 1.0    /* after a failed cron batch */
+#define CRON_IDLE_S  3600.0 /* no tick known: search again after this */
 
 typedef struct {
     struct ev_loop *loop;
@@ -28,14 +33,17 @@ typedef struct {
     pid_t master_pid;
     sk_wconn_t *conn;
     sk_exec_t *exec;
+    sk_sched_t *sched;
     ev_signal sig_term, sig_int, sig_quit, sig_hup;
     ev_io alive;
     ev_timer poll, due, heartbeat;
+    ev_periodic cron; /* wall clock: the next cron tick */
     int poll_ms;
     int busy;      /* inside sk_exec_work: callbacks only take note */
     int wanted;    /* work was asked for while busy */
     int stopping;
     int exit_code;
+    int cron_wanted; /* a cron tick came while busy: fire after */
 } worker_t;
 
 static int64_t mono_ms(void)
@@ -43,6 +51,14 @@ static int64_t mono_ms(void)
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -102,6 +118,8 @@ static void arm_timers(worker_t *w, int worked, int64_t next_due_ms)
     }
 }
 
+static void cron_fire(worker_t *w);
+
 static void work(worker_t *w)
 {
     int64_t next_due = -1;
@@ -131,6 +149,37 @@ static void work(worker_t *w)
     }
     set_state(w, SK_WORKER_IDLE);
     arm_timers(w, any, next_due);
+    if (w->cron_wanted)
+        cron_fire(w);
+}
+
+/* Fire the due cron ticks, arm the periodic for the next one, and claim
+ * the runs just started (their notification was read during the batch). */
+static void cron_fire(worker_t *w)
+{
+    int64_t next;
+    int fired = 0, rc;
+    ev_tstamp at;
+
+    w->cron_wanted = 0;
+    ev_periodic_stop(w->loop, &w->cron);
+    if (sk_sched_count(w->sched) == 0 || w->stopping || !sk_wconn_ready(w->conn))
+        return; /* on_ready fires again after a reconnect */
+    if (w->busy) {
+        w->cron_wanted = 1; /* after the run at hand; idle workers fire on time */
+        return;
+    }
+    rc = sk_sched_run(w->sched, w->conn, wall_ms(), &fired);
+    if (!sk_wconn_ready(w->conn))
+        return;
+    next = sk_sched_next(w->sched);
+    at = rc != SK_OK ? ev_time() + CRON_RETRY_S
+         : next < 0  ? ev_time() + CRON_IDLE_S
+                     : (ev_tstamp)next / 1000.0 + 0.001;
+    ev_periodic_set(&w->cron, at, 0., 0);
+    ev_periodic_start(w->loop, &w->cron);
+    if (fired > 0 || sk_wconn_take_notified(w->conn))
+        work(w);
 }
 
 static void on_ready(void *arg)
@@ -139,6 +188,7 @@ static void on_ready(void *arg)
 
     w->poll_ms = w->cfg.poll_interval_ms;
     set_state(w, SK_WORKER_IDLE);
+    cron_fire(w);
     work(w);
 }
 
@@ -154,6 +204,7 @@ static void on_lost(void *arg)
     worker_t *w = arg;
 
     set_state(w, SK_WORKER_CONNECTING);
+    ev_periodic_stop(w->loop, &w->cron);
     if (sk_wconn_fatal(w->conn)) {
         w->exit_code = sk_wconn_fatal(w->conn);
         begin_stop(w, "fatal");
@@ -166,6 +217,13 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     work(t->data);
+}
+
+static void cron_cb(struct ev_loop *loop, ev_periodic *p, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cron_fire(p->data);
 }
 
 static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -217,6 +275,7 @@ static void alive_cb(struct ev_loop *loop, ev_io *io, int revents)
 int sk_worker_main(const sk_heritage_t *h)
 {
     worker_t w;
+    char err[256];
 
     memset(&w, 0, sizeof(w));
     w.h = h;
@@ -244,6 +303,12 @@ int sk_worker_main(const sk_heritage_t *h)
         w.exit_code = 1;
         goto done;
     }
+    w.sched = sk_sched_new(h->reg, err, sizeof(err));
+    if (w.sched == NULL) {
+        sk_log_error("event=worker_start_failed reason=cron error=\"%s\"", err);
+        w.exit_code = 1;
+        goto done;
+    }
     ev_signal_init(&w.sig_term, signal_cb, SIGTERM);
     ev_signal_init(&w.sig_int, signal_cb, SIGINT);
     ev_signal_init(&w.sig_quit, signal_cb, SIGQUIT);
@@ -262,6 +327,8 @@ int sk_worker_main(const sk_heritage_t *h)
     ev_init(&w.poll, timer_cb);
     ev_init(&w.due, timer_cb);
     w.poll.data = w.due.data = &w;
+    ev_periodic_init(&w.cron, cron_cb, 0., 0., 0);
+    w.cron.data = &w;
     ev_timer_init(&w.heartbeat, heartbeat_cb, HEARTBEAT_S, HEARTBEAT_S);
     w.heartbeat.data = &w;
     ev_timer_start(w.loop, &w.heartbeat);
@@ -273,6 +340,7 @@ int sk_worker_main(const sk_heritage_t *h)
 done:
     set_state(&w, SK_WORKER_EXITED);
     sk_log_info("event=worker_exit code=%d", w.exit_code);
+    sk_sched_free(w.sched);
     sk_exec_free(w.exec);
     sk_wconn_free(w.conn);
     if (w.loop != NULL)

@@ -53,7 +53,7 @@ static int is_uuid(const char *s)
     return 1;
 }
 
-Test(cli, invoke_prints_the_output_or_the_error, ITEST_FIXTURES, .timeout = 60)
+Test(cli, invoke_prints_the_output_or_the_error, ITEST_FIXTURES)
 {
     const char *ok[] = {"invoke", "say-hi", "--data", "{\"name\":\"Ada\"}", NULL};
     const char *bad[] = {"invoke", "say-hi", "--data", "{\"name\":1}", NULL};
@@ -81,7 +81,7 @@ Test(cli, invoke_prints_the_output_or_the_error, ITEST_FIXTURES, .timeout = 60)
     itest_finish();
 }
 
-Test(cli, start_prints_a_run_id_and_run_shows_it_as_json, ITEST_FIXTURES, .timeout = 60)
+Test(cli, start_prints_a_run_id_and_run_shows_it_as_json, ITEST_FIXTURES)
 {
     const char *start[] = {"start", "say-hi", "--data", "{\"name\":\"Bob\"}", NULL};
     const char *run[] = {"run", NULL, "--json", NULL};
@@ -131,7 +131,7 @@ Test(cli, start_prints_a_run_id_and_run_shows_it_as_json, ITEST_FIXTURES, .timeo
     itest_finish();
 }
 
-Test(cli, bad_arguments_exit_2, ITEST_FIXTURES, .timeout = 60)
+Test(cli, bad_arguments_exit_2, ITEST_FIXTURES)
 {
     const char *unknown[] = {"frobnicate", NULL};
     const char *timeout[] = {"invoke", "say-hi", "--timeout", "abc", NULL};
@@ -151,7 +151,7 @@ Test(cli, bad_arguments_exit_2, ITEST_FIXTURES, .timeout = 60)
     itest_finish();
 }
 
-Test(cli, unknown_workflow_exits_1, ITEST_FIXTURES, .timeout = 60)
+Test(cli, unknown_workflow_exits_1, ITEST_FIXTURES)
 {
     const char *migrate[] = {"migrate", NULL};
     const char *invoke[] = {"invoke", "no-such-workflow", NULL};

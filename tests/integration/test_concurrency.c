@@ -13,7 +13,7 @@
 #define RUNS  500
 #define STEPS 3
 
-Test(concurrency, two_masters_run_every_step_exactly_once, ITEST_FIXTURES, .timeout = 150)
+Test(concurrency, two_masters_run_every_step_exactly_once, ITEST_FIXTURES)
 {
     static const char *const step_ids[STEPS] = {"s1", "s2", "s3"};
     static char run_ids[RUNS][SK_UUID_LEN];

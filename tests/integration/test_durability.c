@@ -16,8 +16,7 @@
 
 static const char *const step_ids[STEPS] = {"s1", "s2", "s3", "s4", "s5"};
 
-Test(durability, killed_master_resumes_without_rerunning_committed_steps, ITEST_FIXTURES,
-     .timeout = 150)
+Test(durability, killed_master_resumes_without_rerunning_committed_steps, ITEST_FIXTURES)
 {
     static char run_ids[RUNS][SK_UUID_LEN];
     itest_master_opts_t opts = {.workers = 4, .lease_ms = 2000};

@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,7 +81,7 @@ static void expect_output(const sk_run_result_t *res, const char *json)
     free(out);
 }
 
-Test(engine, two_sequential_steps_enter_handler_three_times, ITEST_FIXTURES, .timeout = 60)
+Test(engine, two_sequential_steps_enter_handler_three_times, ITEST_FIXTURES)
 {
     sk_run_result_t res;
 
@@ -99,7 +100,7 @@ Test(engine, two_sequential_steps_enter_handler_three_times, ITEST_FIXTURES, .ti
     itest_finish();
 }
 
-Test(engine, same_step_id_twice_is_two_ops, ITEST_FIXTURES, .timeout = 60)
+Test(engine, same_step_id_twice_is_two_ops, ITEST_FIXTURES)
 {
     sk_run_result_t res;
 
@@ -119,11 +120,15 @@ Test(engine, same_step_id_twice_is_two_ops, ITEST_FIXTURES, .timeout = 60)
     itest_finish();
 }
 
-Test(engine, step_failing_once_runs_again_and_succeeds, ITEST_FIXTURES, .timeout = 60)
+Test(engine, step_failing_once_runs_again_and_succeeds, ITEST_FIXTURES)
 {
     sk_run_result_t res;
+    itest_master_t *m;
+    char run[64];
+    const char *retry_line[] = {"event=step_retry", run,          "step=flaky",
+                                "attempt=1",        "delay_ms=0", NULL};
 
-    itest_master_up(NULL);
+    m = itest_master_up(NULL);
     itest_invoke("retry-once", NULL, &res);
     expect_ended(&res, "completed");
     expect_output(&res, "\"ok on attempt 2\"");
@@ -132,11 +137,16 @@ Test(engine, step_failing_once_runs_again_and_succeeds, ITEST_FIXTURES, .timeout
     cr_expect_eq(COUNT(res.run_id, "after"), 1);
     expect_ops(res.run_id, 1);
     expect_op(res.run_id, "flaky", 0, "ok", 2, "\"ok on attempt 2\"");
+    /* The step's own retry delay (sk_run_retry: 0 ms) beat the workflow's
+     * default (1 s): one retry, scheduled at once. */
+    snprintf(run, sizeof(run), "run=%s ", res.run_id);
+    cr_expect_eq(itest_log_count_all(m, retry_line), 1, "no step_retry line with delay_ms=0 in %s",
+                 m->log);
     sk_run_result_clear(&res);
     itest_finish();
 }
 
-Test(engine, exhausted_step_error_reaches_handler_with_its_cause, ITEST_FIXTURES, .timeout = 60)
+Test(engine, exhausted_step_error_reaches_handler_with_its_cause, ITEST_FIXTURES)
 {
     sk_run_result_t res;
     json_t *e, *op;
@@ -178,7 +188,7 @@ Test(engine, exhausted_step_error_reaches_handler_with_its_cause, ITEST_FIXTURES
     itest_finish();
 }
 
-Test(engine, non_retryable_step_error_fails_run_at_once, ITEST_FIXTURES, .timeout = 60)
+Test(engine, non_retryable_step_error_fails_run_at_once, ITEST_FIXTURES)
 {
     sk_run_result_t res;
     json_t *e;
@@ -200,7 +210,7 @@ Test(engine, non_retryable_step_error_fails_run_at_once, ITEST_FIXTURES, .timeou
     itest_finish();
 }
 
-Test(engine, invalid_input_fails_without_entering_handler, ITEST_FIXTURES, .timeout = 60)
+Test(engine, invalid_input_fails_without_entering_handler, ITEST_FIXTURES)
 {
     sk_run_result_t res;
     json_t *e, *path;
@@ -234,7 +244,7 @@ Test(engine, invalid_input_fails_without_entering_handler, ITEST_FIXTURES, .time
     itest_finish();
 }
 
-Test(engine, step_called_inside_a_step_fails_run, ITEST_FIXTURES, .timeout = 60)
+Test(engine, step_called_inside_a_step_fails_run, ITEST_FIXTURES)
 {
     sk_run_result_t res;
     json_t *e;
@@ -256,7 +266,7 @@ Test(engine, step_called_inside_a_step_fails_run, ITEST_FIXTURES, .timeout = 60)
     itest_finish();
 }
 
-Test(engine, failing_handler_is_retried_up_to_max_attempts, ITEST_FIXTURES, .timeout = 60)
+Test(engine, failing_handler_is_retried_up_to_max_attempts, ITEST_FIXTURES)
 {
     sk_run_result_t res;
     json_t *e;

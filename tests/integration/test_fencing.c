@@ -2,6 +2,8 @@
  * Fencing: a body that outlives its lease (400 ms lease, 1500 ms body) is
  * taken over by the other worker, which completes the run; the first
  * worker's late write is refused (event=lease_lost) and changes nothing.
+ * The second test makes the stale write arrive while the item is leased
+ * again, so that only the epoch can refuse it.
  */
 #include <criterion/criterion.h>
 
@@ -11,7 +13,7 @@
 
 #include "itest.h"
 
-Test(fencing, late_write_after_lost_lease_is_refused, ITEST_FIXTURES, .timeout = 60)
+Test(fencing, late_write_after_lost_lease_is_refused, ITEST_FIXTURES)
 {
     itest_master_opts_t opts = {.workers = 2, .lease_ms = 400};
     itest_master_t *m;
@@ -19,7 +21,7 @@ Test(fencing, late_write_after_lost_lease_is_refused, ITEST_FIXTURES, .timeout =
     char key[41], needle[128], *out, *ended_at, *ended_at_after, *result;
 
     m = itest_master_up(&opts);
-    itest_invoke("slow-once", "{\"sleep_ms\": 1500}", &res);
+    itest_invoke("slow-once", "{\"first_ms\": 1500}", &res);
 
     /* The second execution completed the run. */
     cr_assert_str_eq(res.status, "completed");
@@ -53,6 +55,56 @@ Test(fencing, late_write_after_lost_lease_is_refused, ITEST_FIXTURES, .timeout =
         itest_str("SELECT ended_at::text FROM runs WHERE run_id = $1::uuid AND status = "
                   "'completed'",
                   res.run_id);
+    cr_expect_str_eq(ended_at_after, ended_at, "ended_at was written again");
+    cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue"), 0);
+    free(ended_at);
+    free(ended_at_after);
+    sk_run_result_clear(&res);
+    itest_finish();
+}
+
+/*
+ * The stale write arrives while another worker holds a newer lease on the
+ * same item (the item still exists, with a higher epoch): the epoch alone
+ * must refuse it.  Lease 400 ms; execution 1 (worker A) sleeps 2000 ms,
+ * execution 2 (worker B, claimed after A's lease expired) sleeps 3000 ms,
+ * so A's write at ~2 s lands inside B's execution.  A's write is refused,
+ * A claims the item again once B's lease expired too and completes the run
+ * with execution 3 ("fresh"); B's write at ~3.5 s is refused as well.
+ */
+Test(fencing, stale_epoch_is_refused_while_the_item_is_leased_again, ITEST_FIXTURES)
+{
+    itest_master_opts_t opts = {.workers = 2, .lease_ms = 400};
+    itest_master_t *m;
+    sk_run_result_t res;
+    char key[41], needle[128], *out, *ended_at, *ended_at_after, *result;
+
+    m = itest_master_up(&opts);
+    itest_invoke("slow-twice", "{\"first_ms\": 2000, \"second_ms\": 3000}", &res);
+    cr_assert_str_eq(res.status, "completed");
+    out = itest_json(res.output, res.output_len);
+    cr_expect_str_eq(out, "\"fresh\"", "a stale execution's result was recorded");
+    free(out);
+    ended_at = itest_str("SELECT ended_at::text FROM runs WHERE run_id = $1::uuid", res.run_id);
+    cr_assert_not_null(ended_at);
+
+    /* Both stale executions tried to commit and were refused. */
+    snprintf(needle, sizeof(needle), "event=lease_lost run=%s", res.run_id);
+    cr_assert_eq(itest_log_wait_count(m, needle, 2, 10000), 2, "'%s' lines in %s", needle, m->log);
+    cr_expect_eq(itest_count(itest.counts, res.run_id, "slow"), 3, "slow body executions");
+
+    itest_op_key("slow", 0, key);
+    result = itest_bytea_json("SELECT result FROM ops WHERE run_id = $1::uuid AND op_key = $2",
+                              res.run_id, key);
+    cr_expect_str_eq(result, "\"fresh\"");
+    free(result);
+    result = itest_bytea_json("SELECT output FROM runs WHERE run_id = $1::uuid", res.run_id);
+    cr_expect_str_eq(result, "\"fresh\"");
+    free(result);
+    cr_expect_eq(itest_long("SELECT count(*) FROM ops WHERE run_id = $1::uuid", res.run_id), 1);
+    ended_at_after = itest_str(
+        "SELECT ended_at::text FROM runs WHERE run_id = $1::uuid AND status = 'completed'",
+        res.run_id);
     cr_expect_str_eq(ended_at_after, ended_at, "ended_at was written again");
     cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue"), 0);
     free(ended_at);

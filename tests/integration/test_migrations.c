@@ -67,7 +67,7 @@ static void create_schema(void)
     itest_exec_sql(sql);
 }
 
-Test(migrations, two_masters_on_a_fresh_schema_migrate_once, ITEST_FIXTURES, .timeout = 60)
+Test(migrations, two_masters_on_a_fresh_schema_migrate_once, ITEST_FIXTURES)
 {
     itest_master_t *m1, *m2;
     glob_t g;
@@ -95,7 +95,7 @@ Test(migrations, two_masters_on_a_fresh_schema_migrate_once, ITEST_FIXTURES, .ti
     itest_finish();
 }
 
-Test(migrations, migrate_twice_changes_nothing_the_second_time, ITEST_FIXTURES, .timeout = 60)
+Test(migrations, migrate_twice_changes_nothing_the_second_time, ITEST_FIXTURES)
 {
     const char *migrate[] = {"migrate", NULL};
     char first[64], *before, *after;
@@ -117,7 +117,7 @@ Test(migrations, migrate_twice_changes_nothing_the_second_time, ITEST_FIXTURES, 
     itest_finish();
 }
 
-Test(migrations, no_migrate_refuses_an_empty_schema, ITEST_FIXTURES, .timeout = 60)
+Test(migrations, no_migrate_refuses_an_empty_schema, ITEST_FIXTURES)
 {
     itest_master_opts_t opts = {.no_migrate = 1};
     itest_master_t *m;
@@ -136,7 +136,7 @@ Test(migrations, no_migrate_refuses_an_empty_schema, ITEST_FIXTURES, .timeout = 
     itest_finish();
 }
 
-Test(migrations, schema_newer_than_the_binary_is_refused, ITEST_FIXTURES, .timeout = 60)
+Test(migrations, schema_newer_than_the_binary_is_refused, ITEST_FIXTURES)
 {
     const char *migrate[] = {"migrate", NULL};
     itest_master_t *m;
@@ -167,7 +167,7 @@ Test(migrations, schema_newer_than_the_binary_is_refused, ITEST_FIXTURES, .timeo
     itest_finish();
 }
 
-Test(migrations, schema_applied_by_hand_with_psql_is_accepted, ITEST_FIXTURES, .timeout = 60)
+Test(migrations, schema_applied_by_hand_with_psql_is_accepted, ITEST_FIXTURES)
 {
     itest_master_opts_t opts = {.no_migrate = 1};
     itest_master_t *m;

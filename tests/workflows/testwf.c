@@ -8,7 +8,8 @@
  * a single write(2) on an O_APPEND descriptor, so lines from concurrent
  * worker processes never interleave.  Keys: "handler", "after", "catch" and
  * the step id for bodies.  Retries are immediate (SK_RETRY(0, 1, 0)) to keep
- * the suite fast.
+ * the suite fast: set on every workflow but retry-once, whose step sets it
+ * with sk_run_retry.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 
 #include <stepkit.h>
 
+#include "cronwf.h"
 #include "stepwf.h"
 
 #define NO_DELAY SK_RETRY(0, 1, 0)
@@ -45,13 +47,13 @@ static void count(sk_ctx_t *ctx, const char *key)
     close(fd);
 }
 
-/* Whether the counts file already has a line "<run_id> <key>". */
+/* How many lines "<run_id> <key>" the counts file has so far. */
 static int counted(sk_ctx_t *ctx, const char *key)
 {
     const char *file = getenv("STEPKIT_TEST_COUNTS");
     char want[256], line[256];
     FILE *f;
-    int found = 0;
+    int n = 0;
 
     if (file == NULL || *file == '\0')
         return 0;
@@ -59,10 +61,10 @@ static int counted(sk_ctx_t *ctx, const char *key)
     f = fopen(file, "re");
     if (f == NULL)
         return 0;
-    while (!found && fgets(line, sizeof(line), f) != NULL)
-        found = strcmp(line, want) == 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        n += strcmp(line, want) == 0;
     fclose(f);
-    return found;
+    return n;
 }
 
 static void sleep_ms(long ms)
@@ -137,7 +139,9 @@ static int retry_once(sk_ctx_t *ctx, msgpack_packer *out)
     const msgpack_object *r;
 
     count(ctx, "handler");
-    SK_STEP(sk_run(ctx, "flaky", flaky_body, NULL, &r));
+    /* The workflow keeps the default retry delay (1 s); the step's own
+     * zero delay must win. */
+    SK_STEP(sk_run_retry(ctx, "flaky", flaky_body, NULL, NO_DELAY, &r));
     count(ctx, "after");
     return sk_pack_object(out, r);
 }
@@ -282,23 +286,29 @@ static int chain3(sk_ctx_t *ctx, msgpack_packer *out)
     return chain(ctx, out, 3);
 }
 
-/* ---- slow-once: the first execution outlives its lease ---------------------------- */
+/* ---- slow-once / slow-twice: executions that outlive their lease -------------------- */
 
+/* Execution n (0-based, from the counts file) of step "slow": executions
+ * whose index has a delay in {first_ms, second_ms} sleep that long and
+ * return "late" / "slow"; any later one returns "fresh" at once. */
 static int slow_body(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
 {
-    const msgpack_object *ms = sk_get(sk_data(ctx), "sleep_ms");
-    int first = !counted(ctx, "slow");
+    static const char *const keys[] = {"first_ms", "second_ms"};
+    static const char *const results[] = {"late", "slow"};
+    const msgpack_object *data = sk_data(ctx);
+    int n = counted(ctx, "slow");
 
     (void)arg;
     count(ctx, "slow");
-    if (first) {
-        sleep_ms(ms != NULL ? (long)sk_int(ms) : 1500);
-        return sk_pack_str(out, "late");
+    if (n < 2 && sk_get(data, keys[n]) != NULL && sk_int(sk_get(data, keys[n])) > 0) {
+        sleep_ms((long)sk_int(sk_get(data, keys[n])));
+        return sk_pack_str(out, results[n]);
     }
     return sk_pack_str(out, "fresh");
 }
 
-static int slow_once(sk_ctx_t *ctx, msgpack_packer *out)
+/* slow-once: {"first_ms": 1500}; slow-twice: {"first_ms": .., "second_ms": ..}. */
+static int slow_steps(sk_ctx_t *ctx, msgpack_packer *out)
 {
     const msgpack_object *r;
 
@@ -313,7 +323,7 @@ SK_WORKFLOWS(reg)
     static const sk_workflow_t wfs[] = {
         {.id = "two-steps", .handler = two_steps, .retry = NO_DELAY},
         {.id = "dup-ids", .handler = dup_ids, .retry = NO_DELAY},
-        {.id = "retry-once", .handler = retry_once, .retry = NO_DELAY},
+        {.id = "retry-once", .handler = retry_once},
         {.id = "exhausted", .handler = exhausted, .max_attempts = 2, .retry = NO_DELAY},
         {.id = "non-retryable", .handler = non_retryable, .max_attempts = 2, .retry = NO_DELAY},
         {.id = "validated", .handler = validated, .validate = validate_name, .retry = NO_DELAY},
@@ -321,12 +331,15 @@ SK_WORKFLOWS(reg)
         {.id = "always-fails", .handler = always_fails, .retry = NO_DELAY},
         {.id = "chain5", .handler = chain5, .retry = NO_DELAY},
         {.id = "chain3", .handler = chain3, .retry = NO_DELAY},
-        {.id = "slow-once", .handler = slow_once, .retry = NO_DELAY},
+        {.id = "slow-once", .handler = slow_steps, .retry = NO_DELAY},
+        {.id = "slow-twice", .handler = slow_steps, .retry = NO_DELAY},
     };
 
     for (size_t i = 0; i < sizeof(wfs) / sizeof(wfs[0]); i++) {
         if (sk_register(reg, &wfs[i]) != SK_OK)
             return SK_ERROR;
     }
+    if (testwf_cron_register(reg) != SK_OK)
+        return SK_ERROR;
     return stepwf_register(reg);
 }

@@ -1,0 +1,204 @@
+#!/bin/sh
+# bench/run-bench.sh - what `make bench` runs (docs/bench.md).
+#
+# Starts a throwaway PostgreSQL (tests/pg-cluster.sh, or uses DATABASE_URL), a stepkit-master
+# with W workers on the bench workflows, measures W1 chain, W2 single and
+# W3 latency with build/bin/stepkit-bench, stops the master, measures the
+# pgbench ceiling on the same server, and prints the ratios to the aims.
+# One JSON line per workload goes to bench/results/results.jsonl.
+#
+# Environment:
+#   BUILD            build directory (default build)
+#   W                the master's workers (default 4)
+#   DATABASE_URL     use this server instead of a throwaway one; the
+#                    schemas bench and bench_pgbench are (re)created there
+#   PGBENCH_SECONDS  length of each pgbench run (default 10)
+#   RUNS_CHAIN, RUNS_SINGLE, RUNS_LATENCY  runs per workload (1000, 5000, 200)
+#   KEEP=1           keep the scratch directory (logs, cluster) afterwards
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+cd "$root"
+
+BUILD=${BUILD:-build}
+W=${W:-4}
+PGBENCH_SECONDS=${PGBENCH_SECONDS:-10}
+RUNS_CHAIN=${RUNS_CHAIN:-1000}
+RUNS_SINGLE=${RUNS_SINGLE:-5000}
+RUNS_LATENCY=${RUNS_LATENCY:-200}
+KEEP=${KEEP:-0}
+CLIENTS=8 # producers of W1 and W2, and pgbench clients
+SCHEMA=bench
+PG_SCHEMA=bench_pgbench
+MARK='stepkit-bench scratch schema'
+
+BENCH=$BUILD/bin/stepkit-bench
+MASTER=$BUILD/bin/stepkit-master
+WF=$BUILD/bench/benchwf.so
+RESULTS=bench/results/results.jsonl
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'run-bench: %s\n' "$*" >&2; exit 2; }
+
+is_count() { case $1 in '' | *[!0-9]*) return 1 ;; *) [ "$1" -ge 1 ] ;; esac; }
+is_count "$W" || die "W must be a positive integer, got '$W'"
+is_count "$PGBENCH_SECONDS" || die "PGBENCH_SECONDS must be a positive integer, got '$PGBENCH_SECONDS'"
+is_count "$RUNS_CHAIN" || die "RUNS_CHAIN must be a positive integer, got '$RUNS_CHAIN'"
+is_count "$RUNS_SINGLE" || die "RUNS_SINGLE must be a positive integer, got '$RUNS_SINGLE'"
+is_count "$RUNS_LATENCY" || die "RUNS_LATENCY must be a positive integer, got '$RUNS_LATENCY'"
+for f in "$BENCH" "$MASTER" "$WF"; do
+    [ -e "$f" ] || die "$f is missing: run 'make bench'"
+done
+for t in psql pgbench git tests/pg-cluster.sh; do
+    command -v "$t" >/dev/null 2>&1 || die "$t is not installed (make deps)"
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/stepkit-bench.XXXXXX")
+chmod 755 "$work"
+cluster=
+master_pid=
+
+# ---- a throwaway PostgreSQL ---------------------------------------------------
+
+cleanup() {
+    code=$?
+    trap - EXIT INT TERM
+    if [ -n "$master_pid" ] && kill -0 "$master_pid" 2>/dev/null; then
+        kill -TERM "$master_pid" 2>/dev/null || true
+        wait "$master_pid" 2>/dev/null || true
+    fi
+    if [ -n "$cluster" ]; then
+        tests/pg-cluster.sh stop "$cluster" >/dev/null 2>&1 || true
+    fi
+    if [ "$code" != 0 ]; then
+        say "run-bench: failed ($code); logs kept in $work" >&2
+    elif [ "$KEEP" = 1 ]; then
+        say "run-bench: logs kept in $work"
+    else
+        rm -rf "$work"
+    fi
+    exit "$code"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -n "${DATABASE_URL:-}" ]; then
+    url=$DATABASE_URL
+    where="DATABASE_URL"
+else
+    cluster=$work/pg
+    url=$(tests/pg-cluster.sh start "$cluster" 2>"$work/pg-cluster.log") ||
+        { cat "$work/pg-cluster.log" >&2; die "tests/pg-cluster.sh start failed"; }
+    where="throwaway cluster (tests/pg-cluster.sh)"
+fi
+export DATABASE_URL="$url"
+
+psql_q() { psql -X -q -At -v ON_ERROR_STOP=1 "$url" "$@"; }
+
+# A schema we may drop: absent, or made by us (it carries our comment).
+fresh_schema() {
+    mark=$(psql_q -v s="$1" <<'EOF'
+SELECT coalesce(obj_description(oid, 'pg_namespace'), '(none)') FROM pg_namespace WHERE nspname = :'s';
+EOF
+    )
+    if [ -n "$mark" ] && [ "$mark" != "$MARK" ]; then
+        die "schema $1 exists and was not made by the bench (comment: $mark); not dropping it"
+    fi
+    psql_q -v s="$1" -v m="$MARK" >/dev/null <<'EOF'
+SET client_min_messages = warning;
+DROP SCHEMA IF EXISTS :"s" CASCADE;
+CREATE SCHEMA :"s";
+COMMENT ON SCHEMA :"s" IS :'m';
+EOF
+}
+
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    commit="$commit-dirty"
+fi
+session=$(date -u +%Y%m%dT%H%M%SZ)-$$
+server=$(psql_q -c 'SHOW server_version')
+mkdir -p bench/results
+
+say "== stepkit bench $session, commit $commit"
+say "   $(nproc) cores, PostgreSQL $server on a $where, $W workers, $CLIENTS producers"
+say
+
+fresh_schema "$SCHEMA"
+fresh_schema "$PG_SCHEMA"
+
+# ---- the engine ---------------------------------------------------------------
+
+"$MASTER" --schema "$SCHEMA" --workers "$W" --workflows "$WF" >"$work/master.log" 2>&1 &
+master_pid=$!
+sleep 0.2
+kill -0 "$master_pid" 2>/dev/null ||
+    { cat "$work/master.log" >&2; die "stepkit-master exited at once"; }
+
+bench() {
+    "$BENCH" --schema "$SCHEMA" --workers "$W" --master-pid "$master_pid" \
+        --session "$session" --commit "$commit" --out "$RESULTS" "$@" || {
+        rc=$?
+        say "run-bench: stepkit-bench $* failed ($rc); the master's log ends with:" >&2
+        tail -n 20 "$work/master.log" >&2
+        exit 1
+    }
+    say
+}
+
+start=$(date +%s)
+bench --workload chain --runs "$RUNS_CHAIN" --producers "$CLIENTS"
+bench --workload single --runs "$RUNS_SINGLE" --producers "$CLIENTS"
+bench --workload latency --runs "$RUNS_LATENCY"
+
+kill -TERM "$master_pid"
+rc=0
+wait "$master_pid" || rc=$?
+master_pid=
+[ "$rc" = 0 ] || say "run-bench: stepkit-master exited with $rc after SIGTERM (see $work/master.log)"
+if grep -q 'level=error' "$work/master.log"; then
+    say "run-bench: the master logged errors:"
+    grep 'level=error' "$work/master.log" | head -n 5
+fi
+
+# ---- the pgbench ceiling ----------------------------------------------------------
+
+# pgbench FILE CLIENTS THREADS: prints "tps latency_ms".
+run_pgbench() {
+    PGOPTIONS="-c search_path=$PG_SCHEMA" psql_q -f bench/pgbench/setup.sql >/dev/null 2>&1 ||
+        die "bench/pgbench/setup.sql failed"
+    psql_q -c "VACUUM ANALYZE $PG_SCHEMA.ins, $PG_SCHEMA.q, $PG_SCHEMA.results" >/dev/null
+    log=$work/pgbench-$(basename "$1" .sql)-c$2.log
+    PGOPTIONS="-c search_path=$PG_SCHEMA" pgbench -n -M prepared -c "$2" -j "$3" \
+        -T "$PGBENCH_SECONDS" -f "$1" "$url" >"$log" 2>&1 ||
+        { cat "$log" >&2; die "pgbench -f $1 -c $2 failed"; }
+    tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$log" | head -n 1)
+    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$log" | head -n 1)
+    if [ -z "$tps" ] || [ -z "$lat" ]; then
+        cat "$log" >&2
+        die "cannot read tps and latency from $log"
+    fi
+    printf '%s %s\n' "$tps" "$lat"
+}
+
+say "pgbench: ${PGBENCH_SECONDS} s each, -M prepared, tables in schema $PG_SCHEMA"
+out=$(run_pgbench bench/pgbench/insert.sql "$CLIENTS" 2)
+insert_tps=${out% *}
+out=$(run_pgbench bench/pgbench/checkpoint.sql "$CLIENTS" 2)
+checkpoint_tps=${out% *}
+out=$(run_pgbench bench/pgbench/checkpoint.sql 1 1)
+checkpoint_1c_tps=${out% *}
+checkpoint_1c_lat=${out#* }
+
+"$BENCH" --workload ceiling --session "$session" --commit "$commit" --out "$RESULTS" \
+    --clients "$CLIENTS" --insert-tps "$insert_tps" --checkpoint-tps "$checkpoint_tps" \
+    --checkpoint-1c-tps "$checkpoint_1c_tps" --checkpoint-1c-latency-ms "$checkpoint_1c_lat" ||
+    exit 1
+
+# The engine's schema stays for inspection (stepkit get, psql); the next
+# bench drops it.  The ceiling's tables go.
+psql_q -c "DROP SCHEMA $PG_SCHEMA CASCADE" >/dev/null 2>&1 || true
+
+say
+say "results appended to $RESULTS (session $session), $(($(date +%s) - start)) s"

@@ -1,0 +1,122 @@
+/*
+ * sk_bench - the parts of stepkit-bench (docs/bench.md):
+ *   sk_bench_db.c      the monitoring connection: server counters read
+ *                      around a workload, progress of the runs, latencies
+ *                      recorded in the runs table;
+ *   sk_bench_report.c  the worker's memory (/proc), the printed table, the
+ *                      JSON lines of bench/results/, the ceiling ratios;
+ *   stepkit-bench.c    options, producers, the workloads, main().
+ */
+#ifndef SK_BENCH_H
+#define SK_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include <libpq-fe.h>
+
+#include "stepkit.h" /* SK_OK, SK_ERROR */
+
+#define SK_BENCH_TS_MAX  64
+#define SK_BENCH_STR_MAX 128
+
+/* Server-wide counters at one instant, read on a connection of their own
+ * (see sk_bench_db_counters for why). */
+typedef struct {
+    char ts[SK_BENCH_TS_MAX]; /* clock_timestamp() as text, in the server's zone */
+    uint64_t wal_lsn;         /* pg_current_wal_lsn() as a byte position */
+    uint64_t next_xid;        /* pg_snapshot_xmax(pg_current_snapshot()) */
+    int64_t xact_commit;      /* pg_stat_database, this database */
+    int64_t xact_rollback;
+} sk_bench_counters_t;
+
+/* Where a batch of runs stands. */
+typedef struct {
+    long total;     /* runs of the workflow created since `since` */
+    long completed; /* ... of which completed */
+    long failed;    /* ... of which failed */
+    double seconds; /* max(ended_at) - since, in seconds; < 0 when no run ended */
+} sk_bench_progress_t;
+
+/* One workload's figures: what is printed and written as a JSON line. */
+typedef struct {
+    char session[SK_BENCH_STR_MAX]; /* ties the lines of one `make bench` together */
+    char commit[SK_BENCH_STR_MAX];  /* git rev-parse --short HEAD */
+    char workload[16];              /* chain, single, latency */
+    char workflow[32];
+    int runs;
+    int steps_per_run;
+    int producers;
+    int workers; /* the master's --workers, as given to us */
+    double seconds;
+    double runs_per_s;
+    double steps_per_s;
+    int has_latency;                        /* latency workload: the percentiles below are set */
+    double p50_ms, p95_ms, p99_ms;          /* client side, start to completion */
+    double max_ms, mean_ms;                 /* client side too */
+    double db_p50_ms, db_p95_ms, db_p99_ms; /* runs.ended_at - runs.created_at */
+    double xacts_per_run;                   /* pg_stat_database xact_commit delta / runs */
+    double write_xacts_per_run;             /* transaction ids assigned / runs */
+    double rollbacks_per_run;               /* xact_rollback delta / runs */
+    double wal_bytes_per_run;
+    long worker_rss_kb; /* largest VmRSS among the master's children; -1 unknown */
+    long worker_hwm_kb; /* its VmHWM (peak) */
+    int worker_count;   /* children of the master seen */
+    int server_version; /* PQserverVersion */
+} sk_bench_result_t;
+
+/* pgbench figures given to the ceiling report. */
+typedef struct {
+    char session[SK_BENCH_STR_MAX];
+    char commit[SK_BENCH_STR_MAX];
+    int clients;
+    double insert_tps;           /* (a) at `clients` */
+    double checkpoint_tps;       /* (b) at `clients` */
+    double checkpoint_1c_tps;    /* (b) at one client */
+    double checkpoint_1c_lat_ms; /* (b) at one client: pgbench "latency average" */
+} sk_bench_ceiling_t;
+
+/* ---- sk_bench_db.c ----------------------------------------------------- */
+
+/* A connection for progress queries with search_path set to `schema`
+ * (as a parameter).  NULL with a message in err. */
+PGconn *sk_bench_db_connect(const char *url, const char *schema, char *err, size_t errlen);
+
+/* Read the counters on a connection opened and closed for the purpose.
+ * SK_OK, or SK_ERROR with err. */
+int sk_bench_db_counters(const char *url, sk_bench_counters_t *c, int *server_version, char *err,
+                         size_t errlen);
+
+/* Runs of `workflow` created at or after `since` (text timestamptz). */
+int sk_bench_db_progress(PGconn *conn, const char *workflow, const char *since,
+                         sk_bench_progress_t *p, char *err, size_t errlen);
+
+/* p50/p95/p99 in ms of ended_at - created_at of the completed runs of
+ * `workflow` created at or after `since`. */
+int sk_bench_db_latency(PGconn *conn, const char *workflow, const char *since, double out[3],
+                        char *err, size_t errlen);
+
+/* ---- sk_bench_report.c ------------------------------------------------- */
+
+/* The largest VmRSS (and that process's VmHWM) among the children of
+ * `master`; *count gets how many children were seen.  -1 when none. */
+long sk_bench_worker_rss(pid_t master, long *hwm_kb, int *count);
+
+/* Nearest-rank percentile (0 < p <= 100) of `n` sorted values. */
+double sk_bench_percentile(const double *sorted, size_t n, double p);
+
+void sk_bench_print(FILE *out, const sk_bench_result_t *r);
+
+/* Append one JSON line to `path` (one write(2), O_APPEND). */
+int sk_bench_append_json(const char *path, const sk_bench_result_t *r, char *err, size_t errlen);
+
+/* Read the lines of `path` written for c->session, print the pgbench
+ * figures and the ratios against the aims, append the ceiling line.
+ * Never fails for an aim that is not met; SK_ERROR only when a file
+ * cannot be read or written. */
+int sk_bench_ceiling_report(FILE *out, const char *path, const sk_bench_ceiling_t *c, char *err,
+                            size_t errlen);
+
+#endif

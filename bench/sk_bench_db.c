@@ -1,0 +1,228 @@
+/*
+ * sk_bench_db - what stepkit-bench asks the database: server counters
+ * around a workload, progress of the runs, latencies recorded in the runs
+ * table.  Every statement is one PQexecParams with its values as
+ * parameters; the schema is reached through search_path, set as a
+ * parameter too.
+ */
+#include "sk_bench.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char counters_sql[] =
+    "SELECT pg_catalog.clock_timestamp()::text, pg_catalog.pg_current_wal_lsn()::text,"
+    "       pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text,"
+    "       d.xact_commit, d.xact_rollback"
+    "  FROM pg_catalog.pg_stat_database d"
+    " WHERE d.datname = pg_catalog.current_database()";
+
+static const char progress_sql[] =
+    "SELECT count(*),"
+    "       count(*) FILTER (WHERE status = 'completed'),"
+    "       count(*) FILTER (WHERE status = 'failed'),"
+    "       coalesce(extract(epoch FROM max(ended_at) - $2::timestamptz), -1)"
+    "  FROM runs"
+    " WHERE workflow_id = $1 AND created_at >= $2::timestamptz";
+
+static const char latency_sql[] =
+    "SELECT coalesce(percentile_cont(0.50) WITHIN GROUP (ORDER BY ms), -1),"
+    "       coalesce(percentile_cont(0.95) WITHIN GROUP (ORDER BY ms), -1),"
+    "       coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), -1)"
+    "  FROM (SELECT (extract(epoch FROM ended_at - created_at) * 1000)::float8 AS ms"
+    "          FROM runs"
+    "         WHERE workflow_id = $1 AND created_at >= $2::timestamptz"
+    "           AND status = 'completed') s";
+
+/* First line of a libpq message, prefixed with what we were doing. */
+static void pg_message(const char *what, const char *msg, char *err, size_t errlen)
+{
+    size_t n = strcspn(msg, "\n");
+
+    snprintf(err, errlen, "%s: %.*s", what, (int)n, msg);
+}
+
+/* Run `sql` and expect exactly one row of at least `ncols` columns. */
+static PGresult *one_row(PGconn *conn, const char *what, const char *sql, int nparams,
+                         const char *const *params, int ncols, char *err, size_t errlen)
+{
+    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        pg_message(what, PQresultErrorMessage(res), err, errlen);
+        PQclear(res);
+        return NULL;
+    }
+    if (PQntuples(res) != 1 || PQnfields(res) < ncols) {
+        snprintf(err, errlen, "%s: expected one row of %d columns, got %d rows", what, ncols,
+                 PQntuples(res));
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
+static int parse_i64(const char *s, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    v = strtoll(s, &end, 10);
+    if (end == s || *end != '\0')
+        return SK_ERROR;
+    *out = v;
+    return SK_OK;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    v = strtoull(s, &end, 10);
+    if (end == s || *end != '\0')
+        return SK_ERROR;
+    *out = v;
+    return SK_OK;
+}
+
+/* "16/B374D848" -> byte position. */
+static int parse_lsn(const char *s, uint64_t *out)
+{
+    unsigned int hi, lo;
+    int n = 0;
+
+    if (sscanf(s, "%X/%X%n", &hi, &lo, &n) != 2 || s[n] != '\0')
+        return SK_ERROR;
+    *out = ((uint64_t)hi << 32) | lo;
+    return SK_OK;
+}
+
+static int parse_double(const char *s, double *out)
+{
+    char *end;
+    double v;
+
+    v = strtod(s, &end);
+    if (end == s || *end != '\0')
+        return SK_ERROR;
+    *out = v;
+    return SK_OK;
+}
+
+PGconn *sk_bench_db_connect(const char *url, const char *schema, char *err, size_t errlen)
+{
+    static const char *const keys[] = {"dbname", "application_name", NULL};
+    const char *vals[] = {url, "stepkit-bench", NULL};
+    const char *params[1] = {schema};
+    PGconn *conn;
+    PGresult *res;
+
+    conn = PQconnectdbParams(keys, vals, 1);
+    if (conn == NULL) {
+        snprintf(err, errlen, "connect: out of memory");
+        return NULL;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        pg_message("connect", PQerrorMessage(conn), err, errlen);
+        PQfinish(conn);
+        return NULL;
+    }
+    if (schema != NULL) {
+        res = one_row(conn, "set search_path",
+                      "SELECT pg_catalog.set_config('search_path', $1, false)", 1, params, 1, err,
+                      errlen);
+        if (res == NULL) {
+            PQfinish(conn);
+            return NULL;
+        }
+        PQclear(res);
+    }
+    return conn;
+}
+
+/*
+ * A connection of its own, closed at once: a backend publishes its
+ * transaction counts to pg_stat_database at most once a second while it
+ * lives, and always when it exits, so a short-lived reader adds exactly one
+ * commit (this read) to the counts and leaves nothing pending behind.
+ */
+int sk_bench_db_counters(const char *url, sk_bench_counters_t *c, int *server_version, char *err,
+                         size_t errlen)
+{
+    PGconn *conn;
+    PGresult *res;
+    int rc = SK_ERROR;
+
+    conn = sk_bench_db_connect(url, NULL, err, errlen);
+    if (conn == NULL)
+        return SK_ERROR;
+    if (server_version != NULL)
+        *server_version = PQserverVersion(conn);
+    res = one_row(conn, "read counters", counters_sql, 0, NULL, 5, err, errlen);
+    if (res == NULL)
+        goto done;
+    if (snprintf(c->ts, sizeof c->ts, "%s", PQgetvalue(res, 0, 0)) >= (int)sizeof c->ts ||
+        parse_lsn(PQgetvalue(res, 0, 1), &c->wal_lsn) != SK_OK ||
+        parse_u64(PQgetvalue(res, 0, 2), &c->next_xid) != SK_OK ||
+        parse_i64(PQgetvalue(res, 0, 3), &c->xact_commit) != SK_OK ||
+        parse_i64(PQgetvalue(res, 0, 4), &c->xact_rollback) != SK_OK) {
+        snprintf(err, errlen, "read counters: unexpected values (%s, %s, %s, %s, %s)",
+                 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
+                 PQgetvalue(res, 0, 3), PQgetvalue(res, 0, 4));
+        goto done;
+    }
+    rc = SK_OK;
+done:
+    PQclear(res);
+    PQfinish(conn);
+    return rc;
+}
+
+int sk_bench_db_progress(PGconn *conn, const char *workflow, const char *since,
+                         sk_bench_progress_t *p, char *err, size_t errlen)
+{
+    const char *params[2] = {workflow, since};
+    PGresult *res;
+    int64_t total, completed, failed;
+    int rc = SK_OK;
+
+    res = one_row(conn, "read progress", progress_sql, 2, params, 4, err, errlen);
+    if (res == NULL)
+        return SK_ERROR;
+    if (parse_i64(PQgetvalue(res, 0, 0), &total) != SK_OK ||
+        parse_i64(PQgetvalue(res, 0, 1), &completed) != SK_OK ||
+        parse_i64(PQgetvalue(res, 0, 2), &failed) != SK_OK ||
+        parse_double(PQgetvalue(res, 0, 3), &p->seconds) != SK_OK) {
+        snprintf(err, errlen, "read progress: unexpected values");
+        rc = SK_ERROR;
+    } else {
+        p->total = (long)total;
+        p->completed = (long)completed;
+        p->failed = (long)failed;
+    }
+    PQclear(res);
+    return rc;
+}
+
+int sk_bench_db_latency(PGconn *conn, const char *workflow, const char *since, double out[3],
+                        char *err, size_t errlen)
+{
+    const char *params[2] = {workflow, since};
+    PGresult *res;
+    int rc = SK_OK;
+
+    res = one_row(conn, "read latencies", latency_sql, 2, params, 3, err, errlen);
+    if (res == NULL)
+        return SK_ERROR;
+    for (int i = 0; i < 3; i++) {
+        if (parse_double(PQgetvalue(res, 0, i), &out[i]) != SK_OK) {
+            snprintf(err, errlen, "read latencies: unexpected value %s", PQgetvalue(res, 0, i));
+            rc = SK_ERROR;
+        }
+    }
+    PQclear(res);
+    return rc;
+}

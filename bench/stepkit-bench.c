@@ -1,0 +1,705 @@
+/*
+ * stepkit-bench - drive one workload against a running stepkit-master and
+ * report its figures (docs/bench.md).  bench/run-bench.sh calls it once per
+ * workload, then once more with the pgbench ceiling.
+ *
+ *   chain    --runs (1000) runs of bench-chain3, started by --producers (8)
+ *            threads, each with its own client;
+ *   single   --runs (5000) runs of bench-single, the same way;
+ *   latency  --runs (200) runs of bench-single, one after another, each
+ *            timed from its start to its completion;
+ *   ceiling  the pgbench figures given as options, set against the lines
+ *            this --session wrote to --out.
+ *
+ * Throughput is timed from the server's clock just before the first start
+ * to the latest runs.ended_at: the durable completion of the last run.
+ */
+#include "sk_bench.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "stepkit_client.h"
+
+#define ERR_MAX 512
+
+typedef enum { WL_CHAIN, WL_SINGLE, WL_LATENCY, WL_CEILING } workload_t;
+
+typedef struct {
+    const char *name;
+    const char *workflow;
+    int steps_per_run;
+    int default_runs;
+    int default_producers;
+} workload_info_t;
+
+static const workload_info_t workloads[] = {
+    [WL_CHAIN] = {"chain", "bench-chain3", 3, 1000, 8},
+    [WL_SINGLE] = {"single", "bench-single", 1, 5000, 8},
+    [WL_LATENCY] = {"latency", "bench-single", 1, 200, 1},
+    [WL_CEILING] = {"ceiling", NULL, 0, 0, 0},
+};
+
+typedef struct {
+    const char *url;
+    const char *schema;
+    const char *out;
+    const char *session;
+    const char *commit;
+    workload_t workload;
+    int runs;
+    int producers;
+    int workers;
+    int warmup;
+    int poll_ms;
+    int settle_ms;
+    int timeout_s;
+    int ready_timeout_s;
+    long master_pid;
+    sk_bench_ceiling_t ceiling;
+} opts_t;
+
+/* One producer thread and the client it alone uses. */
+typedef struct {
+    pthread_t tid;
+    const char *workflow;
+    sk_client_t *client;
+    int count;   /* runs to start */
+    int started; /* runs started */
+    int rc;
+    char err[ERR_MAX];
+} producer_t;
+
+static const char *prog = "stepkit-bench";
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: %s --workload chain|single|latency [options]\n"
+            "       %s --workload ceiling --session ID --out FILE --clients N \\\n"
+            "              --insert-tps X --checkpoint-tps Y --checkpoint-1c-tps Z \\\n"
+            "              --checkpoint-1c-latency-ms L\n"
+            "\n"
+            "Workload options:\n"
+            "  --database-url URL   PostgreSQL URL or key=value string (default $DATABASE_URL)\n"
+            "  --schema NAME        the engine's schema (default stepkit)\n"
+            "  --runs N             runs to measure (chain 1000, single 5000, latency 200)\n"
+            "  --producers P        starting threads (default 8; latency: 1)\n"
+            "  --warmup N           runs started and finished first, not counted (default 50)\n"
+            "  --workers W          the master's worker count, recorded in the results\n"
+            "  --master-pid PID     the master: the largest of its children's RSS is reported\n"
+            "  --poll-ms MS         completion poll interval (default 50)\n"
+            "  --settle-ms MS       pause before the closing counters are read (default 1500)\n"
+            "  --timeout S          give up on a workload after S seconds (default 300)\n"
+            "  --ready-timeout S    wait this long for the master to accept runs (default 60)\n"
+            "Results:\n"
+            "  --out FILE           append one JSON line per workload to FILE\n"
+            "  --session ID         ties the lines of one bench together\n"
+            "  --commit SHA         the commit measured (git rev-parse --short HEAD)\n",
+            prog, prog);
+}
+
+static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void die_usage(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "%s: ", prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(%s --help lists the options)\n", prog);
+    exit(2);
+}
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void fail(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "%s: ", prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+static long parse_long(const char *opt, const char *s, long min, long max)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        die_usage("%s: expected an integer from %ld to %ld, got \"%s\"", opt, min, max, s);
+    return v;
+}
+
+static double parse_positive(const char *opt, const char *s)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v <= 0)
+        die_usage("%s: expected a positive number, got \"%s\"", opt, s);
+    return v;
+}
+
+/* [a-z_][a-z0-9_]{0,62}, the engine's rule for schema names. */
+static int schema_valid(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+/* A short label for the JSON (session, commit): printable, no quotes needed
+ * but jansson escapes anyway; only the length is bounded here. */
+static const char *check_label(const char *opt, const char *s)
+{
+    if (strlen(s) == 0 || strlen(s) >= SK_BENCH_STR_MAX)
+        die_usage("%s: expected 1 to %d characters", opt, SK_BENCH_STR_MAX - 1);
+    return s;
+}
+
+enum {
+    OPT_URL = 256,
+    OPT_SCHEMA,
+    OPT_WORKLOAD,
+    OPT_RUNS,
+    OPT_PRODUCERS,
+    OPT_WORKERS,
+    OPT_WARMUP,
+    OPT_MASTER_PID,
+    OPT_OUT,
+    OPT_SESSION,
+    OPT_COMMIT,
+    OPT_POLL_MS,
+    OPT_SETTLE_MS,
+    OPT_TIMEOUT,
+    OPT_READY_TIMEOUT,
+    OPT_CLIENTS,
+    OPT_INSERT_TPS,
+    OPT_CHECKPOINT_TPS,
+    OPT_CHECKPOINT_1C_TPS,
+    OPT_CHECKPOINT_1C_LAT,
+    OPT_HELP
+};
+
+static const struct option long_opts[] = {
+    {"database-url", required_argument, NULL, OPT_URL},
+    {"schema", required_argument, NULL, OPT_SCHEMA},
+    {"workload", required_argument, NULL, OPT_WORKLOAD},
+    {"runs", required_argument, NULL, OPT_RUNS},
+    {"producers", required_argument, NULL, OPT_PRODUCERS},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"warmup", required_argument, NULL, OPT_WARMUP},
+    {"master-pid", required_argument, NULL, OPT_MASTER_PID},
+    {"out", required_argument, NULL, OPT_OUT},
+    {"session", required_argument, NULL, OPT_SESSION},
+    {"commit", required_argument, NULL, OPT_COMMIT},
+    {"poll-ms", required_argument, NULL, OPT_POLL_MS},
+    {"settle-ms", required_argument, NULL, OPT_SETTLE_MS},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT},
+    {"clients", required_argument, NULL, OPT_CLIENTS},
+    {"insert-tps", required_argument, NULL, OPT_INSERT_TPS},
+    {"checkpoint-tps", required_argument, NULL, OPT_CHECKPOINT_TPS},
+    {"checkpoint-1c-tps", required_argument, NULL, OPT_CHECKPOINT_1C_TPS},
+    {"checkpoint-1c-latency-ms", required_argument, NULL, OPT_CHECKPOINT_1C_LAT},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+static void parse_options(int argc, char **argv, opts_t *o)
+{
+    int have_workload = 0;
+    int c;
+
+    memset(o, 0, sizeof *o);
+    o->url = getenv("DATABASE_URL") != NULL ? getenv("DATABASE_URL") : "";
+    o->schema = "stepkit";
+    o->commit = "unknown";
+    o->session = NULL;
+    o->runs = -1;
+    o->producers = -1;
+    o->warmup = 50;
+    o->poll_ms = 50;
+    o->settle_ms = 1500;
+    o->timeout_s = 300;
+    o->ready_timeout_s = 60;
+    o->ceiling.clients = -1;
+
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", long_opts, NULL)) != -1) {
+        const char *name = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+
+        switch (c) {
+        case OPT_URL:
+            o->url = optarg;
+            break;
+        case OPT_SCHEMA:
+            if (!schema_valid(optarg))
+                die_usage("--schema: \"%s\" is not a valid schema name ([a-z_][a-z0-9_]{0,62})",
+                          optarg);
+            o->schema = optarg;
+            break;
+        case OPT_WORKLOAD: {
+            size_t i;
+
+            for (i = 0; i < sizeof workloads / sizeof workloads[0]; i++) {
+                if (strcmp(optarg, workloads[i].name) == 0)
+                    break;
+            }
+            if (i == sizeof workloads / sizeof workloads[0])
+                die_usage("--workload: expected chain, single, latency or ceiling, got \"%s\"",
+                          optarg);
+            o->workload = (workload_t)i;
+            have_workload = 1;
+            break;
+        }
+        case OPT_RUNS:
+            o->runs = (int)parse_long("--runs", optarg, 1, 10000000);
+            break;
+        case OPT_PRODUCERS:
+            o->producers = (int)parse_long("--producers", optarg, 1, 256);
+            break;
+        case OPT_WORKERS:
+            o->workers = (int)parse_long("--workers", optarg, 1, 256);
+            break;
+        case OPT_WARMUP:
+            o->warmup = (int)parse_long("--warmup", optarg, 0, 100000);
+            break;
+        case OPT_MASTER_PID:
+            o->master_pid = parse_long("--master-pid", optarg, 1, INT_MAX);
+            break;
+        case OPT_OUT:
+            if (optarg[0] == '\0')
+                die_usage("--out: expected a file name");
+            o->out = optarg;
+            break;
+        case OPT_SESSION:
+            o->session = check_label("--session", optarg);
+            break;
+        case OPT_COMMIT:
+            o->commit = check_label("--commit", optarg);
+            break;
+        case OPT_POLL_MS:
+            o->poll_ms = (int)parse_long("--poll-ms", optarg, 1, 10000);
+            break;
+        case OPT_SETTLE_MS:
+            o->settle_ms = (int)parse_long("--settle-ms", optarg, 0, 60000);
+            break;
+        case OPT_TIMEOUT:
+            o->timeout_s = (int)parse_long("--timeout", optarg, 1, 86400);
+            break;
+        case OPT_READY_TIMEOUT:
+            o->ready_timeout_s = (int)parse_long("--ready-timeout", optarg, 1, 3600);
+            break;
+        case OPT_CLIENTS:
+            o->ceiling.clients = (int)parse_long("--clients", optarg, 1, 10000);
+            break;
+        case OPT_INSERT_TPS:
+            o->ceiling.insert_tps = parse_positive("--insert-tps", optarg);
+            break;
+        case OPT_CHECKPOINT_TPS:
+            o->ceiling.checkpoint_tps = parse_positive("--checkpoint-tps", optarg);
+            break;
+        case OPT_CHECKPOINT_1C_TPS:
+            o->ceiling.checkpoint_1c_tps = parse_positive("--checkpoint-1c-tps", optarg);
+            break;
+        case OPT_CHECKPOINT_1C_LAT:
+            o->ceiling.checkpoint_1c_lat_ms = parse_positive("--checkpoint-1c-latency-ms", optarg);
+            break;
+        case OPT_HELP:
+            usage(stdout);
+            exit(0);
+        case ':':
+            die_usage("%s: expects a value", name);
+        default:
+            die_usage("unknown option %s", name);
+        }
+    }
+    if (optind < argc)
+        die_usage("unexpected argument \"%s\"", argv[optind]);
+    if (!have_workload)
+        die_usage("--workload is required");
+
+    if (o->workload == WL_CEILING) {
+        sk_bench_ceiling_t *ce = &o->ceiling;
+
+        if (o->session == NULL || o->out == NULL)
+            die_usage("--workload ceiling needs --session and --out");
+        if (ce->clients < 0 || ce->insert_tps <= 0 || ce->checkpoint_tps <= 0 ||
+            ce->checkpoint_1c_tps <= 0 || ce->checkpoint_1c_lat_ms <= 0)
+            die_usage("--workload ceiling needs --clients, --insert-tps, --checkpoint-tps, "
+                      "--checkpoint-1c-tps and --checkpoint-1c-latency-ms");
+        snprintf(ce->session, sizeof ce->session, "%s", o->session);
+        snprintf(ce->commit, sizeof ce->commit, "%s", o->commit);
+        return;
+    }
+    if (o->ceiling.clients >= 0 || o->ceiling.insert_tps > 0 || o->ceiling.checkpoint_tps > 0 ||
+        o->ceiling.checkpoint_1c_tps > 0 || o->ceiling.checkpoint_1c_lat_ms > 0)
+        die_usage("the pgbench options (--clients, --insert-tps, ...) go with --workload ceiling");
+    if (o->runs < 0)
+        o->runs = workloads[o->workload].default_runs;
+    if (o->producers < 0)
+        o->producers = workloads[o->workload].default_producers;
+    if (o->workload == WL_LATENCY && o->producers != 1)
+        die_usage("--workload latency starts runs one after another: --producers must be 1");
+    if (o->producers > o->runs)
+        die_usage("--producers (%d) exceeds --runs (%d)", o->producers, o->runs);
+    if (o->session == NULL)
+        o->session = "adhoc";
+}
+
+/* ---- time ---------------------------------------------------------------- */
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* ---- producers ------------------------------------------------------------ */
+
+static void *produce(void *arg)
+{
+    producer_t *p = arg;
+    char run_id[SK_UUID_LEN], event_id[SK_UUID_LEN];
+
+    for (p->started = 0; p->started < p->count; p->started++) {
+        if (sk_client_start(p->client, p->workflow, NULL, 0, run_id, event_id, p->err,
+                            sizeof p->err) != SK_OK) {
+            p->rc = SK_ERROR;
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void close_producers(producer_t *ps, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (ps[i].client != NULL)
+            sk_client_close(ps[i].client);
+        ps[i].client = NULL;
+    }
+}
+
+/* Connect `n` clients and share `runs` starts among them. */
+static producer_t *connect_producers(const opts_t *o, const char *workflow, int runs, int n)
+{
+    producer_t *ps = calloc((size_t)n, sizeof *ps);
+    char err[ERR_MAX];
+
+    if (ps == NULL)
+        fail("out of memory");
+    for (int i = 0; i < n; i++) {
+        ps[i].workflow = workflow;
+        ps[i].count = runs / n + (i < runs % n ? 1 : 0);
+        ps[i].client = sk_client_connect(o->url, o->schema, err, sizeof err);
+        if (ps[i].client == NULL) {
+            close_producers(ps, i);
+            fail("producer %d: connect: %s", i, err);
+        }
+    }
+    return ps;
+}
+
+/* Start every producer's runs concurrently; return when all are started.
+ * The clients are closed (a closing backend publishes its statistics). */
+static void run_producers(producer_t *ps, int n)
+{
+    int rc;
+
+    for (int i = 0; i < n; i++) {
+        rc = pthread_create(&ps[i].tid, NULL, produce, &ps[i]);
+        if (rc != 0)
+            fail("pthread_create: %s", strerror(rc));
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(ps[i].tid, NULL);
+    close_producers(ps, n);
+    for (int i = 0; i < n; i++) {
+        if (ps[i].rc != SK_OK)
+            fail("producer %d: start %d of %d failed: %s", i, ps[i].started + 1, ps[i].count,
+                 ps[i].err);
+    }
+}
+
+/* ---- waiting ---------------------------------------------------------------- */
+
+/*
+ * Poll until every run of `workflow` created since `since` has ended and
+ * there are `expected` of them (expected < 0: however many exist).  The
+ * interval does not bias the figures: the end time is read from the runs
+ * themselves.  *polls counts the statements run on `mon`.
+ */
+static void wait_done(const opts_t *o, PGconn *mon, const char *workflow, const char *since,
+                      long expected, sk_bench_progress_t *p, long *polls)
+{
+    double deadline = mono_ms() + (double)o->timeout_s * 1e3;
+    char err[ERR_MAX];
+
+    for (;;) {
+        if (sk_bench_db_progress(mon, workflow, since, p, err, sizeof err) != SK_OK)
+            fail("%s", err);
+        (*polls)++;
+        if (p->failed > 0)
+            fail("%ld run(s) of %s failed (see the master's log, or stepkit get <run>)", p->failed,
+                 workflow);
+        if (p->completed == p->total && (expected < 0 || p->total >= expected))
+            return;
+        if (mono_ms() > deadline)
+            fail("timed out after %d s: %ld of %ld run(s) of %s completed", o->timeout_s,
+                 p->completed, expected < 0 ? p->total : expected, workflow);
+        sleep_ms(o->poll_ms);
+    }
+}
+
+/* Retry one start until the master has migrated the schema and registered
+ * the workflows (a client refuses an unknown workflow). */
+static void wait_ready(const opts_t *o, const char *workflow)
+{
+    double deadline = mono_ms() + (double)o->ready_timeout_s * 1e3;
+    char err[ERR_MAX] = "";
+    char run_id[SK_UUID_LEN], event_id[SK_UUID_LEN];
+
+    for (;;) {
+        sk_client_t *c = sk_client_connect(o->url, o->schema, err, sizeof err);
+
+        if (c != NULL) {
+            int rc = sk_client_start(c, workflow, NULL, 0, run_id, event_id, err, sizeof err);
+
+            sk_client_close(c);
+            if (rc == SK_OK)
+                return;
+        }
+        if (mono_ms() > deadline)
+            fail("the engine did not accept a run of %s within %d s: %s", workflow,
+                 o->ready_timeout_s, err);
+        sleep_ms(200);
+    }
+}
+
+/* Runs not counted, so that connections, caches and the tables are warm. */
+static void warm_up(const opts_t *o, const char *workflow)
+{
+    sk_bench_progress_t p;
+    long polls = 0;
+    char err[ERR_MAX];
+    PGconn *mon;
+
+    wait_ready(o, workflow);
+    if (o->warmup > 0) {
+        int n = o->producers < o->warmup ? o->producers : o->warmup;
+        producer_t *ps = connect_producers(o, workflow, o->warmup, n);
+
+        run_producers(ps, n);
+        free(ps);
+    }
+    mon = sk_bench_db_connect(o->url, o->schema, err, sizeof err);
+    if (mon == NULL)
+        fail("%s", err);
+    wait_done(o, mon, workflow, "1970-01-01 00:00:00+00", -1, &p, &polls);
+    PQfinish(mon);
+}
+
+/* Start one run and wait for its end; the milliseconds it took, on the
+ * client's monotonic clock.  `nth` (0: the warm-up) is for messages. */
+static double invoke_one(const opts_t *o, sk_client_t *c, const char *workflow, int nth)
+{
+    sk_run_result_t res;
+    char err[ERR_MAX] = "";
+    double t = mono_ms(), ms;
+    int rc;
+
+    memset(&res, 0, sizeof res);
+    rc = sk_client_invoke(c, workflow, NULL, 0, o->timeout_s * 1000, &res, err, sizeof err);
+    ms = mono_ms() - t;
+    if (rc == SK_AGAIN)
+        fail("run %d of %d (%s): not ended after %d s", nth, o->runs, res.run_id, o->timeout_s);
+    if (rc != SK_OK)
+        fail("run %d of %d: invoke: %s", nth, o->runs, err);
+    if (strcmp(res.status, "completed") != 0)
+        fail("run %d of %d (%s) ended %s", nth, o->runs, res.run_id, res.status);
+    sk_run_result_clear(&res);
+    return ms;
+}
+
+/* ---- one workload ------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+/*
+ * Commits of our own inside the counted interval, besides the polls: the
+ * opening counters read (its query) and the start-up transaction of the
+ * closing one's backend; the start-up transaction of the monitoring
+ * connection and its set_config.  docs/bench.md has the reasoning.
+ */
+#define OWN_COMMITS 4
+
+static void run_workload(const opts_t *o, sk_bench_result_t *r)
+{
+    const workload_info_t *w = &workloads[o->workload];
+    sk_bench_counters_t before, after;
+    sk_bench_progress_t p;
+    producer_t *ps = NULL;
+    sk_client_t *lat_client = NULL;
+    double *lat = NULL;
+    long polls = 0;
+    char err[ERR_MAX];
+    PGconn *mon;
+
+    memset(r, 0, sizeof *r);
+    snprintf(r->session, sizeof r->session, "%s", o->session);
+    snprintf(r->commit, sizeof r->commit, "%s", o->commit);
+    snprintf(r->workload, sizeof r->workload, "%s", w->name);
+    snprintf(r->workflow, sizeof r->workflow, "%s", w->workflow);
+    r->runs = o->runs;
+    r->steps_per_run = w->steps_per_run;
+    r->producers = o->producers;
+    r->workers = o->workers;
+
+    warm_up(o, w->workflow);
+
+    if (o->workload == WL_LATENCY) {
+        lat = calloc((size_t)o->runs, sizeof *lat);
+        if (lat == NULL)
+            fail("out of memory");
+        lat_client = sk_client_connect(o->url, o->schema, err, sizeof err);
+        if (lat_client == NULL)
+            fail("connect: %s", err);
+        /* One invoke not counted: the client's LISTEN happens here. */
+        invoke_one(o, lat_client, w->workflow, 0);
+    } else {
+        ps = connect_producers(o, w->workflow, o->runs, o->producers);
+    }
+
+    /* t0: the server's clock just before the first start. */
+    if (sk_bench_db_counters(o->url, &before, &r->server_version, err, sizeof err) != SK_OK)
+        fail("%s", err);
+    mon = sk_bench_db_connect(o->url, o->schema, err, sizeof err);
+    if (mon == NULL)
+        fail("%s", err);
+
+    if (o->workload == WL_LATENCY) {
+        for (int i = 0; i < o->runs; i++)
+            lat[i] = invoke_one(o, lat_client, w->workflow, i + 1);
+        sk_client_close(lat_client);
+    } else {
+        run_producers(ps, o->producers);
+        free(ps);
+    }
+
+    wait_done(o, mon, w->workflow, before.ts, o->runs, &p, &polls);
+    if (p.total != o->runs)
+        fail("expected %d runs of %s since the start, found %ld (is another client using "
+             "schema %s?)",
+             o->runs, w->workflow, p.total, o->schema);
+    if (p.seconds <= 0)
+        fail("the runs of %s completed without an ended_at", w->workflow);
+    r->seconds = p.seconds;
+    r->runs_per_s = o->runs / p.seconds;
+    r->steps_per_s = (double)o->runs * w->steps_per_run / p.seconds;
+
+    r->worker_rss_kb = -1;
+    r->worker_hwm_kb = -1;
+    if (o->master_pid > 0)
+        r->worker_rss_kb =
+            sk_bench_worker_rss((pid_t)o->master_pid, &r->worker_hwm_kb, &r->worker_count);
+
+    if (o->workload == WL_LATENCY) {
+        double db[3];
+
+        qsort(lat, (size_t)o->runs, sizeof *lat, cmp_double);
+        r->has_latency = 1;
+        r->p50_ms = sk_bench_percentile(lat, (size_t)o->runs, 50);
+        r->p95_ms = sk_bench_percentile(lat, (size_t)o->runs, 95);
+        r->p99_ms = sk_bench_percentile(lat, (size_t)o->runs, 99);
+        r->max_ms = lat[o->runs - 1];
+        for (int i = 0; i < o->runs; i++)
+            r->mean_ms += lat[i] / o->runs;
+        if (sk_bench_db_latency(mon, w->workflow, before.ts, db, err, sizeof err) != SK_OK)
+            fail("%s", err);
+        polls++;
+        r->db_p50_ms = db[0];
+        r->db_p95_ms = db[1];
+        r->db_p99_ms = db[2];
+        free(lat);
+    }
+    /* Closing publishes this connection's statistics: its `polls` commits
+     * are then all in the closing counters, and subtracted. */
+    PQfinish(mon);
+
+    /* Let the workers' backends publish their statistics (at most once a
+     * second while busy) and finish what follows a completion. */
+    sleep_ms(o->settle_ms);
+    if (sk_bench_db_counters(o->url, &after, NULL, err, sizeof err) != SK_OK)
+        fail("%s", err);
+
+    r->write_xacts_per_run = (double)(after.next_xid - before.next_xid) / o->runs;
+    r->xacts_per_run =
+        (double)(after.xact_commit - before.xact_commit - OWN_COMMITS - polls) / o->runs;
+    r->rollbacks_per_run = (double)(after.xact_rollback - before.xact_rollback) / o->runs;
+    r->wal_bytes_per_run = (double)(after.wal_lsn - before.wal_lsn) / o->runs;
+}
+
+int main(int argc, char **argv)
+{
+    opts_t o;
+    sk_bench_result_t r;
+    char err[ERR_MAX];
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    parse_options(argc, argv, &o);
+
+    if (o.workload == WL_CEILING) {
+        if (sk_bench_ceiling_report(stdout, o.out, &o.ceiling, err, sizeof err) != SK_OK)
+            fail("%s", err);
+        return 0;
+    }
+
+    run_workload(&o, &r);
+    sk_bench_print(stdout, &r);
+    if (o.out != NULL && sk_bench_append_json(o.out, &r, err, sizeof err) != SK_OK)
+        fail("%s", err);
+    return 0;
+}

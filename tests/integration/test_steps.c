@@ -9,7 +9,7 @@
 
 /* ---- sleep --------------------------------------------------------------------------- */
 
-Test(steps, sleep_first_ends_between_1000_and_1200_ms, ITEST_FIXTURES, .timeout = 60)
+Test(steps, sleep_first_ends_between_1000_and_1200_ms, ITEST_FIXTURES)
 {
     char run_id[SK_UUID_LEN], key[41];
     sk_run_result_t res;
@@ -44,7 +44,7 @@ Test(steps, sleep_first_ends_between_1000_and_1200_ms, ITEST_FIXTURES, .timeout 
 
 /* The reference case: wait (2000 ms) in a group while step `delay` sleeps
  * 1000 ms and sends the signal {"msg": "hi"} through the client API. */
-Test(steps, signal_sent_by_a_parallel_step_resolves_the_wait, ITEST_FIXTURES, .timeout = 60)
+Test(steps, signal_sent_by_a_parallel_step_resolves_the_wait, ITEST_FIXTURES)
 {
     char run_id[SK_UUID_LEN], signal[96], input[1024], want[512];
     sk_run_result_t res;
@@ -79,7 +79,7 @@ Test(steps, signal_sent_by_a_parallel_step_resolves_the_wait, ITEST_FIXTURES, .t
     itest_finish();
 }
 
-Test(steps, signal_timeout_returns_null, ITEST_FIXTURES, .timeout = 60)
+Test(steps, signal_timeout_returns_null, ITEST_FIXTURES)
 {
     char run_id[SK_UUID_LEN], to[SK_UUID_LEN], signal[96], input[256], key[41], *result;
     sk_run_result_t res;
@@ -112,7 +112,7 @@ Test(steps, signal_timeout_returns_null, ITEST_FIXTURES, .timeout = 60)
 
 /* (ours) Three runs wait on one name: each send wakes exactly one, the
  * oldest waiter; a fourth send finds nobody. */
-Test(steps, three_waiters_are_woken_one_per_send_oldest_first, ITEST_FIXTURES, .timeout = 60)
+Test(steps, three_waiters_are_woken_one_per_send_oldest_first, ITEST_FIXTURES)
 {
     char run_ids[3][SK_UUID_LEN], to[SK_UUID_LEN], signal[96], input[256], data[32];
     sk_run_result_t res;
@@ -156,8 +156,7 @@ Test(steps, three_waiters_are_woken_one_per_send_oldest_first, ITEST_FIXTURES, .
 
 /* (ours) The waiter's validator: rejected data fails the step with
  * InvalidInputError (not retryable); accepted data is returned. */
-Test(steps, signal_validator_rejects_bad_data_with_invalid_input_error, ITEST_FIXTURES,
-     .timeout = 60)
+Test(steps, signal_validator_rejects_bad_data_with_invalid_input_error, ITEST_FIXTURES)
 {
     char bad_run[SK_UUID_LEN], good_run[SK_UUID_LEN], to[SK_UUID_LEN];
     char bad_sig[96], good_sig[96], input[256], want[256];
@@ -206,7 +205,7 @@ Test(steps, signal_validator_rejects_bad_data_with_invalid_input_error, ITEST_FI
  * null), its result is recorded, and the sender's later replays (three
  * more entries) never send again: of two waiters only the oldest received
  * anything. */
-Test(steps, send_signal_step_is_recorded_and_never_sent_twice, ITEST_FIXTURES, .timeout = 60)
+Test(steps, send_signal_step_is_recorded_and_never_sent_twice, ITEST_FIXTURES)
 {
     char w1[SK_UUID_LEN], w2[SK_UUID_LEN], sender[SK_UUID_LEN], lonely[SK_UUID_LEN];
     char to[SK_UUID_LEN], signal[96], nobody[96], input[256], want[256], key[41], *rec;

@@ -69,7 +69,7 @@ static void expect_waiting_step(json_t *j, const char *step_id, const char *kind
         cr_expect_null(itest_jget(w, "signal"), "a sleep waits for no signal");
 }
 
-Test(steps_cli, run_json_shows_what_a_waiting_step_waits_for, ITEST_FIXTURES, .timeout = 60)
+Test(steps_cli, run_json_shows_what_a_waiting_step_waits_for, ITEST_FIXTURES)
 {
     char waiter[SK_UUID_LEN], sleeper[SK_UUID_LEN], signal[96], input[256];
     long long until, created;
@@ -100,7 +100,7 @@ Test(steps_cli, run_json_shows_what_a_waiting_step_waits_for, ITEST_FIXTURES, .t
     itest_finish();
 }
 
-Test(steps_cli, signal_prints_the_receiver_or_null, ITEST_FIXTURES, .timeout = 60)
+Test(steps_cli, signal_prints_the_receiver_or_null, ITEST_FIXTURES)
 {
     char waiter[SK_UUID_LEN], signal[96], input[256], want[256], line[64];
     const char *send[] = {"signal", signal, "--data", "{\"ok\":true}", NULL};

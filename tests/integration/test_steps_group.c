@@ -8,7 +8,7 @@
 /* a; {run p1, run p2, sleep p3 1000 ms, sleep p4 2000 ms}; b (1000 ms):
  * every body once, ["P1","P2",null,null], the run ends 3.0-3.5 s after
  * its start. */
-Test(steps_group, runs_and_sleeps_start_together, ITEST_FIXTURES, .timeout = 60)
+Test(steps_group, runs_and_sleeps_start_together, ITEST_FIXTURES)
 {
     static const char *const bodies[] = {"a", "p1", "p2", "b"};
     char run_id[SK_UUID_LEN];
@@ -39,7 +39,7 @@ Test(steps_group, runs_and_sleeps_start_together, ITEST_FIXTURES, .timeout = 60)
 
 /* a; {run p1; branch p2.1 -> p2.2 joined}; b: every body once,
  * ["P1","P2.1 P2.2"]. */
-Test(steps_group, branch_is_a_sequence_of_steps, ITEST_FIXTURES, .timeout = 60)
+Test(steps_group, branch_is_a_sequence_of_steps, ITEST_FIXTURES)
 {
     static const char *const bodies[] = {"a", "p1", "p2.1", "p2.2", "b"};
     char run_id[SK_UUID_LEN];

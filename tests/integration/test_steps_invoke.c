@@ -33,7 +33,7 @@ static void expect_call_op(const char *parent, const char *status, const char *r
 }
 
 /* Child succeeds: child 2 / greet 1 / after 1; parent 3 / delay 1 / after 1. */
-Test(steps_invoke, child_output_is_the_step_result, ITEST_FIXTURES, .timeout = 60)
+Test(steps_invoke, child_output_is_the_step_result, ITEST_FIXTURES)
 {
     char child[SK_UUID_LEN];
     sk_run_result_t res;
@@ -58,7 +58,7 @@ Test(steps_invoke, child_output_is_the_step_result, ITEST_FIXTURES, .timeout = 6
 
 /* The child fails for good with MyError("oh no") after its 4 attempts: the
  * parent's step raises it, not retryable, and the parent is not retried. */
-Test(steps_invoke, child_failure_is_raised_not_retryable, ITEST_FIXTURES, .timeout = 60)
+Test(steps_invoke, child_failure_is_raised_not_retryable, ITEST_FIXTURES)
 {
     char child[SK_UUID_LEN];
     sk_run_result_t res;
@@ -95,8 +95,7 @@ Test(steps_invoke, child_failure_is_raised_not_retryable, ITEST_FIXTURES, .timeo
 
 /* Timeout 1000 ms, the child takes 2000 ms: InvokeTimeoutError naming the
  * child's run id; the child is not cancelled and completes. */
-Test(steps_invoke, timeout_raises_invoke_timeout_error_and_child_completes, ITEST_FIXTURES,
-     .timeout = 60)
+Test(steps_invoke, timeout_raises_invoke_timeout_error_and_child_completes, ITEST_FIXTURES)
 {
     char child[SK_UUID_LEN], msg[128];
     sk_run_result_t res, cres;
@@ -137,7 +136,7 @@ Test(steps_invoke, timeout_raises_invoke_timeout_error_and_child_completes, ITES
 
 /* The child ends at once (timeout 1000 ms); the parent then sleeps 1500 ms,
  * so it is replayed after the timeout's time: nothing changes. */
-Test(steps_invoke, timeout_after_the_step_ended_changes_nothing, ITEST_FIXTURES, .timeout = 60)
+Test(steps_invoke, timeout_after_the_step_ended_changes_nothing, ITEST_FIXTURES)
 {
     char child[SK_UUID_LEN];
     sk_run_result_t res;

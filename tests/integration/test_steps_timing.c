@@ -10,7 +10,7 @@
 
 /* Three times more sleeping runs than workers: a short run started while
  * they all sleep still completes at once. */
-Test(steps_timing, sleeping_runs_hold_no_worker, ITEST_FIXTURES, .timeout = 60)
+Test(steps_timing, sleeping_runs_hold_no_worker, ITEST_FIXTURES)
 {
     char sleepers[SLEEPERS][SK_UUID_LEN];
     sk_run_result_t res;
@@ -63,7 +63,7 @@ static int cmp_long(const void *a, const void *b)
 /* Polling every 1000 ms, a waiter resumes within NOTIFY_BOUND ms of the
  * send: only the notification can explain it.  The best and the median
  * of NOTIFY_TRIES sends must be under the bound. */
-Test(steps_timing, signal_resumes_the_waiter_within_milliseconds, ITEST_FIXTURES, .timeout = 60)
+Test(steps_timing, signal_resumes_the_waiter_within_milliseconds, ITEST_FIXTURES)
 {
     itest_master_opts_t opts = {.extra = {"--poll-interval", "1000", "--poll-max", "1000", NULL}};
     long took[NOTIFY_TRIES];
@@ -109,7 +109,7 @@ Test(steps_timing, signal_resumes_the_waiter_within_milliseconds, ITEST_FIXTURES
  * while the worker wakes the run to resolve the timeout.  Exactly one outcome each:
  * the waiter got the data and the send returned its id, or the waiter got
  * null and the send reached nobody. */
-Test(steps_timing, send_racing_the_timeout_resolves_to_one_outcome, ITEST_FIXTURES, .timeout = 60)
+Test(steps_timing, send_racing_the_timeout_resolves_to_one_outcome, ITEST_FIXTURES)
 {
     static char runs[RACERS][SK_UUID_LEN], to[RACERS][SK_UUID_LEN];
     int64_t timeout_at[RACERS], sent_at[RACERS], t0;

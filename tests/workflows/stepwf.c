@@ -13,7 +13,8 @@
  *   step-sleep            {"ms": int}  (default 1000)
  *   step-wait             {"signal": name, "timeout_ms": int}  (default: none)
  *   step-wait-validated   {"signal": name}: the data must be {"approved": boolean}
- *   step-signal-ref       {"signal": name, "url": conninfo, "schema": name}
+ *   step-signal-ref       {"signal": name, "url": conninfo, "schema": name,
+ *                          "delay_ms": int (default 1000)}
  *   step-send             {"signal": name}
  */
 #include "stepwf.h"
@@ -161,8 +162,9 @@ static int step_wait_validated(sk_ctx_t *ctx, msgpack_packer *out)
 
 /* ---- step-signal-ref: the reference signal case ------------------------------------- */
 
-/* Sleep 1 s, then send input.signal with {"msg": "hi"} through the client
- * API, from outside the step API; output the receiver's run id (or nil). */
+/* Sleep 1 s (input.delay_ms), then send input.signal with {"msg": "hi"}
+ * through the client API, from outside the step API; output the
+ * receiver's run id (or nil). */
 static int delay_send(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
 {
     const msgpack_object *in = sk_data(ctx);
@@ -174,7 +176,7 @@ static int delay_send(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
 
     (void)arg;
     count(ctx, "delay");
-    sleep_ms(1000);
+    sleep_ms((long)data_int(ctx, "delay_ms", 1000));
     c = sk_client_connect(sk_str(ctx, sk_get(in, "url")), sk_str(ctx, sk_get(in, "schema")), err,
                           sizeof(err));
     if (c == NULL)

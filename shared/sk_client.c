@@ -32,8 +32,7 @@ static const char send_event_sql[] =
 /* SQLSTATE of start_run_msgpack for a workflow no master has registered. */
 #define SQLSTATE_UNKNOWN_WORKFLOW "SK002"
 
-static const char get_sql[] =
-    "SELECT status, output, error FROM runs WHERE run_id = $1::uuid";
+static const char get_sql[] = "SELECT status, output, error FROM runs WHERE run_id = $1::uuid";
 
 /* Ask for a NOTIFY at the end (a run started without one). */
 static const char want_sql[] =

@@ -102,8 +102,8 @@ static int parse_claim(PGresult *res, item_t *it, int64_t *next_due_ms)
         return SK_AGAIN;
     }
     if (next_due_ms != NULL)
-        *next_due_ms = PQgetisnull(res, 0, SK_CLAIM_NEXT_MS) ? -1
-                                                              : get_i64(res, 0, SK_CLAIM_NEXT_MS);
+        *next_due_ms =
+            PQgetisnull(res, 0, SK_CLAIM_NEXT_MS) ? -1 : get_i64(res, 0, SK_CLAIM_NEXT_MS);
     if (PQgetisnull(res, 0, SK_CLAIM_ITEM)) {
         PQclear(res);
         return SK_AGAIN;
@@ -603,8 +603,8 @@ static int resolve_timeouts(run_state_t *rs)
             const char *data = PQgetvalue(res[1], 0, 1);
             size_t len = (size_t)PQgetlength(res[1], 0, 1);
             if (strcmp(st, "waiting") != 0 && sk_msgpack_check(data, len, err, sizeof(err)) == 0 &&
-                sk_ctx_resolve_op(rs->ctx, op, strcmp(st, "ok") == 0 ? SK_OP_OK : SK_OP_ERROR,
-                                  data, len) == SK_OK)
+                sk_ctx_resolve_op(rs->ctx, op, strcmp(st, "ok") == 0 ? SK_OP_OK : SK_OP_ERROR, data,
+                                  len) == SK_OK)
                 op->committed = 1;
         } else if (rc != SK_OK) {
             sk_log_warn("event=timeout_resolve_failed run=%s op=%s error=\"%s\"", rs->it->run_id,
@@ -705,9 +705,8 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
         rc = fail_simple(&rs, "CorruptRecordError", msg, next, have_next);
         goto done;
     }
-    sk_ctx_set_handler_attempt(rs.ctx, it->attempt_ops == (int)sk_ctx_final_ops(rs.ctx)
-                                           ? it->attempt + 1
-                                           : 1);
+    sk_ctx_set_handler_attempt(
+        rs.ctx, it->attempt_ops == (int)sk_ctx_final_ops(rs.ctx) ? it->attempt + 1 : 1);
     if (it->target == NULL && resolve_timeouts(&rs) != SK_OK)
         goto done; /* the lease expires and another worker retries */
     if (sk_ctx_validate(rs.ctx, &e) == SK_FAILED) {

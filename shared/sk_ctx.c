@@ -444,6 +444,19 @@ static int op_grow(sk_ctx_t *ctx)
     return SK_OK;
 }
 
+/* Replace an op's data (taking `copy`) and status; its unpacked view goes. */
+static void op_set_data(sk_op_t *op, char *copy, size_t len, sk_op_status_t status)
+{
+    if (op->unpacked_ok) {
+        msgpack_unpacked_destroy(&op->unpacked);
+        op->unpacked_ok = 0;
+    }
+    free(op->data);
+    op->data = copy;
+    op->len = len;
+    op->status = status;
+}
+
 /* Insert or update `key`; the op becomes uncommitted. */
 static void op_clear_extra(sk_op_t *op)
 {
@@ -488,15 +501,9 @@ static sk_op_t *op_put(sk_ctx_t *ctx, const char *key, const char *step_id, cons
             ctx->order_head = op;
         ctx->order_tail = op;
         ctx->nops++;
-    } else if (op->unpacked_ok) {
-        msgpack_unpacked_destroy(&op->unpacked);
-        op->unpacked_ok = 0;
     }
-    free(op->data);
-    op->data = copy;
-    op->len = len;
+    op_set_data(op, copy, len, status);
     op->kind = kind;
-    op->status = status;
     op->attempts = attempts;
     op->committed = 0;
     return op;
@@ -574,14 +581,7 @@ int sk_ctx_resolve_op(sk_ctx_t *ctx, sk_op_t *op, sk_op_status_t status, const c
     (void)ctx;
     if (copy == NULL)
         return SK_ERROR;
-    if (op->unpacked_ok) {
-        msgpack_unpacked_destroy(&op->unpacked);
-        op->unpacked_ok = 0;
-    }
-    free(op->data);
-    op->data = copy;
-    op->len = len;
-    op->status = status;
+    op_set_data(op, copy, len, status);
     op->intent = SK_INTENT_NONE;
     return SK_OK;
 }

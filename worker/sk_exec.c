@@ -209,17 +209,27 @@ static int add_fence(batch_t *b, const item_t *it, fence_mode_t mode, int64_t ms
     return SK_OK;
 }
 
+/* A command whose first parameters name the op: run, op key, step id. */
+static sk_cmd_t *op_cmd(batch_t *b, const char *stmt, const item_t *it, const sk_op_t *op)
+{
+    sk_cmd_t *k = batch_add(b, stmt);
+
+    if (k != NULL) {
+        param(k, it->run_id, 0, 0);
+        param(k, op->key, 0, 0);
+        param(k, op->step_id, 0, 0);
+    }
+    return k;
+}
+
 static const char *const op_status_names[] = {"retry", "ok", "error", "waiting"};
 
 static int add_op(batch_t *b, const item_t *it, const sk_op_t *op)
 {
-    sk_cmd_t *k = batch_add(b, "sk_op_put");
+    sk_cmd_t *k = op_cmd(b, "sk_op_put", it, op);
 
     if (k == NULL)
         return SK_ERROR;
-    param(k, it->run_id, 0, 0);
-    param(k, op->key, 0, 0);
-    param(k, op->step_id, 0, 0);
     param(k, op->kind, 0, 0);
     param(k, op_status_names[op->status], 0, 0);
     param(k, op->status == SK_OP_WAITING ? NULL : op->data, (int)op->len, 1);
@@ -244,24 +254,18 @@ static int add_intent(batch_t *b, const item_t *it, const sk_op_t *op)
 
     switch (op->intent) {
     case SK_INTENT_SIGNAL:
-        k = batch_add(b, "sk_wait_signal");
+        k = op_cmd(b, "sk_wait_signal", it, op);
         if (k == NULL)
             return SK_ERROR;
-        param(k, it->run_id, 0, 0);
-        param(k, op->key, 0, 0);
-        param(k, op->step_id, 0, 0);
         param(k, op->signal, 0, 0);
         param(k, timeout_param(b, 0, op->timeout_ms), 0, 0);
         param(k, op->wait_info, (int)op->wait_len, 1);
         param(k, num(b, 1, op->started_ms), 0, 0);
         return SK_OK;
     case SK_INTENT_SEND:
-        k = batch_add(b, "sk_send_step");
+        k = op_cmd(b, "sk_send_step", it, op);
         if (k == NULL)
             return SK_ERROR;
-        param(k, it->run_id, 0, 0);
-        param(k, op->key, 0, 0);
-        param(k, op->step_id, 0, 0);
         param(k, op->signal, 0, 0);
         param(k, op->payload, (int)op->payload_len, 1);
         param(k, num(b, 0, op->started_ms), 0, 0);
@@ -271,12 +275,9 @@ static int add_intent(batch_t *b, const item_t *it, const sk_op_t *op)
         snprintf(msg, sizeof(msg), "workflow %s is not registered", op->workflow);
         if (err == NULL || sk_error_pack_simple(err, "UnknownWorkflowError", msg, 0) != SK_OK)
             return SK_ERROR;
-        k = batch_add(b, "sk_invoke_child");
+        k = op_cmd(b, "sk_invoke_child", it, op);
         if (k == NULL)
             return SK_ERROR;
-        param(k, it->run_id, 0, 0);
-        param(k, op->key, 0, 0);
-        param(k, op->step_id, 0, 0);
         param(k, op->child, 0, 0);
         param(k, op->workflow, 0, 0);
         param(k, op->payload, (int)op->payload_len, 1);

@@ -160,15 +160,16 @@ static const char *const welcome_events[] = {"user.signup", NULL};
 SK_WORKFLOWS(reg)
 {
     srandom((unsigned)time(NULL));
-    if (sk_register(reg, &(sk_workflow_t){
-                             .id = "say-hi", .handler = say_hi, .validate = say_hi_input}) ||
+    if (sk_register(
+            reg, &(sk_workflow_t){.id = "say-hi", .handler = say_hi, .validate = say_hi_input}) ||
         sk_register(reg, &(sk_workflow_t){.id = "nap", .handler = nap, .validate = nap_input}) ||
-        sk_register(reg, &(sk_workflow_t){
-                             .id = "approval", .handler = approval, .validate = approval_input}) ||
-        sk_register(reg, &(sk_workflow_t){
-                             .id = "welcome", .handler = welcome, .events = welcome_events}) ||
-        sk_register(reg, &(sk_workflow_t){
-                             .id = "fan-out", .handler = fan_out, .validate = fan_out_input}))
+        sk_register(
+            reg,
+            &(sk_workflow_t){.id = "approval", .handler = approval, .validate = approval_input}) ||
+        sk_register(
+            reg, &(sk_workflow_t){.id = "welcome", .handler = welcome, .events = welcome_events}) ||
+        sk_register(
+            reg, &(sk_workflow_t){.id = "fan-out", .handler = fan_out, .validate = fan_out_input}))
         return SK_ERROR;
     return SK_OK;
 }

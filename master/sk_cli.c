@@ -176,8 +176,7 @@ static int parse(cli_t *c, int argc, char **argv)
         return EXIT_USAGE;
     }
     if (!sk_pg_schema_valid(c->schema))
-        return die_usage("--schema: '%s' is not a valid schema name ([a-z_][a-z0-9_]*)",
-                         c->schema);
+        return die_usage("--schema: '%s' is not a valid schema name ([a-z_][a-z0-9_]*)", c->schema);
     return 0;
 }
 
@@ -225,8 +224,8 @@ static int print_result(const sk_run_result_t *res)
     if (strcmp(res->status, "completed") == 0) {
         char *text = sk_msgpack_bytes_to_json(res->output, res->output_len, err, sizeof(err));
         if (text == NULL) {
-            fprintf(stderr, "stepkit: output of run %s cannot be shown as JSON: %s\n",
-                    res->run_id, err);
+            fprintf(stderr, "stepkit: output of run %s cannot be shown as JSON: %s\n", res->run_id,
+                    err);
             return EXIT_FAILED;
         }
         printf("%s\n", text);

@@ -32,13 +32,25 @@ static const char send_event_sql[] =
 /* SQLSTATE of start_run_msgpack for a workflow no master has registered. */
 #define SQLSTATE_UNKNOWN_WORKFLOW "SK002"
 
-static const char get_sql[] =
-    "SELECT status, output, error FROM runs WHERE run_id = $1::uuid";
+static const char get_sql[] = "SELECT status, output, error FROM runs WHERE run_id = $1::uuid";
 
 /* Ask for a NOTIFY at the end (a run started without one). */
 static const char want_sql[] =
     "UPDATE runs SET notify_end = true WHERE run_id = $1::uuid AND status = 'pending'"
     " AND NOT notify_end";
+
+/* A payload from the caller: nil when none, else checked msgpack. */
+static int payload(const char **data, size_t *len, char *err, size_t errlen)
+{
+    static const char nil = (char)0xc0;
+
+    if (*data == NULL || *len == 0) {
+        *data = &nil;
+        *len = 1;
+        return SK_OK;
+    }
+    return sk_msgpack_check(*data, *len, err, errlen);
+}
 
 static int64_t mono_ms(void)
 {
@@ -100,7 +112,6 @@ void sk_run_result_clear(sk_run_result_t *res)
 static int start(sk_client_t *c, const char *workflow, const char *data, size_t len, int notify,
                  char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN], char *err, size_t errlen)
 {
-    static const char nil = (char)0xc0;
     const char *params[3];
     int lengths[3] = {0, 0, 0}, formats[3] = {0, 1, 0};
     PGresult *res;
@@ -110,11 +121,7 @@ static int start(sk_client_t *c, const char *workflow, const char *data, size_t 
         snprintf(err, errlen, "a workflow id is required");
         return SK_ERROR;
     }
-    if (data == NULL || len == 0) {
-        data = &nil;
-        len = 1;
-    }
-    if (sk_msgpack_check(data, len, err, errlen) != SK_OK)
+    if (payload(&data, &len, err, errlen) != SK_OK)
         return SK_ERROR;
     params[0] = workflow;
     params[1] = data;
@@ -329,7 +336,6 @@ int sk_client_invoke(sk_client_t *c, const char *workflow, const char *data, siz
 int sk_client_signal(sk_client_t *c, const char *signal, const char *data, size_t len,
                      char run_id[SK_UUID_LEN], char *err, size_t errlen)
 {
-    static const char nil = (char)0xc0;
     const char *params[2];
     int lengths[2] = {0, 0}, formats[2] = {0, 1};
     PGresult *res;
@@ -340,11 +346,7 @@ int sk_client_signal(sk_client_t *c, const char *signal, const char *data, size_
         snprintf(err, errlen, "a signal name is required");
         return SK_ERROR;
     }
-    if (data == NULL || len == 0) {
-        data = &nil;
-        len = 1;
-    }
-    if (sk_msgpack_check(data, len, err, errlen) != SK_OK)
+    if (payload(&data, &len, err, errlen) != SK_OK)
         return SK_ERROR;
     params[0] = signal;
     params[1] = data;
@@ -372,7 +374,6 @@ void sk_event_result_clear(sk_event_result_t *res)
 int sk_client_send_event(sk_client_t *c, const char *name, const char *data, size_t len,
                          const char *event_id, sk_event_result_t *out, char *err, size_t errlen)
 {
-    static const char nil = (char)0xc0;
     const char *params[3];
     int lengths[3] = {0, 0, 0}, formats[3] = {0, 1, 0};
     PGresult *res;
@@ -387,11 +388,7 @@ int sk_client_send_event(sk_client_t *c, const char *name, const char *data, siz
         snprintf(err, errlen, "'%s' is not an event id (a UUID)", event_id);
         return SK_ERROR;
     }
-    if (data == NULL || len == 0) {
-        data = &nil;
-        len = 1;
-    }
-    if (sk_msgpack_check(data, len, err, errlen) != SK_OK)
+    if (payload(&data, &len, err, errlen) != SK_OK)
         return SK_ERROR;
     params[0] = name;
     params[1] = data;

@@ -12,11 +12,11 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#define SK_MAX_WORKERS      256
-#define SK_MAX_LIBRARIES    16
-#define SK_URL_MAX          1024
-#define SK_PATH_MAX         512
-#define SK_NAME_MAX         64
+#define SK_MAX_WORKERS   256
+#define SK_MAX_LIBRARIES 16
+#define SK_URL_MAX       1024
+#define SK_PATH_MAX      512
+#define SK_NAME_MAX      64
 
 typedef struct {
     char database_url[SK_URL_MAX]; /* "" = libpq defaults (PG* variables) */
@@ -24,12 +24,12 @@ typedef struct {
     int workers;                   /* forked workers, 1..SK_MAX_WORKERS */
     int poll_interval_ms;          /* idle poll, doubles to poll_max_ms */
     int poll_max_ms;
-    int lease_ms;                  /* how long a claim holds an item */
-    int shutdown_timeout_ms;       /* drain grace before SIGKILL */
-    int restart_base_ms;           /* worker respawn backoff */
+    int lease_ms;            /* how long a claim holds an item */
+    int shutdown_timeout_ms; /* drain grace before SIGKILL */
+    int restart_base_ms;     /* worker respawn backoff */
     int restart_max_ms;
-    int no_migrate;                /* 1: refuse to migrate, only check */
-    int log_level;                 /* sk_log_level_t */
+    int no_migrate; /* 1: refuse to migrate, only check */
+    int log_level;  /* sk_log_level_t */
     int n_libraries;
     char libraries[SK_MAX_LIBRARIES][SK_PATH_MAX]; /* --workflows, repeatable */
 } sk_config_t;

@@ -16,7 +16,7 @@
 
 #include "sk_json.h"
 
-#define OP_BUCKETS_MIN 64
+#define OP_BUCKETS_MIN  64
 #define COUNTER_BUCKETS 64
 #define ERROR_DEPTH_MAX 16 /* cause chains deeper than this are cut */
 #define ID_MAX          40 /* a UUID and its NUL */
@@ -365,8 +365,7 @@ static int pack_error_buf(msgpack_sbuffer *buf, const sk_error_t *e)
     return pack_error(&pk, e, 0);
 }
 
-int sk_error_pack_simple(msgpack_sbuffer *buf, const char *name, const char *message,
-                         int retryable)
+int sk_error_pack_simple(msgpack_sbuffer *buf, const char *name, const char *message, int retryable)
 {
     sk_error_t e = {.name = name, .message = message, .retryable = retryable != 0};
 
@@ -445,6 +444,19 @@ static int op_grow(sk_ctx_t *ctx)
     return SK_OK;
 }
 
+/* Replace an op's data (taking `copy`) and status; its unpacked view goes. */
+static void op_set_data(sk_op_t *op, char *copy, size_t len, sk_op_status_t status)
+{
+    if (op->unpacked_ok) {
+        msgpack_unpacked_destroy(&op->unpacked);
+        op->unpacked_ok = 0;
+    }
+    free(op->data);
+    op->data = copy;
+    op->len = len;
+    op->status = status;
+}
+
 /* Insert or update `key`; the op becomes uncommitted. */
 static void op_clear_extra(sk_op_t *op)
 {
@@ -489,15 +501,9 @@ static sk_op_t *op_put(sk_ctx_t *ctx, const char *key, const char *step_id, cons
             ctx->order_head = op;
         ctx->order_tail = op;
         ctx->nops++;
-    } else if (op->unpacked_ok) {
-        msgpack_unpacked_destroy(&op->unpacked);
-        op->unpacked_ok = 0;
     }
-    free(op->data);
-    op->data = copy;
-    op->len = len;
+    op_set_data(op, copy, len, status);
     op->kind = kind;
-    op->status = status;
     op->attempts = attempts;
     op->committed = 0;
     return op;
@@ -511,8 +517,7 @@ static const msgpack_object *op_object(sk_op_t *op)
     if (!op->unpacked_ok) {
         size_t off = 0;
         msgpack_unpacked_init(&op->unpacked);
-        if (msgpack_unpack_next(&op->unpacked, op->data, op->len, &off) !=
-            MSGPACK_UNPACK_SUCCESS) {
+        if (msgpack_unpack_next(&op->unpacked, op->data, op->len, &off) != MSGPACK_UNPACK_SUCCESS) {
             msgpack_unpacked_destroy(&op->unpacked);
             return NULL;
         }
@@ -576,14 +581,7 @@ int sk_ctx_resolve_op(sk_ctx_t *ctx, sk_op_t *op, sk_op_status_t status, const c
     (void)ctx;
     if (copy == NULL)
         return SK_ERROR;
-    if (op->unpacked_ok) {
-        msgpack_unpacked_destroy(&op->unpacked);
-        op->unpacked_ok = 0;
-    }
-    free(op->data);
-    op->data = copy;
-    op->len = len;
-    op->status = status;
+    op_set_data(op, copy, len, status);
     op->intent = SK_INTENT_NONE;
     return SK_OK;
 }
@@ -807,8 +805,7 @@ static int record_error(sk_ctx_t *ctx, const char *key, const char *id, sk_op_st
 {
     if (pack_error_buf(&ctx->err_buf, e) != SK_OK)
         return SK_ERROR;
-    ctx->exec_op =
-        op_put(ctx, key, id, "run", st, attempt, ctx->err_buf.data, ctx->err_buf.size);
+    ctx->exec_op = op_put(ctx, key, id, "run", st, attempt, ctx->err_buf.data, ctx->err_buf.size);
     return ctx->exec_op ? SK_OK : SK_ERROR;
 }
 
@@ -943,7 +940,7 @@ static int start_wait(sk_ctx_t *ctx, const char *key, const call_t *c)
 {
     static const char nil = (char)0xc0;
     msgpack_sbuffer wi;
-    int64_t until = c->kind == K_SLEEP ? c->until_ms
+    int64_t until = c->kind == K_SLEEP   ? c->until_ms
                     : c->timeout_ms >= 0 ? ctx->now_ms + c->timeout_ms
                                          : -1;
     char child[40] = "";
@@ -1022,8 +1019,7 @@ static int dispatch(sk_ctx_t *ctx, const char *key)
 }
 
 /* A recorded success: the object, after the signal validator if any. */
-static int recorded_ok(sk_ctx_t *ctx, sk_op_t *op, const call_t *c,
-                       const msgpack_object **result)
+static int recorded_ok(sk_ctx_t *ctx, sk_op_t *op, const call_t *c, const msgpack_object **result)
 {
     const msgpack_object *o = op_object(op);
 
@@ -1075,11 +1071,11 @@ static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
     if (c->id == NULL || *c->id == '\0' || (c->kind == K_RUN && c->body == NULL) ||
         ((c->kind == K_SIGNAL || c->kind == K_SEND) && (c->signal == NULL || !*c->signal)) ||
         (c->kind == K_INVOKE && (c->workflow == NULL || !*c->workflow)))
-        return sk_raise(ctx, sk_error_set_retryable(
-                                 sk_error_new(ctx, "InvalidStepError",
-                                              "a %s step needs an id and its arguments",
-                                              kind_names[c->kind]),
-                                 false));
+        return sk_raise(
+            ctx, sk_error_set_retryable(sk_error_new(ctx, "InvalidStepError",
+                                                     "a %s step needs an id and its arguments",
+                                                     kind_names[c->kind]),
+                                        false));
     idx = counter_next(ctx, c->id);
     if (idx < 0 || sk_op_key(c->id, idx, key) != SK_OK) {
         ctx->aborted = 1;
@@ -1136,8 +1132,7 @@ static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
     return SK_SUSPEND;
 }
 
-int sk_run(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg,
-           const msgpack_object **result)
+int sk_run(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg, const msgpack_object **result)
 {
     call_t c = {.kind = K_RUN, .id = id, .body = body, .arg = arg};
 
@@ -1179,8 +1174,8 @@ int sk_wait_for_signal(sk_ctx_t *ctx, const char *id, const char *signal, int64_
     return step(ctx, &c, result);
 }
 
-int sk_send_signal(sk_ctx_t *ctx, const char *id, const char *signal, const char *data,
-                   size_t len, const msgpack_object **result)
+int sk_send_signal(sk_ctx_t *ctx, const char *id, const char *signal, const char *data, size_t len,
+                   const msgpack_object **result)
 {
     call_t c = {.kind = K_SEND, .id = id, .signal = signal, .data = data, .len = len};
 
@@ -1283,8 +1278,8 @@ void sk_group_sleep(sk_group_t *g, const char *id, int64_t ms)
     member_call(g, &c);
 }
 
-void sk_group_wait_for_signal(sk_group_t *g, const char *id, const char *signal,
-                              int64_t timeout_ms, sk_validate_fn validate)
+void sk_group_wait_for_signal(sk_group_t *g, const char *id, const char *signal, int64_t timeout_ms,
+                              sk_validate_fn validate)
 {
     call_t c = {.kind = K_SIGNAL,
                 .id = id,
@@ -1508,8 +1503,7 @@ int sk_ctx_enter(sk_ctx_t *ctx, sk_entry_t *out)
 
 /* ---- validation ------------------------------------------------------------- */
 
-void sk_issue(sk_issues_t *iss, const char *const *path, const char *expected,
-              const char *message)
+void sk_issue(sk_issues_t *iss, const char *const *path, const char *expected, const char *message)
 {
     msgpack_packer pk;
     size_t np = 0;

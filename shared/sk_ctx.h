@@ -47,36 +47,36 @@ typedef struct sk_op {
     char *step_id;
     const char *kind; /* run, sleep, signal, send, invoke (static strings) */
     sk_op_status_t status;
-    int attempts;      /* executions so far */
-    char *data;        /* msgpack output or error map */
+    int attempts; /* executions so far */
+    char *data;   /* msgpack output or error map */
     size_t len;
     int64_t started_ms; /* wall clock, first execution of this attempt */
-    int committed;     /* 1 once durable */
-    int64_t until_ms;  /* waiting: wall-clock ms it ends or times out; -1 never */
-    char *wait_info;   /* msgpack {kind, until, signal, child, workflow} */
+    int committed;      /* 1 once durable */
+    int64_t until_ms;   /* waiting: wall-clock ms it ends or times out; -1 never */
+    char *wait_info;    /* msgpack {kind, until, signal, child, workflow} */
     size_t wait_len;
     sk_intent_t intent; /* new this entry: written by its intent statement */
-    char *signal;      /* intent: signal name */
-    char *workflow;    /* intent: child workflow */
-    char child[40];    /* intent: child run id */
-    char *payload;     /* intent: msgpack data sent or given to the child */
+    char *signal;       /* intent: signal name */
+    char *workflow;     /* intent: child workflow */
+    char child[40];     /* intent: child run id */
+    char *payload;      /* intent: msgpack data sent or given to the child */
     size_t payload_len;
-    int64_t timeout_ms; /* intent: relative timeout, -1 none */
+    int64_t timeout_ms;        /* intent: relative timeout, -1 none */
     msgpack_unpacked unpacked; /* lazily unpacked data */
     int unpacked_ok;
-    struct sk_op *next; /* hash chain */
+    struct sk_op *next;       /* hash chain */
     struct sk_op *order_next; /* insertion order */
 } sk_op_t;
 
 typedef enum {
-    SK_ENTRY_COMPLETED,  /* handler returned its output */
-    SK_ENTRY_FAILED,     /* the run fails now (fatal error, or handler failed) */
-    SK_ENTRY_STEP_DONE,  /* a body ran to a final result: pending op, replay again */
-    SK_ENTRY_STEP_RETRY, /* a body failed and runs again after retry_delay_ms */
-    SK_ENTRY_SUSPENDED,  /* the run waits: commit new ops and intents, hand the item back */
+    SK_ENTRY_COMPLETED,   /* handler returned its output */
+    SK_ENTRY_FAILED,      /* the run fails now (fatal error, or handler failed) */
+    SK_ENTRY_STEP_DONE,   /* a body ran to a final result: pending op, replay again */
+    SK_ENTRY_STEP_RETRY,  /* a body failed and runs again after retry_delay_ms */
+    SK_ENTRY_SUSPENDED,   /* the run waits: commit new ops and intents, hand the item back */
     SK_ENTRY_TARGET_IDLE, /* target mode: the target op did not run (already recorded) */
-    SK_ENTRY_YIELD,      /* the engine asked to stop before a new body (draining) */
-    SK_ENTRY_ABORTED     /* before_body failed (lease lost, connection gone) */
+    SK_ENTRY_YIELD,       /* the engine asked to stop before a new body (draining) */
+    SK_ENTRY_ABORTED      /* before_body failed (lease lost, connection gone) */
 } sk_entry_kind_t;
 
 typedef struct {

@@ -10,10 +10,10 @@
 #include "sk_shm.h"
 
 typedef struct {
-    sk_shm_t *shm;             /* shared region, mapped before fork */
-    int slot;                  /* this worker's slot in shm */
-    int alive_fd;              /* read end of the master's alive pipe: EOF = master died */
-    const sk_registry_t *reg;  /* workflows loaded by the master before fork */
+    sk_shm_t *shm;            /* shared region, mapped before fork */
+    int slot;                 /* this worker's slot in shm */
+    int alive_fd;             /* read end of the master's alive pipe: EOF = master died */
+    const sk_registry_t *reg; /* workflows loaded by the master before fork */
 } sk_heritage_t;
 
 /* Runs the worker until it is told to stop; returns the process exit code

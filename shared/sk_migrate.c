@@ -118,8 +118,8 @@ int sk_migrate(PGconn *conn, const char *schema, int *applied, char *err, size_t
      * the second finds every file applied and changes nothing. */
     snprintf(lockkey, sizeof(lockkey), "stepkit.migrate.%s", schema);
     if (exec_ok(conn,
-                PQexecParams(conn, "SELECT pg_advisory_lock(hashtext($1))", 1, NULL, lparams,
-                             NULL, NULL, 0),
+                PQexecParams(conn, "SELECT pg_advisory_lock(hashtext($1))", 1, NULL, lparams, NULL,
+                             NULL, 0),
                 "take migration lock", err, errlen) != SK_OK)
         goto done;
     locked = 1;

@@ -44,12 +44,12 @@ typedef enum {
 
 typedef struct {
     _Atomic int32_t pid;
-    _Atomic int32_t state;           /* sk_worker_state_t */
-    _Atomic int64_t heartbeat_ms;    /* CLOCK_MONOTONIC ms of last loop turn */
+    _Atomic int32_t state;        /* sk_worker_state_t */
+    _Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC ms of last loop turn */
     _Atomic uint64_t steps_done;
     _Atomic uint64_t runs_done;
-    _Atomic uint32_t run_seq;        /* seqlock over run_id */
-    char run_id[40];                 /* current run, "" when idle */
+    _Atomic uint32_t run_seq; /* seqlock over run_id */
+    char run_id[40];          /* current run, "" when idle */
 } sk_worker_slot_t;
 
 typedef struct sk_shm sk_shm_t;

@@ -108,12 +108,12 @@ typedef struct {
 #define SK_MAX_ATTEMPTS_DEFAULT              4
 
 typedef struct {
-    const char *id;              /* unique workflow id (required) */
-    sk_handler_fn handler;       /* required */
-    int max_attempts;            /* executions per op and of the handler; 0 = 4 */
-    sk_validate_fn validate;     /* optional input validator */
-    sk_retry_t retry;            /* default retry delay of its steps and handler */
-    const char *const *events;   /* NULL-terminated event names that start it */
+    const char *id;               /* unique workflow id (required) */
+    sk_handler_fn handler;        /* required */
+    int max_attempts;             /* executions per op and of the handler; 0 = 4 */
+    sk_validate_fn validate;      /* optional input validator */
+    sk_retry_t retry;             /* default retry delay of its steps and handler */
+    const char *const *events;    /* NULL-terminated event names that start it */
     const char *const *schedules; /* NULL-terminated cron schedules that start it */
 } sk_workflow_t;
 
@@ -164,8 +164,8 @@ int sk_wait_for_signal(sk_ctx_t *ctx, const char *id, const char *signal, int64_
 /* Send a signal durably (msgpack `data`, NULL = nil): *result is
  * {"run_id": receiver} or nil when nobody waited.  Recorded like any step,
  * so a replay never sends twice. */
-int sk_send_signal(sk_ctx_t *ctx, const char *id, const char *signal, const char *data,
-                   size_t len, const msgpack_object **result);
+int sk_send_signal(sk_ctx_t *ctx, const char *id, const char *signal, const char *data, size_t len,
+                   const msgpack_object **result);
 
 /* Start a run of `workflow` (msgpack `data`) and wait for its end: *result
  * is its output; its failure is raised here as a non-retryable error; after
@@ -198,8 +198,8 @@ typedef int (*sk_branch_fn)(sk_ctx_t *ctx, msgpack_packer *out, void *arg);
 sk_group_t *sk_group(sk_ctx_t *ctx);
 void sk_group_run(sk_group_t *g, const char *id, sk_body_fn body, void *arg);
 void sk_group_sleep(sk_group_t *g, const char *id, int64_t ms);
-void sk_group_wait_for_signal(sk_group_t *g, const char *id, const char *signal,
-                              int64_t timeout_ms, sk_validate_fn validate);
+void sk_group_wait_for_signal(sk_group_t *g, const char *id, const char *signal, int64_t timeout_ms,
+                              sk_validate_fn validate);
 void sk_group_invoke(sk_group_t *g, const char *id, const char *workflow, const char *data,
                      size_t len, int64_t timeout_ms);
 void sk_group_branch(sk_group_t *g, sk_branch_fn fn, void *arg);

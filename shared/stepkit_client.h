@@ -27,10 +27,10 @@ typedef struct sk_client sk_client_t;
 
 typedef struct {
     char run_id[SK_UUID_LEN];
-    char status[16];  /* "pending", "completed" or "failed" */
-    char *output;     /* msgpack bytes (malloc'd) when completed, else NULL */
+    char status[16]; /* "pending", "completed" or "failed" */
+    char *output;    /* msgpack bytes (malloc'd) when completed, else NULL */
     size_t output_len;
-    char *error;      /* msgpack error map (malloc'd) when failed, else NULL */
+    char *error; /* msgpack error map (malloc'd) when failed, else NULL */
     size_t error_len;
 } sk_run_result_t;
 
@@ -42,8 +42,7 @@ void sk_client_close(sk_client_t *c);
 /* Start a run of `workflow` with msgpack `data` (NULL = nil).  Fills
  * run_id and event_id.  Fails on an unknown workflow (none registered). */
 int sk_client_start(sk_client_t *c, const char *workflow, const char *data, size_t len,
-                    char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN], char *err,
-                    size_t errlen);
+                    char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN], char *err, size_t errlen);
 
 /* Wait until the run ends (woken by NOTIFY): SK_OK with res filled,
  * SK_AGAIN on timeout (timeout_ms < 0: forever), SK_ERROR with err. */

@@ -172,7 +172,7 @@ if [ "$which" != integration ]; then
         # reach the runner's: so one log per pid, and any non-empty log
         # (-q: errors only) fails the run below.  --jobs 1: one test at a time.
         run_suite unit "$unit_bin" "${UNIT_TIMEOUT:-900}" \
-            valgrind --trace-children=yes --leak-check=full --errors-for-leak-kinds=definite \
+            valgrind --trace-children=yes --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite \
             --error-exitcode=99 -q --log-file="$STEPKIT_TEST_LOGDIR/valgrind.%p.log" \
             "$unit_bin" --jobs 1 "${crit_args[@]}"
     else

@@ -102,8 +102,8 @@ static int parse_claim(PGresult *res, item_t *it, int64_t *next_due_ms)
         return SK_AGAIN;
     }
     if (next_due_ms != NULL)
-        *next_due_ms = PQgetisnull(res, 0, SK_CLAIM_NEXT_MS) ? -1
-                                                              : get_i64(res, 0, SK_CLAIM_NEXT_MS);
+        *next_due_ms =
+            PQgetisnull(res, 0, SK_CLAIM_NEXT_MS) ? -1 : get_i64(res, 0, SK_CLAIM_NEXT_MS);
     if (PQgetisnull(res, 0, SK_CLAIM_ITEM)) {
         PQclear(res);
         return SK_AGAIN;
@@ -209,17 +209,27 @@ static int add_fence(batch_t *b, const item_t *it, fence_mode_t mode, int64_t ms
     return SK_OK;
 }
 
+/* A command whose first parameters name the op: run, op key, step id. */
+static sk_cmd_t *op_cmd(batch_t *b, const char *stmt, const item_t *it, const sk_op_t *op)
+{
+    sk_cmd_t *k = batch_add(b, stmt);
+
+    if (k != NULL) {
+        param(k, it->run_id, 0, 0);
+        param(k, op->key, 0, 0);
+        param(k, op->step_id, 0, 0);
+    }
+    return k;
+}
+
 static const char *const op_status_names[] = {"retry", "ok", "error", "waiting"};
 
 static int add_op(batch_t *b, const item_t *it, const sk_op_t *op)
 {
-    sk_cmd_t *k = batch_add(b, "sk_op_put");
+    sk_cmd_t *k = op_cmd(b, "sk_op_put", it, op);
 
     if (k == NULL)
         return SK_ERROR;
-    param(k, it->run_id, 0, 0);
-    param(k, op->key, 0, 0);
-    param(k, op->step_id, 0, 0);
     param(k, op->kind, 0, 0);
     param(k, op_status_names[op->status], 0, 0);
     param(k, op->status == SK_OP_WAITING ? NULL : op->data, (int)op->len, 1);
@@ -244,24 +254,18 @@ static int add_intent(batch_t *b, const item_t *it, const sk_op_t *op)
 
     switch (op->intent) {
     case SK_INTENT_SIGNAL:
-        k = batch_add(b, "sk_wait_signal");
+        k = op_cmd(b, "sk_wait_signal", it, op);
         if (k == NULL)
             return SK_ERROR;
-        param(k, it->run_id, 0, 0);
-        param(k, op->key, 0, 0);
-        param(k, op->step_id, 0, 0);
         param(k, op->signal, 0, 0);
         param(k, timeout_param(b, 0, op->timeout_ms), 0, 0);
         param(k, op->wait_info, (int)op->wait_len, 1);
         param(k, num(b, 1, op->started_ms), 0, 0);
         return SK_OK;
     case SK_INTENT_SEND:
-        k = batch_add(b, "sk_send_step");
+        k = op_cmd(b, "sk_send_step", it, op);
         if (k == NULL)
             return SK_ERROR;
-        param(k, it->run_id, 0, 0);
-        param(k, op->key, 0, 0);
-        param(k, op->step_id, 0, 0);
         param(k, op->signal, 0, 0);
         param(k, op->payload, (int)op->payload_len, 1);
         param(k, num(b, 0, op->started_ms), 0, 0);
@@ -271,12 +275,9 @@ static int add_intent(batch_t *b, const item_t *it, const sk_op_t *op)
         snprintf(msg, sizeof(msg), "workflow %s is not registered", op->workflow);
         if (err == NULL || sk_error_pack_simple(err, "UnknownWorkflowError", msg, 0) != SK_OK)
             return SK_ERROR;
-        k = batch_add(b, "sk_invoke_child");
+        k = op_cmd(b, "sk_invoke_child", it, op);
         if (k == NULL)
             return SK_ERROR;
-        param(k, it->run_id, 0, 0);
-        param(k, op->key, 0, 0);
-        param(k, op->step_id, 0, 0);
         param(k, op->child, 0, 0);
         param(k, op->workflow, 0, 0);
         param(k, op->payload, (int)op->payload_len, 1);
@@ -603,8 +604,8 @@ static int resolve_timeouts(run_state_t *rs)
             const char *data = PQgetvalue(res[1], 0, 1);
             size_t len = (size_t)PQgetlength(res[1], 0, 1);
             if (strcmp(st, "waiting") != 0 && sk_msgpack_check(data, len, err, sizeof(err)) == 0 &&
-                sk_ctx_resolve_op(rs->ctx, op, strcmp(st, "ok") == 0 ? SK_OP_OK : SK_OP_ERROR,
-                                  data, len) == SK_OK)
+                sk_ctx_resolve_op(rs->ctx, op, strcmp(st, "ok") == 0 ? SK_OP_OK : SK_OP_ERROR, data,
+                                  len) == SK_OK)
                 op->committed = 1;
         } else if (rc != SK_OK) {
             sk_log_warn("event=timeout_resolve_failed run=%s op=%s error=\"%s\"", rs->it->run_id,
@@ -729,9 +730,8 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
         rc = finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
         goto done;
     }
-    sk_ctx_set_handler_attempt(rs.ctx, it->attempt_ops == (int)sk_ctx_final_ops(rs.ctx)
-                                           ? it->attempt + 1
-                                           : 1);
+    sk_ctx_set_handler_attempt(
+        rs.ctx, it->attempt_ops == (int)sk_ctx_final_ops(rs.ctx) ? it->attempt + 1 : 1);
     if (it->target == NULL && resolve_timeouts(&rs) != SK_OK)
         goto done; /* the lease expires and another worker retries */
     if (sk_ctx_validate(rs.ctx, &e) == SK_FAILED) {

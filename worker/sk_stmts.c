@@ -65,24 +65,20 @@ const sk_stmt_def_t sk_stmts[] = {
      "       ended_at = EXCLUDED.ended_at"
      " WHERE ops.status IN ('retry', 'waiting')"},
     /* End a run once (see end_run in sql/). */
-    {"sk_end_run",
-     "SELECT end_run($1::uuid, $2, $3::bytea, $4::bytea, $5::bytea, $6)"},
+    {"sk_end_run", "SELECT end_run($1::uuid, $2, $3::bytea, $4::bytea, $5::bytea, $6)"},
     /* A failed handler execution that will be retried. */
     {"sk_run_attempt",
      "UPDATE runs SET attempt = $2::int4, attempt_ops = $3::int4 WHERE run_id = $1::uuid"},
     /* Group members whose bodies run on other workers; not one whose result
      * was committed meanwhile (its item is gone: it would come back). */
-    {"sk_dispatch",
-     "INSERT INTO exec_queue (run_id, workflow_id, op_key)"
-     " SELECT $1::uuid, $2, $3"
-     "  WHERE NOT EXISTS (SELECT 1 FROM ops WHERE run_id = $1::uuid AND op_key = $3"
-     "                       AND status IN ('ok', 'error'))"
-     " ON CONFLICT DO NOTHING"},
+    {"sk_dispatch", "INSERT INTO exec_queue (run_id, workflow_id, op_key)"
+                    " SELECT $1::uuid, $2, $3"
+                    "  WHERE NOT EXISTS (SELECT 1 FROM ops WHERE run_id = $1::uuid AND op_key = $3"
+                    "                       AND status IN ('ok', 'error'))"
+                    " ON CONFLICT DO NOTHING"},
     {"sk_wake", "SELECT wake($1::uuid)"},
-    {"sk_wait_signal",
-     "SELECT wait_signal($1::uuid, $2, $3, $4, $5::int8, $6::bytea, $7::int8)"},
-    {"sk_send_step",
-     "SELECT send_signal_step($1::uuid, $2, $3, $4, $5::bytea, $6::int8)"},
+    {"sk_wait_signal", "SELECT wait_signal($1::uuid, $2, $3, $4, $5::int8, $6::bytea, $7::int8)"},
+    {"sk_send_step", "SELECT send_signal_step($1::uuid, $2, $3, $4, $5::bytea, $6::int8)"},
     {"sk_invoke_child",
      "SELECT invoke_child($1::uuid, $2, $3, $4::uuid, $5, $6::bytea, $7::int8, $8::bytea,"
      "                    $9::int8, $10::bytea)"},

@@ -242,8 +242,8 @@ static int setup(sk_wconn_t *c)
         goto done;
     /* search_path, then the schema version: refuse to run against a schema
      * this binary does not understand. */
-    if (!PQsendQueryParams(c->pg, "SELECT pg_catalog.set_config('search_path', $1, false)", 1,
-                           NULL, params, NULL, NULL, 0) ||
+    if (!PQsendQueryParams(c->pg, "SELECT pg_catalog.set_config('search_path', $1, false)", 1, NULL,
+                           params, NULL, NULL, 0) ||
         !PQsendQueryParams(c->pg,
                            "SELECT CASE WHEN to_regclass(quote_ident($1) || '.schema_migrations')"
                            " IS NULL THEN 0 ELSE -1 END",
@@ -366,8 +366,8 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     sk_wconn_t *c = w->data;
     const char *keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *vals[] = {c->cfg->database_url[0] ? c->cfg->database_url : NULL,
-                          "stepkit-worker", NULL};
+    const char *vals[] = {c->cfg->database_url[0] ? c->cfg->database_url : NULL, "stepkit-worker",
+                          NULL};
 
     (void)loop;
     (void)revents;

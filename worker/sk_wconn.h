@@ -35,9 +35,9 @@ typedef struct {
 typedef struct sk_wconn sk_wconn_t;
 
 typedef struct {
-    void (*ready)(void *arg);   /* connected, statements prepared, LISTENing */
-    void (*notify)(void *arg);  /* a work notification arrived while idle */
-    void (*lost)(void *arg);    /* the connection dropped (reconnecting unless fatal) */
+    void (*ready)(void *arg);  /* connected, statements prepared, LISTENing */
+    void (*notify)(void *arg); /* a work notification arrived while idle */
+    void (*lost)(void *arg);   /* the connection dropped (reconnecting unless fatal) */
     void *arg;
 } sk_wconn_cb_t;
 

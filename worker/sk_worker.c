@@ -39,8 +39,8 @@ typedef struct {
     ev_timer poll, due, heartbeat;
     ev_periodic cron; /* wall clock: the next cron tick */
     int poll_ms;
-    int busy;      /* inside sk_exec_work: callbacks only take note */
-    int wanted;    /* work was asked for while busy */
+    int busy;   /* inside sk_exec_work: callbacks only take note */
+    int wanted; /* work was asked for while busy */
     int stopping;
     int exit_code;
     int cron_wanted; /* a cron tick came while busy: fire after */
@@ -106,9 +106,9 @@ static void arm_timers(worker_t *w, int worked, int64_t next_due_ms)
     if (w->stopping)
         return;
     /* Poll at the interval while there is work, doubling to the cap while idle. */
-    w->poll_ms = worked ? w->cfg.poll_interval_ms
-                        : (w->poll_ms * 2 > w->cfg.poll_max_ms ? w->cfg.poll_max_ms
-                                                                : w->poll_ms * 2);
+    w->poll_ms = worked
+                     ? w->cfg.poll_interval_ms
+                     : (w->poll_ms * 2 > w->cfg.poll_max_ms ? w->cfg.poll_max_ms : w->poll_ms * 2);
     ev_timer_set(&w->poll, w->poll_ms / 1000.0, 0.);
     ev_timer_start(w->loop, &w->poll);
     /* A future item (retry, sleep, lease expiry) due before the next poll. */

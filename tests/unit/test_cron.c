@@ -47,8 +47,8 @@ static const char *ms_iso(int64_t ms, char *buf, size_t len)
         return "-1";
     t = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
     gmtime_r(&t, &tm);
-    if (snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+    if (snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                  (int)(ms - (int64_t)t * 1000)) >= (int)len)
         return "(truncated)";
     return buf;

@@ -159,9 +159,11 @@ static sk_ctx_t *make(const sk_wf_t *wf, const char *json)
 {
     msgpack_sbuffer buf;
     char err[128];
-    sk_ctx_params_t p = {.wf = wf, .run_id = "00000000-0000-0000-0000-000000000001",
+    sk_ctx_params_t p = {.wf = wf,
+                         .run_id = "00000000-0000-0000-0000-000000000001",
                          .event_id = "00000000-0000-0000-0000-000000000002",
-                         .trigger_type = "invoke", .trigger_name = wf->id};
+                         .trigger_type = "invoke",
+                         .trigger_name = wf->id};
     sk_ctx_t *ctx;
 
     msgpack_sbuffer_init(&buf);
@@ -176,8 +178,7 @@ static sk_ctx_t *make(const sk_wf_t *wf, const char *json)
 
 static sk_wf_t wf_of(const char *id, sk_handler_fn h, int max_attempts)
 {
-    sk_wf_t w = {.id = id, .handler = h, .max_attempts = max_attempts,
-                 .retry = SK_RETRY(0, 1, 0)};
+    sk_wf_t w = {.id = id, .handler = h, .max_attempts = max_attempts, .retry = SK_RETRY(0, 1, 0)};
     return w;
 }
 

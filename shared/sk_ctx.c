@@ -100,6 +100,17 @@ struct sk_ctx {
     int waiting;          /* a waiting op is not ready yet */
     int sent;             /* a signal is sent this entry */
     char (*dispatch)[41]; /* group run bodies for other workers */
+    /* The first new run of a group in this entry: this worker runs it
+     * itself when the group is awaited, once the others are dispatched. */
+    struct {
+        int set;
+        char key[41];
+        const char *id;
+        sk_body_fn body;
+        void *arg;
+        int has_retry;
+        sk_retry_t retry;
+    } cand;
     size_t ndispatch, capdispatch;
     unp_t *unps;
 };
@@ -591,6 +602,11 @@ size_t sk_ctx_dispatch_count(const sk_ctx_t *ctx)
     return ctx->ndispatch;
 }
 
+void sk_ctx_dispatch_clear(sk_ctx_t *ctx)
+{
+    ctx->ndispatch = 0;
+}
+
 const char *sk_ctx_dispatch_key(const sk_ctx_t *ctx, size_t i)
 {
     return i < ctx->ndispatch ? ctx->dispatch[i] : NULL;
@@ -814,7 +830,7 @@ static int execute_body(sk_ctx_t *ctx, const char *key, const char *id, sk_op_t 
 {
     msgpack_sbuffer out;
     msgpack_packer pk;
-    int attempt = (prev ? prev->attempts : 0) + 1;
+    int attempt = (prev != NULL && prev->status == SK_OP_RETRY ? prev->attempts : 0) + 1;
     int64_t started = wall_ms();
     const sk_error_t *e;
     int brc, rc = SK_ERROR;
@@ -940,9 +956,9 @@ static int start_wait(sk_ctx_t *ctx, const char *key, const call_t *c)
 {
     static const char nil = (char)0xc0;
     msgpack_sbuffer wi;
-    int64_t until = c->kind == K_SLEEP   ? c->until_ms
-                    : c->timeout_ms >= 0 ? ctx->now_ms + c->timeout_ms
-                                         : -1;
+    int64_t until = c->kind == K_SLEEP                    ? c->until_ms
+                    : c->kind == K_RUN || c->timeout_ms < 0 ? -1
+                                                            : ctx->now_ms + c->timeout_ms;
     char child[40] = "";
     sk_op_t *op;
     int rc = SK_ERROR;
@@ -958,7 +974,9 @@ static int start_wait(sk_ctx_t *ctx, const char *key, const call_t *c)
                        c->kind == K_INVOKE ? child : NULL,
                        c->kind == K_INVOKE ? c->workflow : NULL) != SK_OK)
         goto done;
-    op = op_put(ctx, key, c->id, kind_names[c->kind], SK_OP_WAITING, 1, &nil, 1);
+    /* A dispatched run has made no attempt yet: its executor counts from 1. */
+    op = op_put(ctx, key, c->id, kind_names[c->kind], SK_OP_WAITING, c->kind == K_RUN ? 0 : 1,
+                &nil, 1);
     if (op == NULL)
         goto done;
     op->wait_info = heap_copy(wi.data, wi.size);
@@ -1000,12 +1018,16 @@ done:
     return rc;
 }
 
-static int dispatch(sk_ctx_t *ctx, const char *key)
+/* Hand a group's run to other workers: a waiting op (written with the
+ * queue item, so later replays never start it again) and a target item. */
+static int dispatch(sk_ctx_t *ctx, const char *key, const call_t *c)
 {
     for (size_t i = 0; i < ctx->ndispatch; i++) {
         if (strcmp(ctx->dispatch[i], key) == 0)
             return SK_OK;
     }
+    if (start_wait(ctx, key, c) != SK_OK)
+        return SK_ERROR;
     if (ctx->ndispatch == ctx->capdispatch) {
         size_t cap = ctx->capdispatch ? ctx->capdispatch * 2 : 8;
         char(*d)[41] = realloc(ctx->dispatch, cap * sizeof(*d));
@@ -1053,7 +1075,7 @@ static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
 {
     char key[41];
     sk_op_t *op;
-    int idx, hook;
+    int idx, hook, is_target;
 
     if (result != NULL)
         *result = NULL;
@@ -1088,7 +1110,8 @@ static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
         ctx->last_error = error_from_obj(ctx, op_object(op), 0);
         return SK_FAILED;
     }
-    if (op != NULL && op->status == SK_OP_WAITING) {
+    is_target = ctx->target[0] != '\0' && c->kind == K_RUN && strcmp(key, ctx->target) == 0;
+    if (op != NULL && op->status == SK_OP_WAITING && !is_target) {
         if (c->kind == K_SLEEP && op->until_ms >= 0 && op->until_ms <= ctx->now_ms) {
             /* Its time has come: an ordinary result from now on. */
             static const char nil = (char)0xc0;
@@ -1108,11 +1131,26 @@ static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
         return SK_SUSPEND;
     if (ctx->target[0] != '\0') {
         /* Target mode: run this one body, start nothing else. */
-        if (c->kind != K_RUN || strcmp(key, ctx->target) != 0)
+        if (!is_target)
             return SK_SUSPEND;
     } else if (c->kind == K_RUN && ctx->group_depth > 0) {
-        if (dispatch(ctx, key) != SK_OK)
+        if (op != NULL) {
+            /* A failed attempt: its item comes back after the retry delay. */
+            ctx->waiting = 1;
+        } else if (!ctx->cand.set) {
+            ctx->cand.set = 1;
+            memcpy(ctx->cand.key, key, sizeof(key));
+            ctx->cand.id = arena_strdup(ctx, c->id);
+            ctx->cand.body = c->body;
+            ctx->cand.arg = c->arg;
+            ctx->cand.has_retry = c->retry != NULL;
+            if (c->retry != NULL)
+                ctx->cand.retry = *c->retry;
+            if (ctx->cand.id == NULL)
+                ctx->aborted = 1;
+        } else if (dispatch(ctx, key, c) != SK_OK) {
             ctx->aborted = 1;
+        }
         return SK_SUSPEND;
     } else if (c->kind != K_RUN) {
         if (start_wait(ctx, key, c) != SK_OK)
@@ -1331,6 +1369,39 @@ void sk_group_branch(sk_group_t *g, sk_branch_fn fn, void *arg)
     msgpack_sbuffer_destroy(&buf);
 }
 
+/* The group's first new run executes here, after its siblings were
+ * started (the before_body hook commits them): it runs alongside them. */
+static void run_candidate(sk_ctx_t *ctx)
+{
+    int hook;
+
+    if (!ctx->cand.set || ctx->exec_kind != EXEC_NONE || ctx->nested || ctx->aborted ||
+        ctx->yield)
+        return;
+    ctx->cand.set = 0;
+    hook = ctx->before_body ? ctx->before_body(ctx, ctx->hook_arg) : SK_OK;
+    if (hook == SK_AGAIN) {
+        ctx->yield = 1;
+        return;
+    }
+    if (hook != SK_OK ||
+        execute_body(ctx, ctx->cand.key, ctx->cand.id, NULL, ctx->cand.body, ctx->cand.arg,
+                     ctx->cand.has_retry ? &ctx->cand.retry : NULL) != SK_OK)
+        ctx->aborted = 1;
+}
+
+/* A candidate the handler never awaited goes to another worker. */
+static void dispatch_candidate(sk_ctx_t *ctx)
+{
+    call_t c = {.kind = K_RUN, .id = ctx->cand.id};
+
+    if (!ctx->cand.set)
+        return;
+    ctx->cand.set = 0;
+    if (dispatch(ctx, ctx->cand.key, &c) != SK_OK)
+        ctx->aborted = 1;
+}
+
 int sk_group_await(sk_group_t *g, const msgpack_object **results)
 {
     msgpack_sbuffer buf;
@@ -1345,6 +1416,7 @@ int sk_group_await(sk_group_t *g, const msgpack_object **results)
         g->ctx->aborted = 1;
         return SK_SUSPEND;
     }
+    run_candidate(g->ctx);
     for (size_t i = 0; i < g->n; i++) {
         if (g->m[i].rc == SK_FAILED) {
             g->ctx->last_error = g->m[i].error;
@@ -1393,6 +1465,7 @@ static void entry_reset(sk_ctx_t *ctx)
     ctx->group_depth = 0;
     ctx->started = ctx->waiting = ctx->sent = 0;
     ctx->ndispatch = 0;
+    ctx->cand.set = 0;
     unps_free(ctx);
     msgpack_sbuffer_clear(&ctx->out_buf);
     msgpack_sbuffer_clear(&ctx->err_buf);
@@ -1459,6 +1532,8 @@ int sk_ctx_enter(sk_ctx_t *ctx, sk_entry_t *out)
         out->kind = SK_ENTRY_TARGET_IDLE;
         return SK_OK;
     }
+    if (rc == SK_SUSPEND)
+        dispatch_candidate(ctx);
     if (rc == SK_SUSPEND && (ctx->started || ctx->waiting || ctx->ndispatch > 0)) {
         out->kind = SK_ENTRY_SUSPENDED;
         out->visible_ms = -1;

@@ -127,6 +127,8 @@ int sk_ctx_add_op(sk_ctx_t *ctx, const char *key, const char *step_id, const cha
 /* Group members whose bodies other workers must run (target items). */
 size_t sk_ctx_dispatch_count(const sk_ctx_t *ctx);
 const char *sk_ctx_dispatch_key(const sk_ctx_t *ctx, size_t i);
+/* The engine committed them (before a body ran). */
+void sk_ctx_dispatch_clear(sk_ctx_t *ctx);
 
 /* Set a waiting op's outcome (a timeout resolved by the engine). */
 int sk_ctx_resolve_op(sk_ctx_t *ctx, sk_op_t *op, sk_op_status_t status, const char *data,

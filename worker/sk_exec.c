@@ -304,6 +304,20 @@ static int add_pending_ops(batch_t *b, const item_t *it, sk_ctx_t *ctx)
     return SK_OK;
 }
 
+/* Target items for the group members other workers run. */
+static int add_dispatches(batch_t *b, const item_t *it, sk_ctx_t *ctx)
+{
+    for (size_t i = 0; i < sk_ctx_dispatch_count(ctx); i++) {
+        sk_cmd_t *k = batch_add(b, "sk_dispatch");
+        if (k == NULL)
+            return SK_ERROR;
+        param(k, it->run_id, 0, 0);
+        param(k, it->workflow, 0, 0);
+        param(k, sk_ctx_dispatch_key(ctx, i), 0, 0);
+    }
+    return SK_OK;
+}
+
 static void mark_committed(sk_exec_t *x, sk_ctx_t *ctx)
 {
     for (sk_op_t *op = sk_ctx_first_op(ctx); op != NULL; op = op->order_next) {
@@ -377,13 +391,15 @@ static int before_body(sk_ctx_t *ctx, void *arg)
 
     if (rs->x->stop(rs->x->stop_arg))
         return SK_AGAIN;
-    if (count_pending(ctx) == 0)
+    if (count_pending(ctx) == 0 && sk_ctx_dispatch_count(ctx) == 0)
         return SK_OK;
-    if (batch_init(&b, count_pending(ctx) + 1) != SK_OK)
+    if (batch_init(&b, 2 * count_pending(ctx) + (int)sk_ctx_dispatch_count(ctx) + 1) != SK_OK)
         return SK_ERROR;
     rc = add_fence(&b, rs->it, FENCE_EXTEND, rs->x->cfg->lease_ms);
     if (rc == SK_OK)
         rc = add_pending_ops(&b, rs->it, ctx);
+    if (rc == SK_OK)
+        rc = add_dispatches(&b, rs->it, ctx);
     if (rc == SK_OK)
         rc = run_batch(rs->x, &b, rs->it, NULL);
     batch_free(&b);
@@ -392,6 +408,7 @@ static int before_body(sk_ctx_t *ctx, void *arg)
         return SK_ERROR;
     }
     mark_committed(rs->x, ctx);
+    sk_ctx_dispatch_clear(ctx);
     return SK_OK;
 }
 
@@ -410,14 +427,8 @@ static int release(run_state_t *rs, int64_t delay_ms, int attempt, int attempt_o
     if (add_fence(&b, rs->it, FENCE_RELEASE, delay_ms) != SK_OK ||
         (rs->ctx && add_pending_ops(&b, rs->it, rs->ctx) != SK_OK))
         goto done;
-    for (size_t i = 0; i < nd; i++) {
-        sk_cmd_t *k = batch_add(&b, "sk_dispatch");
-        if (k == NULL)
-            goto done;
-        param(k, rs->it->run_id, 0, 0);
-        param(k, rs->it->workflow, 0, 0);
-        param(k, sk_ctx_dispatch_key(rs->ctx, i), 0, 0);
-    }
+    if (rs->ctx && add_dispatches(&b, rs->it, rs->ctx) != SK_OK)
+        goto done;
     if (attempt >= 0) {
         sk_cmd_t *k = batch_add(&b, "sk_run_attempt");
         if (k == NULL)
@@ -450,8 +461,15 @@ static int finish(run_state_t *rs, const char *status, const char *output, size_
     int pending = rs->ctx ? count_pending(rs->ctx) : 0;
 
     *have_next = 0;
-    if (batch_init(&b, 2 * pending + 4) != SK_OK)
+    if (batch_init(&b, 2 * pending + 5) != SK_OK)
         return SK_ERROR;
+    /* A group member ending its run locks the run's item first, as every
+     * writer touching both items does (see target_done): no deadlock. */
+    if (status != NULL && rs->it->target != NULL) {
+        if ((k = batch_add(&b, "sk_wake")) == NULL)
+            goto done;
+        param(k, rs->it->run_id, 0, 0);
+    }
     if (add_fence(&b, rs->it, FENCE_DELETE, 0) != SK_OK ||
         (rs->ctx && add_pending_ops(&b, rs->it, rs->ctx) != SK_OK))
         goto done;

@@ -956,7 +956,7 @@ static int start_wait(sk_ctx_t *ctx, const char *key, const call_t *c)
 {
     static const char nil = (char)0xc0;
     msgpack_sbuffer wi;
-    int64_t until = c->kind == K_SLEEP                    ? c->until_ms
+    int64_t until = c->kind == K_SLEEP                      ? c->until_ms
                     : c->kind == K_RUN || c->timeout_ms < 0 ? -1
                                                             : ctx->now_ms + c->timeout_ms;
     char child[40] = "";
@@ -975,8 +975,8 @@ static int start_wait(sk_ctx_t *ctx, const char *key, const call_t *c)
                        c->kind == K_INVOKE ? c->workflow : NULL) != SK_OK)
         goto done;
     /* A dispatched run has made no attempt yet: its executor counts from 1. */
-    op = op_put(ctx, key, c->id, kind_names[c->kind], SK_OP_WAITING, c->kind == K_RUN ? 0 : 1,
-                &nil, 1);
+    op = op_put(ctx, key, c->id, kind_names[c->kind], SK_OP_WAITING, c->kind == K_RUN ? 0 : 1, &nil,
+                1);
     if (op == NULL)
         goto done;
     op->wait_info = heap_copy(wi.data, wi.size);
@@ -1375,8 +1375,7 @@ static void run_candidate(sk_ctx_t *ctx)
 {
     int hook;
 
-    if (!ctx->cand.set || ctx->exec_kind != EXEC_NONE || ctx->nested || ctx->aborted ||
-        ctx->yield)
+    if (!ctx->cand.set || ctx->exec_kind != EXEC_NONE || ctx->nested || ctx->aborted || ctx->yield)
         return;
     ctx->cand.set = 0;
     hook = ctx->before_body ? ctx->before_body(ctx, ctx->hook_arg) : SK_OK;

@@ -600,7 +600,10 @@ static void expect_consecutive(const int64_t *t, int from, int n)
 
 /* ---- tests -------------------------------------------------------------------------- */
 
-TestSuite(cron_sched, .init = setup, .fini = teardown, .timeout = 90);
+TestSuite(cron_sched, .init = setup, .fini = teardown,
+          .timeout = 150) /* = ITEST_TIMEOUT_S: Criterion 2.4.1 leaks when tests of different
+                             timeouts run in parallel */
+    ;
 
 Test(cron_sched, one_run_per_tick_with_two_masters)
 {

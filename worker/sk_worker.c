@@ -37,6 +37,7 @@ typedef struct {
     ev_signal sig_term, sig_int, sig_quit, sig_hup;
     ev_io alive;
     ev_timer poll, due, heartbeat;
+    ev_timer defer; /* a notification left to a lower idle sibling, looked at again */
     ev_periodic cron; /* wall clock: the next cron tick */
     int poll_ms;
     int busy;   /* inside sk_exec_work: callbacks only take note */
@@ -192,10 +193,50 @@ static void on_ready(void *arg)
     work(w);
 }
 
+#define DEFER_S        0.002 /* a sibling that took the item is busy by then */
+#define SIBLING_FRESH_MS 3000 /* a slot whose heartbeat is older is not trusted */
+
+/*
+ * A notification wakes every idle worker, but one claim answers it.  The
+ * lowest idle worker of this master claims at once; the others look again
+ * a moment later and claim only if every lower sibling has become busy
+ * (there is more work than one worker).  Sibling slots are only read here;
+ * each is written by its own worker.  Polls and timers claim directly.
+ */
+static int lower_sibling_idle(worker_t *w)
+{
+    int64_t now = mono_ms();
+
+    for (int i = 0; i < w->h->slot; i++) {
+        sk_worker_slot_t *s = sk_shm_slot(w->h->shm, i);
+        if (atomic_load(&s->state) == SK_WORKER_IDLE &&
+            now - atomic_load(&s->heartbeat_ms) < SIBLING_FRESH_MS)
+            return 1;
+    }
+    return 0;
+}
+
+static void defer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    worker_t *w = t->data;
+
+    (void)loop;
+    (void)revents;
+    if (!lower_sibling_idle(w))
+        work(w);
+}
+
 static void on_notify(void *arg)
 {
     worker_t *w = arg;
 
+    if (!w->busy && lower_sibling_idle(w)) {
+        if (!ev_is_active(&w->defer)) {
+            ev_timer_set(&w->defer, DEFER_S, 0.);
+            ev_timer_start(w->loop, &w->defer);
+        }
+        return;
+    }
     work(w);
 }
 
@@ -329,6 +370,8 @@ int sk_worker_main(const sk_heritage_t *h)
     w.poll.data = w.due.data = &w;
     ev_periodic_init(&w.cron, cron_cb, 0., 0., 0);
     w.cron.data = &w;
+    ev_init(&w.defer, defer_cb);
+    w.defer.data = &w;
     ev_timer_init(&w.heartbeat, heartbeat_cb, HEARTBEAT_S, HEARTBEAT_S);
     w.heartbeat.data = &w;
     ev_timer_start(w.loop, &w.heartbeat);

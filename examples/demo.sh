@@ -148,6 +148,25 @@ step "stepkit run $run_id (the step timeline)"
 step "stepkit run $run_id --json"
 "$cli" run "$run_id" --json
 
+step 'invoking nap with {"ms": 500}: a sleep holds no worker'
+"$cli" invoke nap --data '{"ms": 500}' --timeout 10000
+
+step 'starting approval with {"id": "demo", "timeout_ms": 30000}: it waits for a signal'
+approval_id=$("$cli" start approval --data '{"id": "demo", "timeout_ms": 30000}')
+sleep 0.5
+"$cli" run "$approval_id"
+
+step 'stepkit signal approval-demo --data {"approved": true, "by": "Ada"} (prints the run it woke)'
+"$cli" signal approval-demo --data '{"approved": true, "by": "Ada"}'
+sleep 0.5
+"$cli" run "$approval_id"
+
+step 'invoking fan-out with three names: child runs and a step, in parallel'
+"$cli" invoke fan-out --data '{"names": ["Ada", "Grace", "Lin"]}' --timeout 10000
+
+step 'stepkit send user.signup --data {"name": "Bo"}: the event id, then the run it started (welcome)'
+"$cli" send user.signup --data '{"name": "Bo"}'
+
 step "sending SIGTERM to the master (pid $master_pid): it drains, then exits"
 kill -TERM "$master_pid"
 # Its own shutdown timeout should end it; SIGKILL after 30 s in case it hangs.

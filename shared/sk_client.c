@@ -171,35 +171,48 @@ static char *copy_bytes(const PGresult *res, int col, size_t *len)
     return p;
 }
 
-int sk_client_get(sk_client_t *c, const char *run_id, sk_run_result_t *out, char *err,
-                  size_t errlen)
+/* The one row `sql` ($1 = the run id) returns, in binary format (bytea as
+ * raw msgpack; the other columns are text).  NULL with err when the id is
+ * not a UUID, the query fails or there is no such run. */
+static PGresult *run_row(sk_client_t *c, const char *sql, const char *run_id, char *err,
+                         size_t errlen)
 {
     const char *params[1] = {run_id};
     PGresult *res;
-    int rc = SK_ERROR;
 
-    memset(out, 0, sizeof(*out));
     if (!uuid_ok(run_id)) {
         snprintf(err, errlen, "'%s' is not a run id (a UUID)", run_id ? run_id : "");
-        return SK_ERROR;
+        return NULL;
     }
-    res = PQexecParams(c->pg, get_sql, 1, NULL, params, NULL, NULL, 1);
+    res = PQexecParams(c->pg, sql, 1, NULL, params, NULL, NULL, 1);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         sk_pg_error(c->pg, res, "read run", err, errlen);
-        goto done;
+        PQclear(res);
+        return NULL;
     }
     if (PQntuples(res) != 1) {
         snprintf(err, errlen, "no run %s", run_id);
-        goto done;
+        PQclear(res);
+        return NULL;
     }
+    return res;
+}
+
+int sk_client_get(sk_client_t *c, const char *run_id, sk_run_result_t *out, char *err,
+                  size_t errlen)
+{
+    PGresult *res;
+
+    memset(out, 0, sizeof(*out));
+    res = run_row(c, get_sql, run_id, err, errlen);
+    if (res == NULL)
+        return SK_ERROR;
     snprintf(out->run_id, sizeof(out->run_id), "%s", run_id);
     snprintf(out->status, sizeof(out->status), "%s", PQgetvalue(res, 0, 0));
     out->output = copy_bytes(res, 1, &out->output_len);
     out->error = copy_bytes(res, 2, &out->error_len);
-    rc = SK_OK;
-done:
     PQclear(res);
-    return rc;
+    return SK_OK;
 }
 
 static int listen_done(sk_client_t *c, char *err, size_t errlen)
@@ -499,20 +512,9 @@ char *sk_client_run_json(sk_client_t *c, const char *run_id, char *err, size_t e
     char *out = NULL;
     const char *status;
 
-    if (!uuid_ok(run_id)) {
-        snprintf(err, errlen, "'%s' is not a run id (a UUID)", run_id ? run_id : "");
+    res = run_row(c, run_sql, run_id, err, errlen);
+    if (res == NULL)
         return NULL;
-    }
-    /* Binary results: bytea arrives as raw msgpack (every other column is text). */
-    res = PQexecParams(c->pg, run_sql, 1, NULL, params, NULL, NULL, 1);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        sk_pg_error(c->pg, res, "read run", err, errlen);
-        goto done;
-    }
-    if (PQntuples(res) != 1) {
-        snprintf(err, errlen, "no run %s", run_id);
-        goto done;
-    }
     ops = PQexecParams(c->pg, ops_sql, 1, NULL, params, NULL, NULL, 1);
     if (PQresultStatus(ops) != PGRES_TUPLES_OK) {
         sk_pg_error(c->pg, ops, "read steps", err, errlen);

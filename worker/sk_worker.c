@@ -37,7 +37,7 @@ typedef struct {
     ev_signal sig_term, sig_int, sig_quit, sig_hup;
     ev_io alive;
     ev_timer poll, due, heartbeat;
-    ev_timer defer; /* a notification left to a lower idle sibling, looked at again */
+    ev_timer defer;   /* a notification left to a lower idle sibling, looked at again */
     ev_periodic cron; /* wall clock: the next cron tick */
     int poll_ms;
     int busy;   /* inside sk_exec_work: callbacks only take note */
@@ -193,8 +193,8 @@ static void on_ready(void *arg)
     work(w);
 }
 
-#define DEFER_S        0.002 /* a sibling that took the item is busy by then */
-#define SIBLING_FRESH_MS 3000 /* a slot whose heartbeat is older is not trusted */
+#define DEFER_S          0.002 /* a sibling that took the item is busy by then */
+#define SIBLING_FRESH_MS 3000  /* a slot whose heartbeat is older is not trusted */
 
 /*
  * A notification wakes every idle worker, but one claim answers it.  The

@@ -22,29 +22,12 @@
 
 #include <stepkit.h>
 
+#include "wfcount.h"
+
 #include "cronwf.h"
 
 /* The registry keeps the pointer: static storage. */
 static const char *const every_second[] = {"@every 1s", NULL};
-
-static void count(sk_ctx_t *ctx, const char *key)
-{
-    const char *file = getenv("STEPKIT_TEST_COUNTS");
-    char line[256];
-    int n, fd;
-
-    if (file == NULL || *file == '\0')
-        return;
-    n = snprintf(line, sizeof(line), "%s %s\n", sk_run_id(ctx), key);
-    if (n < 0 || (size_t)n >= sizeof(line))
-        abort();
-    fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        abort();
-    if (write(fd, line, (size_t)n) != n)
-        abort();
-    close(fd);
-}
 
 static int pack_or_nil(msgpack_packer *out, const msgpack_object *o)
 {
@@ -60,7 +43,7 @@ static int pack_key(msgpack_packer *out, const char *key)
 static int record_tick(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
 {
     (void)arg;
-    count(ctx, "record");
+    wf_count(ctx, "record");
     return pack_or_nil(out, sk_get(sk_data(ctx), "tick"));
 }
 
@@ -68,9 +51,9 @@ static int cron_every_second(sk_ctx_t *ctx, msgpack_packer *out)
 {
     const msgpack_object *tick, *input = sk_input(ctx);
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     SK_STEP(sk_run(ctx, "record", record_tick, NULL, &tick));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     if (msgpack_pack_map(out, 4) || pack_key(out, "tick") || pack_or_nil(out, tick) ||
         pack_key(out, "schedule") || pack_or_nil(out, sk_get(sk_data(ctx), "schedule")) ||
         pack_key(out, "type") || pack_or_nil(out, sk_get(input, "type")) || pack_key(out, "name") ||

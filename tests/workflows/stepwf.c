@@ -28,30 +28,11 @@
 #include <unistd.h>
 
 #include <stepkit.h>
+
+#include "wfcount.h"
 #include <stepkit_client.h>
 
 #define NO_DELAY SK_RETRY(0, 1, 0)
-
-/* Append "<run_id> <key>\n" to the counts file; abort on failure (a lost
- * line would make a test pass or fail for the wrong reason). */
-static void count(sk_ctx_t *ctx, const char *key)
-{
-    const char *file = getenv("STEPKIT_TEST_COUNTS");
-    char line[256];
-    int n, fd;
-
-    if (file == NULL || *file == '\0')
-        return;
-    n = snprintf(line, sizeof(line), "%s %s\n", sk_run_id(ctx), key);
-    if (n < 0 || (size_t)n >= sizeof(line))
-        abort();
-    fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        abort();
-    if (write(fd, line, (size_t)n) != n)
-        abort();
-    close(fd);
-}
 
 static void sleep_ms(long ms)
 {
@@ -85,7 +66,7 @@ static int body_str(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
 {
     const char *const *spec = arg;
 
-    count(ctx, spec[0]);
+    wf_count(ctx, spec[0]);
     return sk_pack_str(out, spec[1]);
 }
 
@@ -94,7 +75,7 @@ static int body_str_slow(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
 {
     const char *const *spec = arg;
 
-    count(ctx, spec[0]);
+    wf_count(ctx, spec[0]);
     sleep_ms(1000);
     return sk_pack_str(out, spec[1]);
 }
@@ -103,9 +84,9 @@ static int body_str_slow(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
 
 static int step_sleep(sk_ctx_t *ctx, msgpack_packer *out)
 {
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     SK_STEP(sk_sleep(ctx, "nap", data_int(ctx, "ms", 1000)));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return sk_pack_str(out, "rested");
 }
 
@@ -116,9 +97,9 @@ static int step_quick(sk_ctx_t *ctx, msgpack_packer *out)
     static const char *const spec[] = {"quick", "quick"};
     const msgpack_object *r;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     SK_STEP(sk_run(ctx, "quick", body_str, (void *)spec, &r));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return sk_pack_object(out, r);
 }
 
@@ -129,9 +110,9 @@ static int step_wait(sk_ctx_t *ctx, msgpack_packer *out)
     const char *signal = sk_str(ctx, sk_get(sk_data(ctx), "signal"));
     const msgpack_object *r;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     SK_STEP(sk_wait_for_signal(ctx, "wait", signal, data_int(ctx, "timeout_ms", -1), NULL, &r));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return is_nil(r) ? msgpack_pack_nil(out) : sk_pack_object(out, r);
 }
 
@@ -148,15 +129,15 @@ static int step_wait_validated(sk_ctx_t *ctx, msgpack_packer *out)
     const msgpack_object *r;
     int rc;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     rc = sk_wait_for_signal(ctx, "wait", signal, -1, approved_data, &r);
     if (rc == SK_FAILED) {
-        count(ctx, "catch");
+        wf_count(ctx, "catch");
         return sk_raise(ctx, sk_ctx_error(ctx));
     }
     if (rc != SK_OK)
         return rc;
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return sk_pack_object(out, r);
 }
 
@@ -175,7 +156,7 @@ static int delay_send(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
     int rc;
 
     (void)arg;
-    count(ctx, "delay");
+    wf_count(ctx, "delay");
     sleep_ms((long)data_int(ctx, "delay_ms", 1000));
     c = sk_client_connect(sk_str(ctx, sk_get(in, "url")), sk_str(ctx, sk_get(in, "schema")), err,
                           sizeof(err));
@@ -203,12 +184,12 @@ static int step_signal_ref(sk_ctx_t *ctx, msgpack_packer *out)
     const msgpack_object *res;
     sk_group_t *g;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     g = sk_group(ctx);
     sk_group_wait_for_signal(g, "wait", signal, 2000, NULL);
     sk_group_run(g, "delay", delay_send, NULL);
     SK_STEP(sk_group_await(g, &res));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     msgpack_pack_map(out, 2);
     sk_pack_str(out, "wait");
     sk_pack_object(out, &res->via.array.ptr[0]);
@@ -227,7 +208,7 @@ static int step_send(sk_ctx_t *ctx, msgpack_packer *out)
     msgpack_packer pk;
     int rc;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     /* The data names the sender, so the receiver shows whose send it got. */
     msgpack_sbuffer_init(&buf);
     msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
@@ -239,7 +220,7 @@ static int step_send(sk_ctx_t *ctx, msgpack_packer *out)
     SK_STEP(rc);
     SK_STEP(sk_run(ctx, "next", body_str, (void *)next_spec, &r));
     SK_STEP(sk_sleep(ctx, "linger", 200));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return is_nil(sent) ? msgpack_pack_nil(out) : sk_pack_object(out, sent);
 }
 
@@ -251,9 +232,9 @@ static int step_child_hello(sk_ctx_t *ctx, msgpack_packer *out)
     static const char *const spec[] = {"greet", "Hello"};
     const msgpack_object *r;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     SK_STEP(sk_run(ctx, "greet", body_str, (void *)spec, &r));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return sk_pack_object(out, r);
 }
 
@@ -262,20 +243,20 @@ static int step_child_fail(sk_ctx_t *ctx, msgpack_packer *out)
 {
     int rc;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     rc = sk_fail(ctx, "MyError", "oh no");
     if (rc == SK_FAILED)
         return rc;
-    count(ctx, "after"); /* the code after the failing point: never */
+    wf_count(ctx, "after"); /* the code after the failing point: never */
     return sk_pack_str(out, "unreachable");
 }
 
 /* No step: the handler takes 2 s and ends. */
 static int step_child_slow(sk_ctx_t *ctx, msgpack_packer *out)
 {
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     sleep_ms(2000);
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return sk_pack_str(out, "slow done");
 }
 
@@ -287,7 +268,7 @@ static int invoke_counted(sk_ctx_t *ctx, const char *workflow, int64_t timeout_m
     int rc = sk_invoke(ctx, "call", workflow, NULL, 0, timeout_ms, r);
 
     if (rc == SK_FAILED) {
-        count(ctx, "catch");
+        wf_count(ctx, "catch");
         return sk_raise(ctx, sk_ctx_error(ctx));
     }
     return rc;
@@ -299,10 +280,10 @@ static int step_invoke_ok(sk_ctx_t *ctx, msgpack_packer *out)
     static const char *const spec[] = {"delay", "delayed"};
     const msgpack_object *d, *r;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     SK_STEP(sk_run(ctx, "delay", body_str, (void *)spec, &d));
     SK_STEP(invoke_counted(ctx, "step-child-hello", 2000, &r));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return sk_pack_object(out, r);
 }
 
@@ -310,9 +291,9 @@ static int step_invoke_fail(sk_ctx_t *ctx, msgpack_packer *out)
 {
     const msgpack_object *r;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     SK_STEP(invoke_counted(ctx, "step-child-fail", 2000, &r));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return sk_pack_object(out, r);
 }
 
@@ -320,9 +301,9 @@ static int step_invoke_timeout(sk_ctx_t *ctx, msgpack_packer *out)
 {
     const msgpack_object *r;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     SK_STEP(invoke_counted(ctx, "step-child-slow", 1000, &r));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return sk_pack_object(out, r);
 }
 
@@ -332,10 +313,10 @@ static int step_invoke_late(sk_ctx_t *ctx, msgpack_packer *out)
 {
     const msgpack_object *r;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     SK_STEP(invoke_counted(ctx, "step-child-hello", 1000, &r));
     SK_STEP(sk_sleep(ctx, "linger", 1500));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return sk_pack_object(out, r);
 }
 
@@ -349,7 +330,7 @@ static int step_parallel(sk_ctx_t *ctx, msgpack_packer *out)
     const msgpack_object *r, *res;
     sk_group_t *g;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     SK_STEP(sk_run(ctx, "a", body_str, (void *)a, &r));
     g = sk_group(ctx);
     sk_group_run(g, "p1", body_str, (void *)p1);
@@ -358,7 +339,7 @@ static int step_parallel(sk_ctx_t *ctx, msgpack_packer *out)
     sk_group_sleep(g, "p4", 2000);
     SK_STEP(sk_group_await(g, &res));
     SK_STEP(sk_run(ctx, "b", body_str_slow, (void *)b, &r));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return sk_pack_object(out, res);
 }
 
@@ -381,14 +362,14 @@ static int step_branch(sk_ctx_t *ctx, msgpack_packer *out)
     const msgpack_object *r, *res;
     sk_group_t *g;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     SK_STEP(sk_run(ctx, "a", body_str, (void *)a, &r));
     g = sk_group(ctx);
     sk_group_run(g, "p1", body_str, (void *)p1);
     sk_group_branch(g, p2_branch, NULL);
     SK_STEP(sk_group_await(g, &res));
     SK_STEP(sk_run(ctx, "b", body_str, (void *)b, &r));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return sk_pack_object(out, res);
 }
 

@@ -21,51 +21,12 @@
 
 #include <stepkit.h>
 
+#include "wfcount.h"
+
 #include "cronwf.h"
 #include "stepwf.h"
 
 #define NO_DELAY SK_RETRY(0, 1, 0)
-
-/* Append "<run_id> <key>\n" to the counts file; abort on failure, because a
- * lost line would make a test pass or fail for the wrong reason. */
-static void count(sk_ctx_t *ctx, const char *key)
-{
-    const char *file = getenv("STEPKIT_TEST_COUNTS");
-    char line[256];
-    int n, fd;
-
-    if (file == NULL || *file == '\0')
-        return;
-    n = snprintf(line, sizeof(line), "%s %s\n", sk_run_id(ctx), key);
-    if (n < 0 || (size_t)n >= sizeof(line))
-        abort();
-    fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        abort();
-    if (write(fd, line, (size_t)n) != n)
-        abort();
-    close(fd);
-}
-
-/* How many lines "<run_id> <key>" the counts file has so far. */
-static int counted(sk_ctx_t *ctx, const char *key)
-{
-    const char *file = getenv("STEPKIT_TEST_COUNTS");
-    char want[256], line[256];
-    FILE *f;
-    int n = 0;
-
-    if (file == NULL || *file == '\0')
-        return 0;
-    snprintf(want, sizeof(want), "%s %s\n", sk_run_id(ctx), key);
-    f = fopen(file, "re");
-    if (f == NULL)
-        return 0;
-    while (fgets(line, sizeof(line), f) != NULL)
-        n += strcmp(line, want) == 0;
-    fclose(f);
-    return n;
-}
 
 static void sleep_ms(long ms)
 {
@@ -80,7 +41,7 @@ static int body_str(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
 {
     const char *const *spec = arg; /* {step id, output} */
 
-    count(ctx, spec[0]);
+    wf_count(ctx, spec[0]);
     return sk_pack_str(out, spec[1]);
 }
 
@@ -91,10 +52,10 @@ static int two_steps(sk_ctx_t *ctx, msgpack_packer *out)
     static const char *const a_spec[] = {"a", "A"}, *const b_spec[] = {"b", "B"};
     const msgpack_object *a, *b;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     SK_STEP(sk_run(ctx, "a", body_str, (void *)a_spec, &a));
     SK_STEP(sk_run(ctx, "b", body_str, (void *)b_spec, &b));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     if (msgpack_pack_array(out, 2) != 0 || sk_pack_object(out, a) != SK_OK)
         return SK_ERROR;
     return sk_pack_object(out, b);
@@ -106,7 +67,7 @@ static int dup_body(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
 {
     const char *result = arg;
 
-    count(ctx, result); /* "first" / "second": which call ran */
+    wf_count(ctx, result); /* "first" / "second": which call ran */
     return sk_pack_str(out, result);
 }
 
@@ -114,10 +75,10 @@ static int dup_ids(sk_ctx_t *ctx, msgpack_packer *out)
 {
     const msgpack_object *x, *y;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     SK_STEP(sk_run(ctx, "same", dup_body, "first", &x));
     SK_STEP(sk_run(ctx, "same", dup_body, "second", &y));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     if (msgpack_pack_array(out, 2) != 0 || sk_pack_object(out, x) != SK_OK)
         return SK_ERROR;
     return sk_pack_object(out, y);
@@ -128,7 +89,7 @@ static int dup_ids(sk_ctx_t *ctx, msgpack_packer *out)
 static int flaky_body(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
 {
     (void)arg;
-    count(ctx, "flaky");
+    wf_count(ctx, "flaky");
     if (sk_attempt(ctx) == 1)
         return sk_fail(ctx, "FlakyError", "attempt %d failed", sk_attempt(ctx));
     return sk_pack_fmt(out, "ok on attempt %d", sk_attempt(ctx));
@@ -138,11 +99,11 @@ static int retry_once(sk_ctx_t *ctx, msgpack_packer *out)
 {
     const msgpack_object *r;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     /* The workflow keeps the default retry delay (1 s); the step's own
      * zero delay must win. */
     SK_STEP(sk_run_retry(ctx, "flaky", flaky_body, NULL, NO_DELAY, &r));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return sk_pack_object(out, r);
 }
 
@@ -154,7 +115,7 @@ static int foo_body(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
 
     (void)out;
     (void)arg;
-    count(ctx, "foo");
+    wf_count(ctx, "foo");
     e = sk_error_new(ctx, "FooError", "oh no");
     sk_error_set_cause(e, sk_error_new(ctx, "BarError", "the cause"));
     return sk_raise(ctx, e);
@@ -165,15 +126,15 @@ static int exhausted(sk_ctx_t *ctx, msgpack_packer *out)
     const msgpack_object *r;
     int rc;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     rc = sk_run(ctx, "foo", foo_body, NULL, &r);
     if (rc == SK_FAILED) {
-        count(ctx, "catch");
+        wf_count(ctx, "catch");
         return sk_raise(ctx, sk_ctx_error(ctx));
     }
     if (rc != SK_OK)
         return rc;
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return sk_pack_object(out, r);
 }
 
@@ -183,7 +144,7 @@ static int fatal_body(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
 {
     (void)out;
     (void)arg;
-    count(ctx, "fatal");
+    wf_count(ctx, "fatal");
     return sk_raise(ctx, sk_error_set_retryable(sk_error_new(ctx, "FatalError", "give up"), false));
 }
 
@@ -191,9 +152,9 @@ static int non_retryable(sk_ctx_t *ctx, msgpack_packer *out)
 {
     const msgpack_object *r;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     SK_STEP(sk_run(ctx, "fatal", fatal_body, NULL, &r));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return sk_pack_object(out, r);
 }
 
@@ -206,7 +167,7 @@ static void validate_name(const msgpack_object *data, sk_issues_t *issues)
 
 static int validated(sk_ctx_t *ctx, msgpack_packer *out)
 {
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     return sk_pack_fmt(out, "hello %s", sk_str(ctx, sk_get(sk_data(ctx), "name")));
 }
 
@@ -215,7 +176,7 @@ static int validated(sk_ctx_t *ctx, msgpack_packer *out)
 static int inner_body(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
 {
     (void)arg;
-    count(ctx, "inner");
+    wf_count(ctx, "inner");
     return sk_pack_str(out, "inner");
 }
 
@@ -225,7 +186,7 @@ static int outer_body(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
     int rc;
 
     (void)arg;
-    count(ctx, "outer");
+    wf_count(ctx, "outer");
     rc = sk_run(ctx, "inner", inner_body, NULL, &r);
     if (rc != SK_OK)
         return rc; /* the engine fails the run with NestedStepError */
@@ -236,9 +197,9 @@ static int nested(sk_ctx_t *ctx, msgpack_packer *out)
 {
     const msgpack_object *r;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     SK_STEP(sk_run(ctx, "outer", outer_body, NULL, &r));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return sk_pack_object(out, r);
 }
 
@@ -247,7 +208,7 @@ static int nested(sk_ctx_t *ctx, msgpack_packer *out)
 static int always_fails(sk_ctx_t *ctx, msgpack_packer *out)
 {
     (void)out;
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     return sk_fail(ctx, "AlwaysError", "handler attempt %d", sk_attempt(ctx));
 }
 
@@ -258,7 +219,7 @@ static int chain_body(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
     const char *id = arg;
     long ms = (long)sk_int(sk_get(sk_data(ctx), "sleep_ms"));
 
-    count(ctx, id);
+    wf_count(ctx, id);
     if (ms > 0)
         sleep_ms(ms);
     return sk_pack_str(out, id);
@@ -269,10 +230,10 @@ static int chain(sk_ctx_t *ctx, msgpack_packer *out, int n)
     static const char *const ids[] = {"s1", "s2", "s3", "s4", "s5"};
     const msgpack_object *r = NULL;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     for (int i = 0; i < n; i++)
         SK_STEP(sk_run(ctx, ids[i], chain_body, (void *)ids[i], &r));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return sk_pack_int(out, n);
 }
 
@@ -296,10 +257,10 @@ static int slow_body(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
     static const char *const keys[] = {"first_ms", "second_ms"};
     static const char *const results[] = {"late", "slow"};
     const msgpack_object *data = sk_data(ctx);
-    int n = counted(ctx, "slow");
+    int n = wf_counted(ctx, "slow");
 
     (void)arg;
-    count(ctx, "slow");
+    wf_count(ctx, "slow");
     if (n < 2 && sk_get(data, keys[n]) != NULL && sk_int(sk_get(data, keys[n])) > 0) {
         sleep_ms((long)sk_int(sk_get(data, keys[n])));
         return sk_pack_str(out, results[n]);
@@ -312,9 +273,9 @@ static int slow_steps(sk_ctx_t *ctx, msgpack_packer *out)
 {
     const msgpack_object *r;
 
-    count(ctx, "handler");
+    wf_count(ctx, "handler");
     SK_STEP(sk_run(ctx, "slow", slow_body, NULL, &r));
-    count(ctx, "after");
+    wf_count(ctx, "after");
     return sk_pack_object(out, r);
 }
 

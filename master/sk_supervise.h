@@ -25,9 +25,10 @@
 
 #include "sk_heritage.h"
 
-#define SK_SUP_CRASH_LIMIT     10    /* more crashes than this ... */
-#define SK_SUP_CRASH_WINDOW_MS 60000 /* ... within this window: crash loop */
-#define SK_SUP_STABLE_MS       60000 /* running this long resets the backoff */
+#define SK_SUP_CRASH_LIMIT 10 /* more crashes than this ... */
+#define SK_SUP_CRASH_WINDOW_MS                                                                     \
+    600000 /* ... within 10 min: crash loop (reachable under the 30 s backoff cap) */
+#define SK_SUP_STABLE_MS 60000 /* running this long resets the backoff */
 
 typedef enum {
     SK_SUP_EMPTY = 0, /* no process and none planned */

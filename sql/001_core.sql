@@ -218,18 +218,24 @@ LANGUAGE sql IMMUTABLE STRICT AS $$
       FROM (SELECT convert_to(s, 'UTF8') AS b) x, LATERAL (SELECT octet_length(x.b) AS n) y;
 $$;
 
--- End a run once: record its outcome, drop its queue items and waits,
--- resolve a parent waiting on it (p_parent_error: the error as the parent
--- sees it, not retryable), and wake a waiting client.  False when the run
--- had already ended.
-CREATE FUNCTION end_run(p_run uuid, p_status text, p_output bytea, p_error bytea,
-                        p_parent_error bytea, p_channel text) RETURNS boolean
+-- End a run once, fenced like fence(item, epoch, NULL): remove the item
+-- the caller holds (SK001 when its lease was lost), record the outcome,
+-- drop the run's other queue items and waits, resolve a parent waiting on
+-- it (p_parent_error: the error as the parent sees it, not retryable), and
+-- wake a waiting client.  False when the run had already ended.
+CREATE FUNCTION end_run(p_item bigint, p_epoch int, p_run uuid, p_status text,
+                        p_output bytea, p_error bytea, p_parent_error bytea,
+                        p_channel text) RETURNS boolean
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     v_notify boolean;
     v_parent uuid;
     v_op text;
 BEGIN
+    DELETE FROM exec_queue WHERE item_id = p_item AND epoch = p_epoch;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'lease lost on item %', p_item USING ERRCODE = 'SK001';
+    END IF;
     UPDATE runs SET status = p_status, output = p_output, error = p_error, ended_at = now()
      WHERE run_id = p_run AND status = 'pending'
     RETURNING notify_end INTO v_notify;

@@ -381,11 +381,61 @@ static int run_batch(sk_exec_t *x, batch_t *b, const item_t *it, PGresult **res)
 
 /* ---- hooks and endings ------------------------------------------------------------ */
 
+static const sk_op_t *first_pending(sk_ctx_t *ctx)
+{
+    const sk_op_t *op = sk_ctx_first_op(ctx);
+
+    while (op != NULL && op->committed)
+        op = op->order_next;
+    return op;
+}
+
+/* The sequential path's checkpoint: one pending op (a step's result) and a
+ * lease extension in one statement; no rows means the lease was lost. */
+static int checkpoint_one(run_state_t *rs, const sk_op_t *op)
+{
+    batch_t b;
+    sk_cmd_t *k;
+    PGresult *res[1] = {NULL};
+    char err[512];
+    int rc = SK_ERROR;
+
+    if (batch_init(&b, 1) != SK_OK)
+        return SK_ERROR;
+    k = batch_add(&b, "sk_checkpoint");
+    if (k == NULL)
+        goto done;
+    param(k, rs->it->item_s, 0, 0);
+    param(k, rs->it->epoch_s, 0, 0);
+    param(k, op->key, 0, 0);
+    param(k, op->step_id, 0, 0);
+    param(k, op->kind, 0, 0);
+    param(k, op_status_names[op->status], 0, 0);
+    param(k, op->data, (int)op->len, 1);
+    param(k, num(&b, 0, op->attempts), 0, 0);
+    param(k, num(&b, 1, op->started_ms), 0, 0);
+    param(k, num(&b, 2, rs->x->cfg->lease_ms), 0, 0);
+    rc = sk_wconn_run(rs->x->conn, b.cmds, 1, 1, res, err, sizeof(err));
+    if (rc == SK_OK && strcmp(PQcmdTuples(res[0]), "1") != 0) {
+        sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", rs->it->run_id, rs->it->item_s,
+                    rs->it->epoch_s);
+        rc = SK_AGAIN;
+    } else if (rc != SK_OK) {
+        sk_log_error("event=write_failed run=%s item=%s error=\"%s\"", rs->it->run_id,
+                     rs->it->item_s, err);
+    }
+done:
+    PQclear(res[0]);
+    batch_free(&b);
+    return rc;
+}
+
 /* Before a new body: commit what is pending (one commit per step), or
  * yield when the worker is stopping. */
 static int before_body(sk_ctx_t *ctx, void *arg)
 {
     run_state_t *rs = arg;
+    const sk_op_t *one;
     batch_t b;
     int rc;
 
@@ -393,6 +443,17 @@ static int before_body(sk_ctx_t *ctx, void *arg)
         return SK_AGAIN;
     if (count_pending(ctx) == 0 && sk_ctx_dispatch_count(ctx) == 0)
         return SK_OK;
+    one = count_pending(ctx) == 1 && sk_ctx_dispatch_count(ctx) == 0 ? first_pending(ctx) : NULL;
+    if (one != NULL && one->intent == SK_INTENT_NONE &&
+        (one->status == SK_OP_OK || one->status == SK_OP_ERROR)) {
+        rc = checkpoint_one(rs, one);
+        if (rc != SK_OK) {
+            rs->lost = 1;
+            return SK_ERROR;
+        }
+        mark_committed(rs->x, ctx);
+        return SK_OK;
+    }
     if (batch_init(&b, 2 * count_pending(ctx) + (int)sk_ctx_dispatch_count(ctx) + 1) != SK_OK)
         return SK_ERROR;
     rc = add_fence(&b, rs->it, FENCE_EXTEND, rs->x->cfg->lease_ms);
@@ -470,17 +531,20 @@ static int finish(run_state_t *rs, const char *status, const char *output, size_
             goto done;
         param(k, rs->it->run_id, 0, 0);
     }
-    if (add_fence(&b, rs->it, FENCE_DELETE, 0) != SK_OK ||
-        (rs->ctx && add_pending_ops(&b, rs->it, rs->ctx) != SK_OK))
-        goto done;
-    if (status != NULL) {
-        /* A parent waiting on this run sees its error as not retryable. */
+    if (status == NULL) {
+        if (add_fence(&b, rs->it, FENCE_DELETE, 0) != SK_OK)
+            goto done;
+    } else {
+        /* end_run is fenced itself: it removes our item or raises SK001,
+         * before anything else of this transaction is written. */
         msgpack_sbuffer *perr = error != NULL ? batch_buffer(&b) : NULL;
         if (error != NULL && (perr == NULL || sk_error_repack_fatal(error, error_len, perr)))
             goto done;
         k = batch_add(&b, "sk_end_run");
         if (k == NULL)
             goto done;
+        param(k, rs->it->item_s, 0, 0);
+        param(k, rs->it->epoch_s, 0, 0);
         param(k, rs->it->run_id, 0, 0);
         param(k, status, 0, 0);
         param(k, output, (int)output_len, 1);
@@ -488,6 +552,8 @@ static int finish(run_state_t *rs, const char *status, const char *output, size_
         param(k, perr ? perr->data : NULL, perr ? (int)perr->size : 0, 1);
         param(k, sk_wconn_done_channel(x->conn), 0, 0);
     }
+    if (rs->ctx && add_pending_ops(&b, rs->it, rs->ctx) != SK_OK)
+        goto done;
     if (!x->stop(x->stop_arg)) {
         claim_at = b.n;
         if (add_claim(x, &b) != SK_OK)

@@ -65,7 +65,23 @@ const sk_stmt_def_t sk_stmts[] = {
      "       ended_at = EXCLUDED.ended_at"
      " WHERE ops.status IN ('retry', 'waiting')"},
     /* End a run once (see end_run in sql/). */
-    {"sk_end_run", "SELECT end_run($1::uuid, $2, $3::bytea, $4::bytea, $5::bytea, $6)"},
+    {"sk_end_run",
+     "SELECT end_run($1::int8, $2::int4, $3::uuid, $4, $5::bytea, $6::bytea, $7::bytea, $8)"},
+    /* The common checkpoint in one statement: extend the lease ($10 ms) and
+     * record one op, or record nothing when the lease was lost (0 rows). */
+    {"sk_checkpoint",
+     "WITH l AS (UPDATE exec_queue SET visible_at = now() + $10::int8 * interval '1 millisecond'"
+     "            WHERE item_id = $1::int8 AND epoch = $2::int4 RETURNING run_id)"
+     " INSERT INTO ops (run_id, op_key, step_id, kind, status, result, attempts, started_at,"
+     "                  ended_at)"
+     " SELECT l.run_id, $3, $4, $5, $6, $7::bytea, $8::int4, to_timestamp($9::int8 / 1000.0),"
+     "        now() FROM l"
+     " ON CONFLICT (run_id, op_key) DO UPDATE"
+     "   SET status = EXCLUDED.status, result = EXCLUDED.result, attempts = EXCLUDED.attempts,"
+     "       started_at = CASE WHEN ops.status = 'waiting' THEN ops.started_at"
+     "                         ELSE EXCLUDED.started_at END,"
+     "       ended_at = EXCLUDED.ended_at"
+     " WHERE ops.status IN ('retry', 'waiting')"},
     /* A failed handler execution that will be retried. */
     {"sk_run_attempt",
      "UPDATE runs SET attempt = $2::int4, attempt_ops = $3::int4 WHERE run_id = $1::uuid"},

@@ -75,6 +75,7 @@ CREATE TABLE exec_queue (
     epoch       int NOT NULL DEFAULT 0,        -- fencing token, +1 per claim
     leased      boolean NOT NULL DEFAULT false, -- a worker holds it (visible_at = lease expiry)
     wake_seq    int NOT NULL DEFAULT 0,        -- +1 per wake-up; a holder that missed one replays
+    takeovers   int NOT NULL DEFAULT 0,        -- claims in a row that found the lease expired
     claimed_by  text,
     created_at  timestamptz NOT NULL DEFAULT now()
 ) WITH (fillfactor = 70);

@@ -15,6 +15,8 @@
 #include "stepkit.h"
 
 #define NUM_LEN 24
+/* Lease expiries in a row after which a run is failed (WorkerLostError). */
+#define SK_TAKEOVER_LIMIT 5
 
 struct sk_exec {
     sk_wconn_t *conn;
@@ -40,6 +42,7 @@ typedef struct {
     int attempt, attempt_ops;
     int64_t created_ms;
     char wake_s[NUM_LEN]; /* wake_seq read by the claim */
+    int takeovers;        /* claims in a row that found the lease expired */
 } item_t;
 
 /* A batch of commands with room for their numeric parameters and the
@@ -116,6 +119,7 @@ static int parse_claim(PGresult *res, item_t *it, int64_t *next_due_ms)
     it->run_id = get_str(res, 0, SK_CLAIM_RUN);
     it->target = get_str(res, 0, SK_CLAIM_TARGET);
     snprintf(it->wake_s, sizeof(it->wake_s), "%d", get_i32(res, 0, SK_CLAIM_WAKE));
+    it->takeovers = get_i32(res, 0, SK_CLAIM_TAKEOVERS);
     it->workflow = get_str(res, 0, SK_CLAIM_WORKFLOW);
     it->event_id = get_str(res, 0, SK_CLAIM_EVENT);
     it->ttype = get_str(res, 0, SK_CLAIM_TTYPE);
@@ -773,6 +777,18 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
     if (it->status == NULL || strcmp(it->status, "pending") != 0) {
         /* A stale item (its run ended, or vanished): remove it. */
         return finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
+    }
+    if (it->takeovers >= SK_TAKEOVER_LIMIT) {
+        /* Every worker that held it died or stalled past its lease: a body
+         * that kills its process would otherwise kill every worker in turn. */
+        char msg[300];
+        snprintf(msg, sizeof(msg),
+                 "run taken over %d times in a row: each worker holding it died or outlived "
+                 "its lease (%d ms)",
+                 it->takeovers, x->cfg->lease_ms);
+        sk_log_warn("event=run_abandoned run=%s workflow=%s takeovers=%d", it->run_id, it->workflow,
+                    it->takeovers);
+        return fail_simple(&rs, "WorkerLostError", msg, next, have_next);
     }
     wf = sk_registry_find(x->reg, it->workflow);
     if (wf == NULL) /* the claim filters by workflow: only a bad row gets here */

@@ -37,6 +37,7 @@ enum {
     SK_CLAIM_OP_KIND,
     SK_CLAIM_OP_WAIT,
     SK_CLAIM_WAKE,
+    SK_CLAIM_TAKEOVERS, /* claims in a row that found the lease expired */
     SK_CLAIM_NCOLS
 };
 

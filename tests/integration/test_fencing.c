@@ -112,3 +112,32 @@ Test(fencing, stale_epoch_is_refused_while_the_item_is_leased_again, ITEST_FIXTU
     sk_run_result_clear(&res);
     itest_finish();
 }
+
+/* A body that kills its worker every time would otherwise take down every
+ * worker in turn, forever: after 5 lease expiries in a row the run fails
+ * with WorkerLostError, without running the body again. */
+Test(fencing, run_whose_body_kills_every_worker_fails_after_five_takeovers, ITEST_FIXTURES)
+{
+    itest_master_opts_t opts = {
+        .workers = 2,
+        .lease_ms = 300,
+        .extra = {"--restart-base", "50", "--restart-max", "200", NULL},
+    };
+    itest_master_t *m;
+    sk_run_result_t res;
+    char *err;
+
+    m = itest_master_up(&opts);
+    itest_invoke("kills-its-worker", "null", &res);
+    cr_assert_str_eq(res.status, "failed");
+    err = itest_json(res.error, res.error_len);
+    cr_expect(strstr(err, "\"name\":\"WorkerLostError\"") != NULL, "%s", err);
+    cr_expect(strstr(err, "taken over 5 times") != NULL, "%s", err);
+    cr_expect(strstr(err, "\"retryable\":false") != NULL, "%s", err);
+    free(err);
+    cr_expect_eq(itest_count(itest.counts, res.run_id, "killer"), 5, "body executions");
+    cr_expect(itest_log_count(m, "event=run_abandoned") == 1);
+    cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue"), 0);
+    sk_run_result_clear(&res);
+    itest_finish();
+}

@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -279,6 +280,23 @@ static int slow_steps(sk_ctx_t *ctx, msgpack_packer *out)
     return sk_pack_object(out, r);
 }
 
+/* ---- kills-its-worker: a body that takes its process down every time ------------- */
+
+static int killer_body(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
+{
+    (void)out;
+    (void)arg;
+    wf_count(ctx, "killer");
+    raise(SIGKILL);
+    return SK_OK;
+}
+
+static int kills_its_worker(sk_ctx_t *ctx, msgpack_packer *out)
+{
+    SK_STEP(sk_run(ctx, "killer", killer_body, NULL, NULL));
+    return sk_pack_str(out, "survived");
+}
+
 SK_WORKFLOWS(reg)
 {
     static const sk_workflow_t wfs[] = {
@@ -294,6 +312,7 @@ SK_WORKFLOWS(reg)
         {.id = "chain3", .handler = chain3, .retry = NO_DELAY},
         {.id = "slow-once", .handler = slow_steps, .retry = NO_DELAY},
         {.id = "slow-twice", .handler = slow_steps, .retry = NO_DELAY},
+        {.id = "kills-its-worker", .handler = kills_its_worker, .retry = NO_DELAY},
     };
 
     for (size_t i = 0; i < sizeof(wfs) / sizeof(wfs[0]); i++) {

@@ -369,7 +369,7 @@ static int run_batch(sk_exec_t *x, batch_t *b, const item_t *it, PGresult **res)
 
     if (r == NULL)
         return SK_ERROR;
-    rc = sk_wconn_run(x->conn, b->cmds, b->n, 1, r, err, sizeof(err));
+    rc = sk_wconn_run(x->conn, b->cmds, b->n, r, err, sizeof(err));
     if (rc == SK_AGAIN)
         sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", it->run_id, it->item_s,
                     it->epoch_s);
@@ -419,7 +419,7 @@ static int checkpoint_one(run_state_t *rs, const sk_op_t *op)
     param(k, num(&b, 0, op->attempts), 0, 0);
     param(k, num(&b, 1, op->started_ms), 0, 0);
     param(k, num(&b, 2, rs->x->cfg->lease_ms), 0, 0);
-    rc = sk_wconn_run(rs->x->conn, b.cmds, 1, 1, res, err, sizeof(err));
+    rc = sk_wconn_run(rs->x->conn, b.cmds, 1, res, err, sizeof(err));
     if (rc == SK_OK && strcmp(PQcmdTuples(res[0]), "1") != 0) {
         sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", rs->it->run_id, rs->it->item_s,
                     rs->it->epoch_s);
@@ -686,7 +686,7 @@ static int resolve_timeouts(run_state_t *rs)
         param(k, op->key, 0, 0);
         param(k, res_buf->data, (int)res_buf->size, 1);
         k->binary_result = 1;
-        rc = sk_wconn_run(rs->x->conn, b.cmds, b.n, 1, res, err, sizeof(err));
+        rc = sk_wconn_run(rs->x->conn, b.cmds, b.n, res, err, sizeof(err));
         if (rc == SK_OK && res[1] != NULL && PQntuples(res[1]) == 1) {
             const char *st = PQgetvalue(res[1], 0, 0);
             const char *data = PQgetvalue(res[1], 0, 1);
@@ -925,7 +925,7 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
                 batch_free(&b);
                 return SK_ERROR;
             }
-            rc = sk_wconn_run(x->conn, b.cmds, 1, 0, res, err, sizeof(err));
+            rc = sk_wconn_run(x->conn, b.cmds, 1, res, err, sizeof(err));
             batch_free(&b);
             if (rc != SK_OK) {
                 PQclear(res[0]);

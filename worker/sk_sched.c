@@ -159,7 +159,7 @@ static int load(sk_sched_t *s, sk_wconn_t *conn, int64_t now_ms)
     char err[512];
     int rc = SK_ERROR;
 
-    if (sk_wconn_run(conn, &cmd, 1, 0, res, err, sizeof(err)) != SK_OK) {
+    if (sk_wconn_run(conn, &cmd, 1, res, err, sizeof(err)) != SK_OK) {
         sk_log_error("event=cron_load_failed error=\"%s\"", err);
         goto done;
     }
@@ -279,7 +279,7 @@ int sk_sched_run(sk_sched_t *s, sk_wconn_t *conn, int64_t now_ms, int *fired)
     /* One round trip, one implicit transaction (the pipeline's statements up
      * to its sync; an error rolls it all back and leaves the session idle):
      * the ticks take their key locks in the entries' order. */
-    if (sk_wconn_run(conn, cmds, n, 0, res, err, sizeof(err)) != SK_OK) {
+    if (sk_wconn_run(conn, cmds, n, res, err, sizeof(err)) != SK_OK) {
         sk_log_error("event=cron_fire_failed ticks=%d error=\"%s\"", n, err);
         goto done;
     }

@@ -123,10 +123,10 @@ static void take_notifies(sk_wconn_t *c)
 
 /*
  * Read results until the pipeline's sync.  Results land in res[] by
- * command index minus `skip` (the BEGIN of a transaction).
+ * command index.
  */
-static int collect(sk_wconn_t *c, int n, int skip, PGresult **res, int64_t deadline,
-                   int *lease_lost, char *err, size_t errlen)
+static int collect(sk_wconn_t *c, int n, PGresult **res, int64_t deadline, int *lease_lost,
+                   char *err, size_t errlen)
 {
     int idx = 0, failed = 0;
 
@@ -166,8 +166,8 @@ static int collect(sk_wconn_t *c, int n, int skip, PGresult **res, int64_t deadl
         default:
             break;
         }
-        if (idx - skip >= 0 && idx - skip < n && res != NULL && res[idx - skip] == NULL)
-            res[idx - skip] = r;
+        if (idx < n && res != NULL && res[idx] == NULL)
+            res[idx] = r;
         else
             PQclear(r);
     }
@@ -178,8 +178,7 @@ static int send_sql(sk_wconn_t *c, const char *sql)
     return PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0);
 }
 
-int sk_wconn_run(sk_wconn_t *c, sk_cmd_t *cmds, int n, int tx, PGresult **res, char *err,
-                 size_t errlen)
+int sk_wconn_run(sk_wconn_t *c, sk_cmd_t *cmds, int n, PGresult **res, char *err, size_t errlen)
 {
     int64_t deadline = mono_ms() + c->timeout_ms;
     int lease_lost = 0, rc;
@@ -194,7 +193,6 @@ int sk_wconn_run(sk_wconn_t *c, sk_cmd_t *cmds, int n, int tx, PGresult **res, c
     /* No BEGIN/COMMIT: the commands up to a pipeline's sync form one
      * implicit transaction, committed at the sync, rolled back as a whole
      * when one of them fails. */
-    (void)tx;
     for (int i = 0; i < n; i++) {
         sk_cmd_t *k = &cmds[i];
         if (!PQsendQueryPrepared(c->pg, k->stmt, k->nparams, k->values, k->lengths, k->formats,
@@ -203,7 +201,7 @@ int sk_wconn_run(sk_wconn_t *c, sk_cmd_t *cmds, int n, int tx, PGresult **res, c
     }
     if (!PQpipelineSync(c->pg) || flush_out(c, deadline) != SK_OK)
         goto broken;
-    rc = collect(c, n, 0, res, deadline, &lease_lost, err, errlen);
+    rc = collect(c, n, res, deadline, &lease_lost, err, errlen);
     if (rc == SK_ERROR)
         goto broken;
     if (rc == SK_AGAIN) {
@@ -249,7 +247,7 @@ static int setup(sk_wconn_t *c)
                            " IS NULL THEN 0 ELSE -1 END",
                            1, NULL, params, NULL, NULL, 0) ||
         !PQpipelineSync(c->pg) || flush_out(c, deadline) != SK_OK ||
-        collect(c, 2, 0, res, deadline, &lease_lost, err, sizeof(err)) != SK_OK)
+        collect(c, 2, res, deadline, &lease_lost, err, sizeof(err)) != SK_OK)
         goto done;
     version = atoi(PQgetvalue(res[1], 0, 0));
     PQclear(res[0]);
@@ -258,7 +256,7 @@ static int setup(sk_wconn_t *c)
     if (version == -1) {
         if (!send_sql(c, "SELECT coalesce(max(version), 0) FROM schema_migrations") ||
             !PQpipelineSync(c->pg) || flush_out(c, deadline) != SK_OK ||
-            collect(c, 1, 0, res, deadline, &lease_lost, err, sizeof(err)) != SK_OK)
+            collect(c, 1, res, deadline, &lease_lost, err, sizeof(err)) != SK_OK)
             goto done;
         version = atoi(PQgetvalue(res[0], 0, 0));
     }
@@ -286,7 +284,7 @@ static int setup(sk_wconn_t *c)
             goto done;
     }
     if (!PQpipelineSync(c->pg) || flush_out(c, deadline) != SK_OK ||
-        collect(c, 0, 0, NULL, deadline, &lease_lost, err, sizeof(err)) != SK_OK)
+        collect(c, 0, NULL, deadline, &lease_lost, err, sizeof(err)) != SK_OK)
         goto done;
     rc = SK_OK;
 done:

@@ -51,15 +51,13 @@ void sk_wconn_quiet(sk_wconn_t *c);
 
 /*
  * Run `n` commands in one round trip, as one transaction (pipeline mode:
- * the commands up to a sync are one implicit transaction); `tx` documents
- * the caller's intent and is kept for readability.
+ * the commands up to a sync are one implicit transaction).
  * res[i] gets each command's result (caller PQclears; NULL when it did
  * not run).  Returns SK_OK; SK_AGAIN when a command raised SK001 (lease
  * lost: the transaction rolled back); SK_ERROR on any other failure with
  * err filled (a broken connection is dropped and reconnects by itself).
  */
-int sk_wconn_run(sk_wconn_t *c, sk_cmd_t *cmds, int n, int tx, PGresult **res, char *err,
-                 size_t errlen);
+int sk_wconn_run(sk_wconn_t *c, sk_cmd_t *cmds, int n, PGresult **res, char *err, size_t errlen);
 
 /* The schema's channel names, e.g. "stepkit.work". */
 const char *sk_wconn_done_channel(const sk_wconn_t *c);

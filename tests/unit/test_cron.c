@@ -4,6 +4,8 @@
  */
 #include <criterion/criterion.h>
 
+#include "ut_time.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -23,37 +25,6 @@ typedef struct {
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-static int64_t iso_ms(const char *s)
-{
-    struct tm tm = {0};
-    int ms = 0, n = 0;
-
-    if (sscanf(s, "%d-%d-%dT%d:%d:%d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &n) != 6)
-        cr_assert_fail("bad test time \"%s\"", s);
-    if (s[n] == '.' && sscanf(s + n, ".%3d", &ms) != 1)
-        cr_assert_fail("bad test time \"%s\"", s);
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return (int64_t)timegm(&tm) * 1000 + ms;
-}
-
-static const char *ms_iso(int64_t ms, char *buf, size_t len)
-{
-    time_t t;
-    struct tm tm;
-
-    if (ms == -1)
-        return "-1";
-    t = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-    gmtime_r(&t, &tm);
-    if (snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 (int)(ms - (int64_t)t * 1000)) >= (int)len)
-        return "(truncated)";
-    return buf;
-}
-
 static void check_ticks(const tick_case_t *cases, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -62,11 +33,11 @@ static void check_ticks(const tick_case_t *cases, size_t n)
         int64_t want, got;
 
         cr_assert_not_null(c, "\"%s\" should parse: %s", cases[i].expr, err);
-        want = cases[i].want != NULL ? iso_ms(cases[i].want) : -1;
-        got = sk_cron_next(c, iso_ms(cases[i].after));
+        want = cases[i].want != NULL ? ut_iso_ms(cases[i].want) : -1;
+        got = sk_cron_next(c, ut_iso_ms(cases[i].after));
         sk_cron_free(c);
         cr_expect_eq(got, want, "\"%s\" after %s: got %s, want %s", cases[i].expr, cases[i].after,
-                     ms_iso(got, got_s, sizeof(got_s)), ms_iso(want, want_s, sizeof(want_s)));
+                     ut_ms_iso(got, got_s, sizeof(got_s)), ut_ms_iso(want, want_s, sizeof(want_s)));
     }
 }
 
@@ -436,8 +407,8 @@ Test(cron, next_agrees_with_a_minute_by_minute_scan_in_utc)
         {"0 12 * jan,jul sat-sun", pred_b},
         {"30 */5 31 * *", pred_c},
     };
-    const int64_t start = iso_ms("2026-12-20T00:00:00Z") / 1000;
-    const int64_t end = iso_ms("2027-08-10T00:00:00Z") / 1000;
+    const int64_t start = ut_iso_ms("2026-12-20T00:00:00Z") / 1000;
+    const int64_t end = ut_iso_ms("2027-08-10T00:00:00Z") / 1000;
 
     for (size_t i = 0; i < COUNT(cases); i++) {
         char err[256];
@@ -470,10 +441,12 @@ Test(cron, next_restores_the_callers_tz)
 
     cr_assert_not_null(c, "%s", err);
     setenv("TZ", "America/Chicago", 1);
-    cr_expect_eq(sk_cron_next(c, iso_ms("2026-04-30T12:00:00Z")), iso_ms("2026-05-01T00:00:00Z"));
+    cr_expect_eq(sk_cron_next(c, ut_iso_ms("2026-04-30T12:00:00Z")),
+                 ut_iso_ms("2026-05-01T00:00:00Z"));
     cr_expect_str_eq(getenv("TZ"), "America/Chicago");
     unsetenv("TZ");
-    cr_expect_eq(sk_cron_next(c, iso_ms("2026-05-01T00:00:00Z")), iso_ms("2026-05-02T00:00:00Z"));
+    cr_expect_eq(sk_cron_next(c, ut_iso_ms("2026-05-01T00:00:00Z")),
+                 ut_iso_ms("2026-05-02T00:00:00Z"));
     cr_expect_null(getenv("TZ"));
     sk_cron_free(c);
 }

@@ -320,6 +320,12 @@ static void connect_poll(sk_wconn_t *c)
     case PGRES_POLLING_OK:
         ev_io_stop(c->loop, &c->io);
         if (setup(c) != SK_OK) {
+            /* The server answered and refused (a statement of ours failed on
+             * a live connection): a broken schema, not an outage.  Reconnecting
+             * in place would repeat it forever; exit 1 and let the master's
+             * backoff and crash-loop limit decide. */
+            if (!c->fatal && PQstatus(c->pg) == CONNECTION_OK)
+                c->fatal = 1;
             drop(c, "setup failed");
             return;
         }

@@ -911,8 +911,8 @@ typedef struct {
     const sk_retry_t *retry;
     int step_timeout_ms; /* run: its own step timeout, 0 = default */
     int64_t until_ms;    /* sleep: absolute wall-clock ms */
-    int64_t timeout_ms; /* signal, invoke: relative, < 0 none */
-    const char *signal; /* signal, send */
+    int64_t timeout_ms;  /* signal, invoke: relative, < 0 none */
+    const char *signal;  /* signal, send */
     sk_validate_fn validate;
     const char *workflow; /* invoke */
     const char *data;     /* send, invoke: msgpack */
@@ -1204,11 +1204,11 @@ int sk_run_opts(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg,
 
     if (opts != NULL) {
         if (opts->timeout_ms < 0)
-            return sk_raise(ctx, sk_error_set_retryable(
-                                     sk_error_new(ctx, "InvalidStepError",
-                                                  "step %s: timeout_ms %d is negative",
-                                                  id ? id : "", opts->timeout_ms),
-                                     false));
+            return sk_raise(
+                ctx, sk_error_set_retryable(sk_error_new(ctx, "InvalidStepError",
+                                                         "step %s: timeout_ms %d is negative",
+                                                         id ? id : "", opts->timeout_ms),
+                                            false));
         c.retry = opts->retry.set ? &opts->retry : NULL;
         c.step_timeout_ms = opts->timeout_ms;
     }

@@ -118,8 +118,8 @@ typedef struct {
     int handler_attempt; /* 1-based attempt of the handler this execution */
     const char *target;  /* target mode: execute only this op (a group member) */
     sk_before_body_fn before_body;
-    sk_body_hook_fn body_hook;   /* optional */
-    sk_heartbeat_fn heartbeat;   /* optional */
+    sk_body_hook_fn body_hook; /* optional */
+    sk_heartbeat_fn heartbeat; /* optional */
     void *hook_arg;
 } sk_ctx_params_t;
 

@@ -95,8 +95,8 @@ int sk_register(sk_registry_t *reg, const sk_workflow_t *wf)
         return SK_ERROR;
     }
     if (wf->step_timeout_ms < 0) {
-        snprintf(reg->err, sizeof(reg->err), "workflow %s: step_timeout_ms %d is negative",
-                 wf->id, wf->step_timeout_ms);
+        snprintf(reg->err, sizeof(reg->err), "workflow %s: step_timeout_ms %d is negative", wf->id,
+                 wf->step_timeout_ms);
         return SK_ERROR;
     }
     if (sk_registry_find(reg, wf->id) != NULL) {

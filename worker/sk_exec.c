@@ -1025,8 +1025,7 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
          * back, visible at once (fenced; not a takeover for the next). */
         run_state_t rs = {.x = x, .it = &it};
         if (release(&rs, 0, -1, 0) == SK_OK)
-            sk_log_info("event=item_released run=%s item=%s reason=stopping", it.run_id,
-                        it.item_s);
+            sk_log_info("event=item_released run=%s item=%s reason=stopping", it.run_id, it.item_s);
         PQclear(it.res);
     }
     return SK_OK;
@@ -1058,8 +1057,7 @@ static const char *cause_text(const sk_inflight_t *h, const sk_death_t *d, int k
                  abbrev ? abbrev : "?");
     } else if (cause == SK_DEATH_CRASH) {
         *count = 1;
-        snprintf(buf, len, "%s%s: its worker exited with status %d while it ran", what, step,
-                 code);
+        snprintf(buf, len, "%s%s: its worker exited with status %d while it ran", what, step, code);
     } else {
         snprintf(buf, len, "%s%s: its worker was lost", what, step);
     }

@@ -66,8 +66,8 @@ static PGconn *connection(sk_renew_t *r)
 {
     const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", "options",
                           NULL};
-    const char *vals[] = {r->cfg->database_url[0] ? r->cfg->database_url : NULL,
-                          "stepkit-renew", "5", "-c statement_timeout=5000", NULL};
+    const char *vals[] = {r->cfg->database_url[0] ? r->cfg->database_url : NULL, "stepkit-renew",
+                          "5", "-c statement_timeout=5000", NULL};
     const char *params[1] = {r->cfg->schema};
     PGresult *res;
 

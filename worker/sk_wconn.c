@@ -289,7 +289,9 @@ static int setup(sk_wconn_t *c)
     rc = SK_OK;
 done:
     if (rc != SK_OK && err[0] != '\0')
-        sk_log_error("event=conn_setup_failed error=\"%s\"", err);
+        /* A refusal on a live connection is ours to fix; a lost one, the network's. */
+        sk_log(PQstatus(c->pg) == CONNECTION_OK ? SK_LOG_ERROR : SK_LOG_WARN,
+               "event=conn_setup_failed error=\"%s\"", err);
     for (int i = 0; i < 3; i++)
         PQclear(res[i]);
     free(listen);

@@ -149,7 +149,9 @@ int supwf_register(sk_registry_t *reg)
         {.id = "exits", .handler = exits, .retry = NO_DELAY},
         {.id = "long-step", .handler = long_step, .retry = NO_DELAY},
         {.id = "heartbeats", .handler = heartbeats, .retry = NO_DELAY},
-        {.id = "handler-segfaults", .handler = handler_segfaults, .max_attempts = 2,
+        {.id = "handler-segfaults",
+         .handler = handler_segfaults,
+         .max_attempts = 2,
          .retry = NO_DELAY},
     };
 

@@ -334,7 +334,11 @@ Test(supervise, workers_failing_at_start_are_a_crash_loop, ITEST_FIXTURES)
 
     itest_allow_error("event=conn_setup_failed");
     itest_allow_error("event=crash_loop");
+    sk_run_result_t res;
+
     m = itest_master_up(&opts);
+    itest_invoke("two-steps", "null", &res); /* a worker has served */
+    sk_run_result_clear(&res);
     itest_exec_sql("ALTER FUNCTION fence(bigint, int, bigint, boolean, int) RENAME TO fence_gone");
     /* Served workers killed from outside: replaced at once, not counted;
      * their successors then fail at start, again and again. */

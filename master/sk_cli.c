@@ -198,6 +198,19 @@ static int parse(cli_t *c, int argc, char **argv)
     }
     sk_argv_scrub(argc, argv, "--database-url");
     sk_log_add_secrets(c->url);
+    if (c->url != NULL && *c->url != '\0') {
+        /* A malformed connection string is a usage error; libpq's message
+         * may quote the password's bad token: masked in die_usage. */
+        char *perr = NULL;
+        PQconninfoOption *opts = PQconninfoParse(c->url, &perr);
+        if (opts == NULL) {
+            int rc = die_usage("invalid connection string: %.*s",
+                               perr ? (int)strcspn(perr, "\n") : 13, perr ? perr : "out of memory");
+            PQfreemem(perr);
+            return rc;
+        }
+        PQconninfoFree(opts);
+    }
     if (c->command == NULL) {
         usage(stderr);
         return EXIT_USAGE;

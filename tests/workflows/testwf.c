@@ -25,6 +25,7 @@
 #include "wfcount.h"
 
 #include "cronwf.h"
+#include "hostilewf.h"
 #include "stepwf.h"
 
 #define NO_DELAY SK_RETRY(0, 1, 0)
@@ -320,6 +321,8 @@ SK_WORKFLOWS(reg)
             return SK_ERROR;
     }
     if (testwf_cron_register(reg) != SK_OK)
+        return SK_ERROR;
+    if (hostilewf_register(reg) != SK_OK)
         return SK_ERROR;
     return stepwf_register(reg);
 }

@@ -521,3 +521,136 @@ Test(hostile, malformed_url_errors_never_echo_the_password, ITEST_FIXTURES)
     itest_allow_error("invalid connection string");
     itest_finish();
 }
+
+/* ---- least privilege
+ * ------------------------------------------------------------------------------ */
+
+/* A runtime role with the grants of docs/security.md: no CREATE anywhere. */
+static void create_runtime_role(char *role, size_t rolelen)
+{
+    char sql[2048];
+
+    snprintf(role, rolelen, "%s_rt", itest.schema);
+    snprintf(sql, sizeof(sql),
+             "DROP ROLE IF EXISTS %1$s; CREATE ROLE %1$s LOGIN;"
+             "GRANT USAGE ON SCHEMA %2$s TO %1$s;"
+             "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %2$s TO %1$s;"
+             "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %2$s TO %1$s;"
+             "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %2$s TO %1$s;",
+             role, itest.schema);
+    itest_exec_sql(sql);
+    cr_assert_eq(itest_long("SELECT count(*) FROM pg_roles WHERE rolname = $1 AND NOT rolsuper"
+                            "   AND NOT has_database_privilege(rolname, current_database(), "
+                            "'CREATE') AND NOT has_schema_privilege(rolname, $2, 'CREATE')",
+                            role, itest.schema),
+                 1, "role %s may create", role);
+}
+
+static void drop_runtime_role(const char *role)
+{
+    char sql[256];
+
+    snprintf(sql, sizeof(sql), "DROP OWNED BY %1$s; DROP ROLE %1$s", role);
+    itest_exec_sql(sql);
+}
+
+/* The test URL as `role`, with master k's application_name. */
+static void role_url(const char *role, int k, char *out, size_t outlen)
+{
+    const char *at = strchr(itest.url, '@'), *scheme_end = strstr(itest.url, "://");
+
+    cr_assert(at != NULL && scheme_end != NULL);
+    snprintf(out, outlen, "%.*s%s%s%sapplication_name=%s_m%d", (int)(scheme_end + 3 - itest.url),
+             itest.url, role, at, strchr(itest.url, '?') ? "&" : "?", itest.schema, k);
+}
+
+Test(privilege, runtime_role_without_create_runs_everything_without_no_migrate, ITEST_FIXTURES)
+{
+    char role[96], url[1024], signal[96], input[256], run_id[SK_UUID_LEN], to[SK_UUID_LEN],
+        err[512], want[512];
+    itest_master_opts_t o = {0};
+    itest_master_t *m;
+    sk_client_t *rt;
+    sk_event_result_t ev;
+    sk_run_result_t res;
+    char *out;
+
+    expect_cli((const char *[]){"migrate", NULL}, 0, "applied", NULL); /* the migration role */
+    create_runtime_role(role, sizeof(role));
+    role_url(role, 1, url, sizeof(url));
+    o.extra[0] = "--database-url";
+    o.extra[1] = url;
+    m = itest_master_up(&o);
+    cr_expect_eq(itest_log_count(m, "event=migrated schema="), 1);
+    cr_expect_eq(itest_log_count(m, "event=migration_applied"), 0);
+    cr_expect_eq(itest_long("SELECT count(*) FROM pg_stat_activity WHERE usename = $1", role), 2,
+                 "the workers connect as %s", role);
+
+    /* Clients as the runtime role too: start, signal, event. */
+    rt = sk_client_connect(url, itest.schema, err, sizeof(err));
+    cr_assert_not_null(rt, "%s", err);
+    st_signal_name("priv", 0, signal, sizeof(signal));
+    snprintf(input, sizeof(input), "{\"signal\":\"%s\"}", signal);
+    itest_start("hostile-tour", input, run_id);
+    st_wait_suspended(run_id, "signal", 10000);
+    cr_assert_eq(sk_client_signal(rt, signal, "\x81\xa1k\x01", 4, to, err, sizeof(err)), SK_OK,
+                 "%s", err);
+    cr_expect_str_eq(to, run_id);
+    st_wait(run_id, 20000, &res);
+    snprintf(want, sizeof(want),
+             "{\"signal\":{\"data\":{\"k\":1},\"signal\":\"%s\"},\"child\":\"Hello\","
+             "\"group\":[\"done\",\"done\"]}",
+             signal);
+    out = st_output(&res);
+    cr_expect_str_eq(out, want);
+    free(out);
+    sk_run_result_clear(&res);
+
+    cr_assert_eq(sk_client_send_event(rt, "hostile-event",
+                                      "\x81\xa1"
+                                      "e\x02",
+                                      4, NULL, &ev, err, sizeof(err)),
+                 SK_OK, "%s", err);
+    cr_assert_eq(ev.n_runs, 1);
+    st_wait(ev.run_ids[0], 20000, &res);
+    st_expect_output(&res, "{\"e\":2}");
+    sk_run_result_clear(&res);
+    sk_event_result_clear(&ev);
+    sk_client_close(rt);
+
+    cr_expect_eq(itest_master_stop(m, 10000), 0);
+    itest_finish();
+    drop_runtime_role(role);
+}
+
+Test(privilege, runtime_role_facing_a_pending_migration_is_told_to_run_migrate, ITEST_FIXTURES)
+{
+    char role[96], url[1024];
+    itest_master_opts_t o = {0};
+    itest_master_t *m;
+    int code;
+
+    expect_cli((const char *[]){"migrate", NULL}, 0, "applied", NULL);
+    create_runtime_role(role, sizeof(role));
+    /* As if this binary were newer than the schema. */
+    itest_exec_sql("DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM "
+                   "schema_migrations)");
+    role_url(role, 1, url, sizeof(url));
+    o.extra[0] = "--database-url";
+    o.extra[1] = url;
+    m = itest_master_start(&o);
+    code = itest_master_wait_exit(m, 10000);
+    cr_expect_eq(code, 2, "master exited %d", code);
+    cr_expect_eq(itest_log_count(m, "event=migrate_failed"), 1);
+    cr_expect_eq(itest_log_count(m, "run `stepkit migrate` with the migration role"), 1);
+    itest_allow_error("event=migrate_failed");
+
+    /* The migration role applies it; the runtime role then starts. */
+    expect_cli((const char *[]){"migrate", NULL}, 0, "(1 migration applied)", NULL);
+    role_url(role, 2, url, sizeof(url));
+    o.extra[1] = url;
+    m = itest_master_up(&o);
+    cr_expect_eq(itest_master_stop(m, 10000), 0);
+    itest_finish();
+    drop_runtime_role(role);
+}

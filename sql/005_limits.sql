@@ -25,7 +25,8 @@ BEGIN
                   HINT = 'Workflow ids, event and signal names and step ids are 1..255 bytes.';
     END IF;
     IF p_kind <> 'a signal' AND p_name ~ '[\n\r]' THEN
-        RAISE EXCEPTION '% must not contain a line break', v_what USING ERRCODE = '22023';
+        RAISE EXCEPTION '% must be 1..255 bytes without line breaks', v_what
+            USING ERRCODE = '22023';
     END IF;
 END
 $$;

@@ -202,7 +202,7 @@ Test(hostile, sql_functions_refuse_names_over_255_bytes_with_22023, ITEST_FIXTUR
     expect_sql_error("SELECT send_signal($1, '{}')", big, "22023",
                      "a signal name is 102400 bytes long");
     expect_sql_error("SELECT * FROM send_event($1, '{}')", "a\nb", "22023",
-                     "must not contain a line break");
+                     "must be 1..255 bytes without line breaks");
     /* At the limit: accepted (nobody listens, nobody waits). */
     res = itest_query("SELECT run_id IS NULL FROM send_event($1, '{}')", n255);
     cr_expect_str_eq(PQgetvalue(res, 0, 0), "t");

@@ -25,6 +25,7 @@
 #include "wfcount.h"
 
 #include "cronwf.h"
+#include "hostilewf.h"
 #include "stepwf.h"
 #include "supwf.h"
 
@@ -321,6 +322,8 @@ SK_WORKFLOWS(reg)
             return SK_ERROR;
     }
     if (testwf_cron_register(reg) != SK_OK || supwf_register(reg) != SK_OK)
+        return SK_ERROR;
+    if (hostilewf_register(reg) != SK_OK)
         return SK_ERROR;
     return stepwf_register(reg);
 }

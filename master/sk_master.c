@@ -562,6 +562,7 @@ int main(int argc, char **argv)
         PQconninfoFree(opts);
     }
     sk_log_level = m->cfg.log_level;
+    sk_log_format = m->cfg.log_format;
     sk_log_set_role("master", -1);
     return run(m);
 }

@@ -40,6 +40,7 @@ typedef enum {
     OPT_BOOL,   /* int field, 0/1 */
     OPT_LIST,   /* char[max][size] field and an int count at count_offset */
     OPT_LEVEL,  /* int field, sk_log_level_t */
+    OPT_LOGFMT, /* int field, sk_log_format_t */
     OPT_FILE,   /* the value names a file whose contents fill a string field */
     OPT_ACTION  /* --help, --version, --help-markdown: no field */
 } opt_type_t;
@@ -184,6 +185,15 @@ static const opt_t options[] = {
      .def = "info",
      .metavar = "LEVEL",
      .help = "One of error, warn, info, debug."},
+    {.flag = "log-format",
+     .env = "STEPKIT_LOG_FORMAT",
+     .type = OPT_LOGFMT,
+     FIELD(log_format),
+     .def = "logfmt",
+     .metavar = "FORMAT",
+     .help = "logfmt: one key=value line per event; json: one JSON object per line with ts, "
+             "level, role, pid, worker (slot), event, run_id, workflow and the event's other "
+             "fields, for log collectors."},
     {.flag = "help", .type = OPT_ACTION, .action = ACT_HELP, .help = "Print this help and exit."},
     {.flag = "help-markdown",
      .type = OPT_ACTION,
@@ -471,6 +481,14 @@ static int set_value(sk_config_t *cfg, const opt_t *o, const char *value, const 
         }
         *int_field(cfg, o) = level;
         return SK_OK;
+    case OPT_LOGFMT:
+        level = sk_log_parse_format(value);
+        if (level < 0) {
+            snprintf(err, errlen, "%s: '%s' is not one of logfmt|json", name, value);
+            return SK_ERROR;
+        }
+        *int_field(cfg, o) = level;
+        return SK_OK;
     case OPT_STRING:
         if (copy_string(str_field(cfg, o), o->size, value, strlen(value), name, err, errlen) !=
             SK_OK)
@@ -703,6 +721,13 @@ int sk_config_validate(const sk_config_t *cfg, char *err, size_t errlen)
             v = *int_field_c(cfg, o);
             if (v < SK_LOG_ERROR || v > SK_LOG_DEBUG) {
                 snprintf(err, errlen, "--%s: %d is not a log level", o->flag, v);
+                return SK_ERROR;
+            }
+            break;
+        case OPT_LOGFMT:
+            v = *int_field_c(cfg, o);
+            if (v != SK_LOG_LOGFMT && v != SK_LOG_JSON) {
+                snprintf(err, errlen, "--%s: %d is not a log format", o->flag, v);
                 return SK_ERROR;
             }
             break;

@@ -30,6 +30,7 @@ typedef struct {
     int restart_max_ms;
     int no_migrate; /* 1: refuse to migrate, only check */
     int log_level;  /* sk_log_level_t */
+    int log_format; /* sk_log_format_t */
     int n_libraries;
     char libraries[SK_MAX_LIBRARIES][SK_PATH_MAX]; /* --workflows, repeatable */
 } sk_config_t;

@@ -324,6 +324,7 @@ int sk_worker_main(const sk_heritage_t *h)
     w.master_pid = sk_shm_master_pid(h->shm);
     sk_shm_read_config(h->shm, &w.cfg);
     sk_log_level = w.cfg.log_level;
+    sk_log_format = w.cfg.log_format;
     srandom((unsigned)(getpid() ^ time(NULL)));
     atomic_store(&w.slot->pid, (int32_t)getpid());
     atomic_store(&w.slot->heartbeat_ms, mono_ms());

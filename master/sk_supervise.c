@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "sk_log.h"
+#include "sk_metrics.h"
 #include "sk_shm.h"
 #include "stepkit.h"
 
@@ -180,6 +181,7 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
         return;
     }
     /* Running normally: any exit, even 0, is a crash. */
+    sk_metrics_worker_restart(WIFEXITED(status) ? SK_RESTART_EXIT : SK_RESTART_SIGNAL);
     if (record_crash(sup, slot, now, uptime) != SK_OK) {
         notify(sup, slot, SK_SUP_CRASH_LOOP);
         return;
@@ -266,6 +268,7 @@ static void spawn(sk_sup_t *sup, sk_sup_slot_t *slot)
 
     if (pid < 0) {
         sk_log_error("event=fork_failed slot=%d error=\"%s\"", slot->index, strerror(saved));
+        sk_metrics_worker_restart(SK_RESTART_FORK);
         if (record_crash(sup, slot, sk_shm_now_ms(), 0) != SK_OK)
             notify(sup, slot, SK_SUP_CRASH_LOOP);
         else

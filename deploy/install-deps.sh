@@ -77,6 +77,9 @@ fi
 if [ "$want_prometheus" = 1 ]; then
     { have_cmd promtool && have_cmd prometheus; } ||
         need prometheus "requested: promtool check metrics/rules and a scraping server in the tests"
+    python3 -c 'import yaml' 2>/dev/null ||
+        need python3-yaml "requested: tests/deploy/check-kubernetes.py reads the rendered manifests"
+    have_cmd curl || need curl "requested: the HTTP tests send their requests with curl"
 fi
 if [ "$want_valgrind" = 1 ]; then
     have_cmd valgrind || need valgrind "requested: memory checking for 'make valgrind'"

@@ -390,19 +390,39 @@ static void label(FILE *out, const char *s)
     }
 }
 
+static void queue_line(FILE *out, const char *name, const char *workflow, const wf_gauge_t *g,
+                       int which)
+{
+    fprintf(out, "%s{workflow=\"", name);
+    label(out, workflow);
+    if (which == 1)
+        fprintf(out, "\"} %.3f\n", g ? g->oldest_s : 0.0);
+    else
+        fprintf(out, "\"} %lld\n", g == NULL ? 0 : which == 0 ? g->ready : g->leased);
+}
+
+/* One series per workflow of the registry (0 when the queue has none of its
+ * items, so rate() and alerts see a series), then any other workflow the
+ * queue holds. */
 static void queue_gauge(FILE *out, const snapshot_t *s, const char *name, int which)
 {
+    const char *wf;
+
     sk_metrics_write_header(out, name);
-    for (int i = 0; i < s->n_wf; i++) {
-        const wf_gauge_t *g = &s->wf[i];
-        fprintf(out, "%s{workflow=\"", name);
-        label(out, g->workflow);
-        if (which == 0)
-            fprintf(out, "\"} %lld\n", g->ready);
-        else if (which == 1)
-            fprintf(out, "\"} %.3f\n", g->oldest_s);
-        else
-            fprintf(out, "\"} %lld\n", g->leased);
+    for (size_t i = 0; (wf = sk_metrics_workflow(i)) != NULL; i++) {
+        const wf_gauge_t *g = NULL;
+        for (int k = 0; k < s->n_wf && g == NULL; k++) {
+            if (strcmp(s->wf[k].workflow, wf) == 0)
+                g = &s->wf[k];
+        }
+        queue_line(out, name, wf, g, which);
+    }
+    for (int k = 0; k < s->n_wf; k++) {
+        int known = 0;
+        for (size_t i = 0; (wf = sk_metrics_workflow(i)) != NULL && !known; i++)
+            known = strcmp(s->wf[k].workflow, wf) == 0;
+        if (!known)
+            queue_line(out, name, s->wf[k].workflow, &s->wf[k], which);
     }
 }
 

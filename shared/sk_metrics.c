@@ -296,7 +296,8 @@ static const sk_metric_doc_t docs[] = {
      "Workers the master restarted, by cause: exit (exited on its own), signal (killed, for "
      "example by the OOM killer), fork_failed."},
     {"stepkit_queue_ready_items", "gauge", "workflow", "",
-     "Work items visible now and not leased (read from the database every 5 s)."},
+     "Work items that can be claimed now: visible, with no lease or an expired one (read from the "
+     "database every 5 s)."},
     {"stepkit_queue_oldest_ready_age_seconds", "gauge", "workflow", "seconds",
      "How long the oldest ready item has been visible without being claimed (0 when none)."},
     {"stepkit_queue_leased_items", "gauge", "workflow", "", "Work items held by a live lease."},
@@ -325,13 +326,11 @@ void sk_metrics_write_header(FILE *out, const char *name)
     fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", d->name, d->help, d->name, d->type);
 }
 
-void sk_metrics_write_names(FILE *out)
+const char *sk_metrics_workflow(size_t i)
 {
-    for (size_t i = 0; i < N_DOCS; i++) {
-        fprintf(out, "%s\n", docs[i].name);
-        if (strcmp(docs[i].type, "histogram") == 0)
-            fprintf(out, "%s_bucket\n%s_sum\n%s_count\n", docs[i].name, docs[i].name, docs[i].name);
-    }
+    if (region == NULL || i >= region->n_wf)
+        return NULL;
+    return region->names[i];
 }
 
 void sk_metrics_write_markdown(FILE *out)

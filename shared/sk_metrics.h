@@ -96,10 +96,12 @@ int64_t sk_metrics_master_heartbeat_ms(void);
 int sk_metrics_render(FILE *out);
 
 /* The catalogue of every metric StepKit exports, from the table in
- * sk_metrics.c (the HTTP process's gauges included): Markdown for
- * docs/metrics.md, or one name per line. */
+ * sk_metrics.c (the HTTP process's gauges included), as Markdown for
+ * docs/metrics.md. */
 void sk_metrics_write_markdown(FILE *out);
-void sk_metrics_write_names(FILE *out);
+
+/* The i-th workflow of the region's table (the master's registry), NULL past the end. */
+const char *sk_metrics_workflow(size_t i);
 
 /* Catalogue entries the HTTP process renders itself (gauges from the
  * database and from shared memory): name, type and help for its lines. */

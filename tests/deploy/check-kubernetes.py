@@ -243,8 +243,15 @@ def check_rules(rule, opts):
         print("  promtool test rules: " + (out.splitlines()[-1] if p.returncode == 0 else "\n" + out))
         check(p.returncode == 0, "promtool test rules (tests/deploy/alerts-test.yaml)")
     if opts.metrics:
+        known = set()
         with open(opts.metrics) as f:
-            known = {l.split()[0] for l in f if l.strip()}
+            for line in f:
+                m = re.match(r"\| `(stepkit_[a-z0-9_]+)` \| (\w+) \|", line)
+                if m:
+                    known.add(m.group(1))
+                    if m.group(2) == "histogram":
+                        known.update(m.group(1) + s for s in ("_bucket", "_sum", "_count"))
+        check(len(known) > 10, f"metric names read from {opts.metrics}")
         for a, r in alerts.items():
             for m in set(re.findall(r"\bstepkit_[a-z0-9_]+", r["expr"])):
                 check(m in known, f"{a}: {m} is a metric StepKit exports")
@@ -253,7 +260,7 @@ def check_rules(rule, opts):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--promtool", default="promtool")
-    ap.add_argument("--metrics", help="file with one exported metric name per line")
+    ap.add_argument("--metrics", help="the metrics reference (stepkit-master --help-metrics)")
     opts = ap.parse_args()
     ienv = image_env()
     paths = ["base"] + sorted(

@@ -87,17 +87,19 @@ static int64_t now_ms(void)
 
 /* ---- the snapshot from the database (main thread) ------------------------------------- */
 
-/* Error text for a reason line and a log value: one line, no double quotes. */
+/* Error text for a reason line and a log value: one line, blanks collapsed, no double quotes. */
 static void one_line(char *dst, size_t len, const char *src)
 {
     size_t n = 0;
 
     for (; *src != '\0' && n + 1 < len; src++) {
         char c = *src;
-        if (c == '\n' || c == '\r')
+        if (c == '\n' || c == '\r' || c == '\t')
             c = ' ';
         if (c == '"')
             c = '\'';
+        if (c == ' ' && (n == 0 || dst[n - 1] == ' '))
+            continue;
         dst[n++] = c;
     }
     while (n > 0 && dst[n - 1] == ' ')

@@ -188,6 +188,8 @@ def check_overlay(name, objs, opts, ienv):
     check(jc["image"] == c["image"], f"Job image {jc['image']} is the Deployment's {c['image']}")
     check(jspec.get("restartPolicy") in ("Never", "OnFailure"), "Job restartPolicy Never/OnFailure")
     check(job["spec"].get("backoffLimit") is not None, "Job backoffLimit set")
+    check(job["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "migrate",
+          "the Job can be applied alone (-l app.kubernetes.io/component=migrate)")
     check_pod_security(jspec, jc, "Job", uid)
     check(check_secret_file(jspec, jc, "Job", objs) == secret, "Job reads the same Secret")
     check(not c["image"].endswith(":latest") and ":" in c["image"], f"pinned image tag ({c['image']})")

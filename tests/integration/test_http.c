@@ -170,8 +170,10 @@ Test(http, probes_answer_in_each_state, ITEST_FIXTURES)
      * draining while /livez stays 200, until the master is gone */
     itest_start("chain3", "{\"sleep_ms\": 1500}", run_id);
     nap(500); /* its first step is running */
+    t0 = now_ms();
     kill(m->pid, SIGTERM);
     r = wait_code(port, "/readyz", 503, 2000);
+    cr_log_info("drain: /readyz 503 %lld ms after SIGTERM", (long long)(now_ms() - t0));
     cr_assert_eq(r.code, 503, "/readyz after SIGTERM: %d %s", r.code, r.body);
     cr_assert(strncmp(r.body, "draining", 8) == 0, "reason: %s", r.body);
     free(r.body);
@@ -179,6 +181,8 @@ Test(http, probes_answer_in_each_state, ITEST_FIXTURES)
     cr_assert_eq(r.code, 200, "/livez while draining: %d %s", r.code, r.body);
     free(r.body);
     cr_assert_eq(itest_master_wait_exit(m, 15000), 0, "the master drains and exits 0");
+    cr_log_info("drain: master exited 0 %lld ms after SIGTERM (a 1.5 s step in flight)",
+                (long long)(now_ms() - t0));
     r = get(port, "/readyz");
     cr_assert_eq(r.code, 0, "nothing listens once the master is gone (got %d)", r.code);
     free(r.body);
@@ -342,4 +346,55 @@ Test(http, a_taken_port_leaves_the_workers_running, ITEST_FIXTURES)
     itest_invoke("chain3", "{}", &res);
     cr_assert_str_eq(res.status, "completed");
     cr_assert_eq(itest_log_count(b, "event=http_start"), 1, "no restart after exit code 2");
+}
+
+/* --log-format json: every line of every process is one JSON object. */
+Test(http, json_logs_from_every_process, ITEST_FIXTURES)
+{
+    int port = free_port();
+    itest_master_opts_t o = {.workers = 2};
+    char addr[64], *log, *line, *save = NULL;
+    int lines = 0, worker_lines = 0, http_lines = 0, master_lines = 0;
+    itest_master_t *m;
+    sk_run_result_t res;
+
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    o.extra[0] = "--log-format";
+    o.extra[1] = "json";
+    o.extra[2] = "--http";
+    o.extra[3] = addr;
+    m = itest_master_up(&o);
+    itest_invoke("two-steps", "{}", &res);
+    cr_assert_str_eq(res.status, "completed");
+    cr_assert_eq(itest_master_stop(m, 10000), 0);
+    log = itest_master_log(m);
+    for (line = strtok_r(log, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        json_error_t jerr;
+        json_t *o2 = json_loads(line, 0, &jerr);
+        const char *role;
+        cr_assert_not_null(o2, "not a JSON line (%s): %s", jerr.text, line);
+        cr_assert(json_is_string(json_object_get(o2, "ts")), "%s", line);
+        cr_assert(json_is_string(json_object_get(o2, "level")), "%s", line);
+        cr_assert(json_is_integer(json_object_get(o2, "pid")), "%s", line);
+        cr_assert(json_is_string(json_object_get(o2, "event")), "%s", line);
+        cr_assert(strcmp(json_string_value(json_object_get(o2, "level")), "error") != 0, "%s",
+                  line);
+        role = json_string_value(json_object_get(o2, "role"));
+        cr_assert_not_null(role, "%s", line);
+        if (strcmp(role, "worker") == 0) {
+            worker_lines++;
+            cr_assert(json_is_integer(json_object_get(o2, "worker")), "%s", line);
+        } else {
+            cr_assert_null(json_object_get(o2, "worker"), "%s", line);
+            http_lines += strcmp(role, "http") == 0;
+            master_lines += strcmp(role, "master") == 0;
+        }
+        lines++;
+        json_decref(o2);
+    }
+    cr_assert(worker_lines > 0 && http_lines > 0 && master_lines > 0,
+              "lines: %d master, %d worker, %d http", master_lines, worker_lines, http_lines);
+    cr_log_info("%d JSON lines: %d master, %d worker, %d http", lines, master_lines, worker_lines,
+                http_lines);
+    free(log);
 }

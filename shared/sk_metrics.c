@@ -9,7 +9,6 @@
 #include <sys/mman.h>
 
 #include "sk_config.h"
-#include "sk_log.h"
 #include "stepkit.h"
 
 #define METRICS_MAGIC 0x534b4d4554524331ull /* "SKMETRC1" */
@@ -253,55 +252,54 @@ int64_t sk_metrics_master_heartbeat_ms(void)
 /* ---- the catalogue ------------------------------------------------------------------ */
 
 static const sk_metric_doc_t docs[] = {
-    {"stepkit_build_info", "gauge", "version, schema_version", "",
+    {"stepkit_build_info", "gauge", "version, schema_version",
      "Always 1; the labels name the binary's version and the schema version it needs."},
-    {"stepkit_ready", "gauge", "", "",
+    {"stepkit_ready", "gauge", "",
      "1 when /readyz answers 200 (schema current, database reachable, a worker connected, not "
      "draining)."},
-    {"stepkit_draining", "gauge", "", "", "1 from the moment the master starts draining."},
-    {"stepkit_master_heartbeat_age_seconds", "gauge", "", "seconds",
+    {"stepkit_draining", "gauge", "", "1 from the moment the master starts draining."},
+    {"stepkit_master_heartbeat_age_seconds", "gauge", "",
      "Age of the master supervision loop's heartbeat in shared memory (/livez fails above 10 "
      "s)."},
-    {"stepkit_workers_configured", "gauge", "", "", "Worker processes the master keeps."},
-    {"stepkit_workers_connected", "gauge", "", "",
+    {"stepkit_workers_configured", "gauge", "", "Worker processes the master keeps."},
+    {"stepkit_workers_connected", "gauge", "",
      "Workers connected to the database (idle or busy) with a recent heartbeat."},
-    {"stepkit_database_up", "gauge", "", "",
-     "1 when the HTTP process's last database read succeeded."},
-    {"stepkit_runs_started_total", "counter", "workflow", "",
+    {"stepkit_database_up", "gauge", "", "1 when the HTTP process's last database read succeeded."},
+    {"stepkit_runs_started_total", "counter", "workflow",
      "Runs whose first execution began in a worker of this master (a run taken over before its "
      "first step was recorded counts again)."},
-    {"stepkit_runs_completed_total", "counter", "workflow", "",
+    {"stepkit_runs_completed_total", "counter", "workflow",
      "Runs that ended completed, committed by a worker of this master."},
-    {"stepkit_runs_failed_total", "counter", "workflow", "",
+    {"stepkit_runs_failed_total", "counter", "workflow",
      "Runs that ended failed, committed by a worker of this master."},
-    {"stepkit_steps_executed_total", "counter", "workflow", "",
+    {"stepkit_steps_executed_total", "counter", "workflow",
      "Step bodies that ran to a successful result."},
-    {"stepkit_steps_retried_total", "counter", "workflow", "",
+    {"stepkit_steps_retried_total", "counter", "workflow",
      "Step bodies that failed and will run again after their retry delay."},
-    {"stepkit_steps_failed_total", "counter", "workflow", "",
+    {"stepkit_steps_failed_total", "counter", "workflow",
      "Steps that failed for good (attempts exhausted or a non-retryable error)."},
-    {"stepkit_step_duration_seconds", "histogram", "workflow", "seconds",
+    {"stepkit_step_duration_seconds", "histogram", "workflow",
      "Time from the start of a step's attempt to its result, for every body execution."},
-    {"stepkit_run_duration_seconds", "histogram", "workflow", "seconds",
+    {"stepkit_run_duration_seconds", "histogram", "workflow",
      "Run latency: from the run's creation (start_run) to its end, completed or failed."},
-    {"stepkit_claims_total", "counter", "", "", "Work items claimed (leases taken)."},
-    {"stepkit_lease_takeovers_total", "counter", "", "",
+    {"stepkit_claims_total", "counter", "", "Work items claimed (leases taken)."},
+    {"stepkit_lease_takeovers_total", "counter", "",
      "Claims that took over an expired lease of another worker (it died or stalled)."},
-    {"stepkit_fence_refusals_total", "counter", "", "",
+    {"stepkit_fence_refusals_total", "counter", "",
      "Writes refused because this worker's lease had been taken over (epoch fence)."},
-    {"stepkit_wakeups_total", "counter", "source", "",
+    {"stepkit_wakeups_total", "counter", "source",
      "Worker wake-ups that looked for work, by source: notify (LISTEN/NOTIFY), poll (idle "
      "backoff poll), timer (an item due: retry, sleep, lease expiry)."},
-    {"stepkit_worker_restarts_total", "counter", "cause", "",
+    {"stepkit_worker_restarts_total", "counter", "cause",
      "Workers the master restarted, by cause: exit (exited on its own), signal (killed, for "
      "example by the OOM killer), fork_failed."},
-    {"stepkit_queue_ready_items", "gauge", "workflow", "",
+    {"stepkit_queue_ready_items", "gauge", "workflow",
      "Work items that can be claimed now: visible, with no lease or an expired one (read from the "
      "database every 5 s)."},
-    {"stepkit_queue_oldest_ready_age_seconds", "gauge", "workflow", "seconds",
+    {"stepkit_queue_oldest_ready_age_seconds", "gauge", "workflow",
      "How long the oldest ready item has been visible without being claimed (0 when none)."},
-    {"stepkit_queue_leased_items", "gauge", "workflow", "", "Work items held by a live lease."},
-    {"stepkit_runs_waiting", "gauge", "reason", "",
+    {"stepkit_queue_leased_items", "gauge", "workflow", "Work items held by a live lease."},
+    {"stepkit_runs_waiting", "gauge", "reason",
      "Suspended runs, by what they wait for: signal, child (an invoked run), timer (a sleep or "
      "a retry delay)."},
 };

@@ -107,9 +107,8 @@ const char *sk_metrics_workflow(size_t i);
  * database and from shared memory): name, type and help for its lines. */
 typedef struct {
     const char *name;
-    const char *type; /* counter, gauge, histogram */
-    const char *labels;
-    const char *unit_note;
+    const char *type;   /* counter, gauge, histogram */
+    const char *labels; /* label names, "" when none */
     const char *help;
 } sk_metric_doc_t;
 

@@ -53,6 +53,11 @@ cfg=$tmp/oci/blobs/sha256/$config
 echo "$config  $tmp/oci/blobs/sha256/$config" | sha256sum -c --quiet || die "config digest"
 echo "$layer  $tmp/oci/blobs/sha256/$layer" | sha256sum -c --quiet || die "layer digest"
 tar -C "$tmp/root" -xzf "$tmp/oci/blobs/sha256/$layer"
+if command -v skopeo >/dev/null 2>&1; then
+    # An independent reader of the archive: copying it verifies every digest and size.
+    skopeo copy --quiet "oci-archive:$archive" "dir:$tmp/skopeo" || die "skopeo cannot read $archive"
+    say "skopeo copy oci-archive: ok ($(ls "$tmp/skopeo" | wc -l) files)"
+fi
 user=$(jq -r .config.User "$cfg")
 entrypoint=$(jq -r '.config.Entrypoint[0]' "$cfg")
 workdir=$(jq -r .config.WorkingDir "$cfg")

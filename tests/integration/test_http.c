@@ -398,3 +398,30 @@ Test(http, json_logs_from_every_process, ITEST_FIXTURES)
                 http_lines);
     free(log);
 }
+
+/* The HTTP process is supervised like a worker: killed, it comes back. */
+Test(http, a_killed_http_process_is_restarted, ITEST_FIXTURES)
+{
+    int port = free_port();
+    itest_master_t *m = master_with_http(port, 1);
+    char *log, *p;
+    int pid;
+    resp_t r;
+
+    r = wait_code(port, "/readyz", 200, 10000);
+    cr_assert_eq(r.code, 200, "%s", r.body);
+    free(r.body);
+    log = itest_master_log(m);
+    p = strstr(log, "event=http_start pid=");
+    cr_assert_not_null(p);
+    pid = atoi(p + strlen("event=http_start pid="));
+    free(log);
+    cr_assert_gt(pid, 1);
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    cr_assert(itest_log_wait(m, "event=http_respawn_scheduled", 5000));
+    cr_assert_eq(itest_log_wait_count(m, "event=http_start", 2, 10000), 2);
+    r = wait_code(port, "/readyz", 200, 10000);
+    cr_assert_eq(r.code, 200, "after the restart: %d %s", r.code, r.body);
+    free(r.body);
+    cr_assert_eq(itest_log_count(m, "event=worker_exit"), 0, "the workers are untouched");
+}

@@ -5,6 +5,8 @@
 #
 #   deploy/install-deps.sh             build + test + bench + demo dependencies
 #   deploy/install-deps.sh valgrind    the same, plus valgrind (for `make valgrind`)
+#   deploy/install-deps.sh image       the same, plus mmdebstrap (for `make image`)
+#   deploy/install-deps.sh prometheus  the same, plus promtool and the server (metrics tests)
 #   deploy/install-deps.sh --check     only report what is missing (exit 1 if any)
 #
 # Each check looks for what the build actually uses (a command, a pkg-config
@@ -16,11 +18,15 @@ export DEBIAN_FRONTEND=noninteractive
 
 check_only=0
 want_valgrind=0
+want_image=0
+want_prometheus=0
 for arg in "$@"; do
     case $arg in
         valgrind) want_valgrind=1 ;;
+        image) want_image=1 ;;
+        prometheus) want_prometheus=1 ;;
         --check) check_only=1 ;;
-        *) echo "install-deps: unknown argument '$arg' (expected: valgrind, --check)" >&2; exit 2 ;;
+        *) echo "install-deps: unknown argument '$arg' (expected: valgrind, image, prometheus, --check)" >&2; exit 2 ;;
     esac
 done
 
@@ -64,6 +70,17 @@ have_pc uuid        || need uuid-dev "libuuid (ids of child runs)"
 have_pg_server      || need postgresql "PostgreSQL server (initdb, pg_ctl, pgbench) for the throwaway test cluster, benches and demo"
 # Time zone data: PostgreSQL and cron schedules resolve zone names through it.
 have_deb tzdata     || need tzdata "time zone database (PostgreSQL and cron schedules)"
+have_pc libmicrohttpd || need libmicrohttpd-dev "libmicrohttpd (the HTTP process: /livez, /readyz, /metrics)"
+if [ "$want_image" = 1 ]; then
+    have_cmd mmdebstrap || need mmdebstrap "requested: the container image's root filesystem from Debian's archive"
+fi
+if [ "$want_prometheus" = 1 ]; then
+    { have_cmd promtool && have_cmd prometheus; } ||
+        need prometheus "requested: promtool check metrics/rules and a scraping server in the tests"
+    python3 -c 'import yaml' 2>/dev/null ||
+        need python3-yaml "requested: tests/deploy/check-kubernetes.py reads the rendered manifests"
+    have_cmd curl || need curl "requested: the HTTP tests send their requests with curl"
+fi
 if [ "$want_valgrind" = 1 ]; then
     have_cmd valgrind || need valgrind "requested: memory checking for 'make valgrind'"
 fi

@@ -12,6 +12,7 @@
 #include "sk_ctx.h"
 #include "sk_json.h"
 #include "sk_log.h"
+#include "sk_metrics.h"
 #include "sk_renew.h"
 #include "sk_stmts.h"
 #include "stepkit.h"
@@ -136,6 +137,9 @@ static int parse_claim(PGresult *res, item_t *it, int64_t *next_due_ms)
         it->attempt_ops = get_i32(res, 0, SK_CLAIM_ATTEMPT_OPS);
         it->created_ms = get_i64(res, 0, SK_CLAIM_CREATED_MS);
     }
+    sk_metrics_count(SK_MC_CLAIMS);
+    if (it->takeovers > 0)
+        sk_metrics_count(SK_MC_LEASE_TAKEOVERS);
     return SK_OK;
 }
 
@@ -385,12 +389,13 @@ static int run_batch(sk_exec_t *x, batch_t *b, const item_t *it, PGresult **res)
     if (r == NULL)
         return SK_ERROR;
     rc = sk_wconn_run(x->conn, b->cmds, b->n, r, err, sizeof(err));
-    if (rc == SK_WCONN_REFUSED)
+    if (rc == SK_WCONN_REFUSED) {
         note_refused(x, it, err);
-    else if (rc == SK_AGAIN)
+    } else if (rc == SK_AGAIN) {
         sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", it->run_id, it->item_s,
                     it->epoch_s);
-    else if (rc != SK_OK)
+        sk_metrics_count(SK_MC_FENCE_REFUSALS);
+    } else if (rc != SK_OK)
         sk_log_error("event=write_failed run=%s item=%s error=\"%s\"", it->run_id, it->item_s, err);
     if (res == NULL) {
         for (int i = 0; i < b->n; i++)
@@ -502,6 +507,7 @@ static int checkpoint_one(run_state_t *rs, const sk_op_t *op)
     if (rc == SK_OK && strcmp(PQcmdTuples(res[0]), "1") != 0) {
         sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", rs->it->run_id, rs->it->item_s,
                     rs->it->epoch_s);
+        sk_metrics_count(SK_MC_FENCE_REFUSALS);
         rc = SK_AGAIN;
     } else if (rc == SK_WCONN_REFUSED) {
         note_refused(rs->x, rs->it, err);
@@ -652,8 +658,11 @@ static int finish(run_state_t *rs, const char *status, const char *output, size_
     if (rc == SK_OK) {
         if (rs->ctx)
             mark_committed(x, rs->ctx);
-        if (status != NULL)
+        if (status != NULL) {
             atomic_fetch_add(&x->slot->runs_done, 1);
+            sk_metrics_run_end(rs->it->workflow, strcmp(status, "completed") == 0,
+                               (double)(wall_now_ms() - rs->it->created_ms) / 1000.0);
+        }
         if (claim_at >= 0 && res[claim_at] != NULL) {
             *have_next = parse_claim(res[claim_at], next, NULL) == SK_OK;
             res[claim_at] = NULL;
@@ -865,6 +874,18 @@ static int handler_failed(run_state_t *rs, const sk_entry_t *e, item_t *next, in
     return release(rs, sk_backoff_ms(&wf->retry, attempt), attempt, final_ops);
 }
 
+/* A body ended: counted by outcome, timed from its attempt's start. */
+static void count_step(const item_t *it, const sk_op_t *op, sk_metric_wf_t outcome)
+{
+    if (op != NULL)
+        sk_metrics_step(it->workflow, outcome, (double)(wall_now_ms() - op->started_ms) / 1000.0);
+}
+
+static sk_metric_wf_t done_outcome(const sk_op_t *op)
+{
+    return op != NULL && op->status == SK_OP_ERROR ? SK_MC_STEPS_FAILED : SK_MC_STEPS_EXECUTED;
+}
+
 static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
 {
     run_state_t rs = {.x = x, .it = it};
@@ -936,6 +957,8 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
         rc = finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
         goto done;
     }
+    if (it->target == NULL && it->attempt == 0 && sk_ctx_first_op(rs.ctx) == NULL)
+        sk_metrics_count_wf(it->workflow, SK_MC_RUNS_STARTED);
     sk_ctx_set_handler_attempt(
         rs.ctx, it->attempt_ops == (int)sk_ctx_final_ops(rs.ctx) ? it->attempt + 1 : 1);
     if (it->target == NULL && resolve_timeouts(&rs) != SK_OK)
@@ -952,6 +975,7 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
             /* A group member's body on its own item. */
             switch (e.kind) {
             case SK_ENTRY_STEP_DONE:
+                count_step(it, e.op, done_outcome(e.op));
                 rc = target_done(&rs);
                 goto done;
             case SK_ENTRY_FAILED:
@@ -975,6 +999,7 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
         }
         switch (e.kind) {
         case SK_ENTRY_STEP_DONE:
+            count_step(it, e.op, done_outcome(e.op));
             continue; /* replay at once, the new result still in memory */
         case SK_ENTRY_SUSPENDED:
             sk_log_debug("event=run_suspended run=%s visible_ms=%lld", it->run_id,
@@ -989,9 +1014,11 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
             rc = finish(&rs, "completed", e.output, e.output_len, NULL, 0, next, have_next);
             goto done;
         case SK_ENTRY_FAILED:
+            count_step(it, e.op, SK_MC_STEPS_FAILED);
             rc = handler_failed(&rs, &e, next, have_next);
             goto done;
         case SK_ENTRY_STEP_RETRY:
+            count_step(it, e.op, SK_MC_STEPS_RETRIED);
             sk_log_info("event=step_retry run=%s step=%s attempt=%d delay_ms=%d", it->run_id,
                         e.op->step_id, e.op->attempts, e.retry_delay_ms);
             rc = release(&rs, e.retry_delay_ms, -1, 0);

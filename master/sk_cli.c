@@ -42,6 +42,7 @@ typedef struct {
     const char *event_id;
     long timeout_ms;
     int json;
+    int require_registered; /* --require-registered: refuse an unregistered workflow */
 } cli_t;
 
 static void usage(FILE *out)
@@ -51,8 +52,9 @@ static void usage(FILE *out)
             "\n"
             "commands:\n"
             "  migrate                                   apply pending schema migrations\n"
-            "  start <workflow> [--data JSON]            start a run, print its id\n"
-            "  invoke <workflow> [--data JSON] [--timeout MS]\n"
+            "  start <workflow> [--data JSON] [--require-registered]\n"
+            "                                            start a run, print its id\n"
+            "  invoke <workflow> [--data JSON] [--timeout MS] [--require-registered]\n"
             "                                            start a run, wait, print its output\n"
             "  run <run-id> [--json]                     show a run and its steps\n"
             "  signal <name> [--data JSON]               send a signal, print the receiving run\n"
@@ -62,6 +64,8 @@ static void usage(FILE *out)
             "                                            then one line per run started (the\n"
             "                                            same --id again starts nothing)\n"
             "\n"
+            "A run of a workflow no master has registered yet waits until a worker that\n"
+            "serves it connects (a warning says so); --require-registered refuses it instead.\n"
             "--data-file PATH reads the JSON from a file instead (- for stdin), up to 16 MiB;\n"
             "it and --data exclude each other.  Names are at most 255 bytes.\n"
             "environment: DATABASE_URL (or DATABASE_URL_FILE; preferred to --database-url,\n"
@@ -162,6 +166,10 @@ static int parse(cli_t *c, int argc, char **argv)
         snprintf(name, sizeof(name), "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
         if (strcmp(name, "--json") == 0) {
             c->json = 1;
+            continue;
+        }
+        if (strcmp(name, "--require-registered") == 0) {
+            c->require_registered = 1;
             continue;
         }
         if (eq != NULL)
@@ -449,6 +457,11 @@ static void print_run_human(const char *json)
     json_decref(r);
 }
 
+static unsigned start_flags(const cli_t *c)
+{
+    return c->require_registered ? SK_START_REQUIRE_REGISTERED : 0u;
+}
+
 /* Prints the event id, then one line per run started, and nothing else. */
 static int cmd_send(sk_client_t *cl, const cli_t *c, const msgpack_sbuffer *buf)
 {
@@ -495,6 +508,11 @@ int main(int argc, char **argv)
         rc = die_usage("--id is an option of send only");
         goto done;
     }
+    if (c.require_registered && strcmp(c.command, "start") != 0 &&
+        strcmp(c.command, "invoke") != 0) {
+        rc = die_usage("--require-registered is an option of start and invoke only");
+        goto done;
+    }
     if (c.nargs != 1) {
         rc = die_usage("%s takes exactly one argument", c.command);
         goto done;
@@ -525,17 +543,24 @@ int main(int argc, char **argv)
         printf("%s\n", run_id[0] ? run_id : "null");
         rc = 0;
     } else if (strcmp(c.command, "start") == 0) {
-        if (sk_client_start(cl, c.args[0], buf.data, buf.size, run_id, event_id, err,
-                            sizeof(err)) != SK_OK) {
+        int registered = 1;
+        if (sk_client_start_flags(cl, c.args[0], buf.data, buf.size, start_flags(&c), run_id,
+                                  event_id, &registered, err, sizeof(err)) != SK_OK) {
             print_err(err);
             rc = EXIT_FAILED;
             goto done;
         }
+        if (!registered)
+            fprintf(stderr,
+                    "stepkit: warning: no master has registered workflow '%s' in schema \"%s\" "
+                    "yet: run %s waits until a worker that serves it connects "
+                    "(--require-registered refuses instead)\n",
+                    c.args[0], c.schema, run_id);
         printf("%s\n", run_id);
         rc = 0;
     } else if (strcmp(c.command, "invoke") == 0) {
-        int r = sk_client_invoke(cl, c.args[0], buf.data, buf.size, (int)c.timeout_ms, &res, err,
-                                 sizeof(err));
+        int r = sk_client_invoke_flags(cl, c.args[0], buf.data, buf.size, start_flags(&c),
+                                       (int)c.timeout_ms, &res, err, sizeof(err));
         if (r == SK_AGAIN) {
             fprintf(stderr, "stepkit: run %s did not end within %ld ms\n", res.run_id,
                     c.timeout_ms);

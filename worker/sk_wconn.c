@@ -268,7 +268,10 @@ static int setup(sk_wconn_t *c)
     PGresult *res[3] = {NULL, NULL, NULL};
     char err[512] = "";
     char *ident = NULL, *listen = NULL;
-    int lease_lost = 0, version, known = sk_schema_version_known(), rc = SK_ERROR;
+    char why[400], *state_sql = NULL;
+    sk_schema_params_t sp;
+    sk_schema_state_t st;
+    int lease_lost = 0, version, verdict, rc = SK_ERROR;
     size_t len;
 
     if (!PQenterPipelineMode(c->pg))
@@ -288,18 +291,23 @@ static int setup(sk_wconn_t *c)
     PQclear(res[0]);
     PQclear(res[1]);
     res[0] = res[1] = NULL;
+    memset(&st, 0, sizeof(st));
     if (version == -1) {
-        if (!send_sql(c, "SELECT coalesce(max(version), 0) FROM schema_migrations") ||
+        /* The same rule as the master's start (sk_schema_check). */
+        state_sql = sk_schema_state_sql("schema_migrations");
+        if (state_sql == NULL || sk_schema_state_params(&sp) != SK_OK)
+            goto done;
+        if (!PQsendQueryParams(c->pg, state_sql, 3, NULL, sp.values, NULL, NULL, 0) ||
             !PQpipelineSync(c->pg) || flush_out(c, deadline) != SK_OK ||
             collect(c, 1, res, deadline, &lease_lost, err, sizeof(err)) != SK_OK)
             goto done;
-        version = atoi(PQgetvalue(res[0], 0, 0));
+        if (sk_schema_state_read(res[0], &st) != SK_OK)
+            goto done;
     }
-    if (version != known) {
+    verdict = sk_schema_verdict(&st, c->cfg->schema, why, sizeof(why));
+    if (verdict != SK_OK) {
         sk_log_error("event=schema_mismatch schema=%s version=%d known=%d msg=\"%s\"",
-                     c->cfg->schema, version, known,
-                     version > known ? "schema is newer than this binary: upgrade stepkit"
-                                     : "schema is older than this binary: run stepkit migrate");
+                     c->cfg->schema, st.have, sk_schema_version_known(), why);
         c->fatal = 2;
         goto done;
     }
@@ -330,6 +338,7 @@ done:
     for (int i = 0; i < 3; i++)
         PQclear(res[i]);
     free(listen);
+    free(state_sql);
     PQfreemem(ident);
     return rc;
 }

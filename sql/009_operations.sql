@@ -1,0 +1,94 @@
+-- 009_operations: what running under Kubernetes needs from the schema.
+--
+--  1. schema_migrations.compat_floor: which binaries keep running once a
+--     migration is applied, so a migration Job can run ahead of a rolling
+--     update (docs/schema.md, "Which binaries a schema accepts").
+--  2. Runs of a workflow no master has registered yet are accepted and
+--     wait for a worker that serves it (deploy in any order);
+--     p_require_registered keeps the old refusal (SK002) for callers who
+--     want the typo guard.
+--  3. queue_depth(): ready items, read by the KEDA PostgreSQL scaler
+--     (deploy/kubernetes/components/keda).
+--
+-- Additive for binaries of schema version 8: start_run_msgpack and
+-- start_run keep their earlier calls (three and two arguments) and result
+-- columns; compat_floor is a new nullable column.
+
+-- The lowest schema version a binary must know (its newest embedded
+-- migration) to keep running once this migration is applied.  NULL: only
+-- binaries that know this migration itself (a breaking change).  A binary
+-- refuses a schema holding a migration it does not know unless that
+-- migration's compat_floor is set and at most the binary's own version.
+ALTER TABLE schema_migrations ADD COLUMN compat_floor int;
+
+-- ---- runs of workflows no master has registered -------------------------
+
+DROP FUNCTION start_run_msgpack(text, bytea, boolean);
+DROP FUNCTION start_run(text, jsonb);
+
+-- Start a run with msgpack input (NULL: nil), in the caller's transaction.
+-- A workflow no master has registered is accepted (registered = false in
+-- the result): its run waits in the queue until a worker that serves it
+-- connects.  p_require_registered refuses it instead (SQLSTATE SK002), the
+-- guard against a typo in the workflow id.
+CREATE FUNCTION start_run_msgpack(p_workflow text, p_data bytea,
+                                  p_notify_end boolean DEFAULT false,
+                                  p_require_registered boolean DEFAULT false)
+RETURNS TABLE (run_id uuid, event_id uuid, registered boolean)
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+DECLARE
+    v_run uuid := gen_random_uuid();
+    v_event uuid := gen_random_uuid();
+    v_registered boolean;
+BEGIN
+    PERFORM check_name('a workflow', p_workflow);
+    v_registered := EXISTS (SELECT 1 FROM workflows w WHERE w.workflow_id = p_workflow);
+    IF NOT v_registered AND coalesce(p_require_registered, false) THEN
+        RAISE EXCEPTION 'unknown workflow ''%'': no master has registered it in schema "%"',
+            p_workflow, current_schema()
+            USING ERRCODE = 'SK002',
+                  HINT = 'Start stepkit-master with the library that defines it, or start '
+                         'the run without requiring a registered workflow: it then waits.';
+    END IF;
+    INSERT INTO runs (run_id, workflow_id, event_id, trigger_type, trigger_name, data,
+                      notify_end)
+    VALUES (v_run, p_workflow, v_event, 'invoke', p_workflow, coalesce(p_data, '\xc0'::bytea),
+            coalesce(p_notify_end, false));
+    INSERT INTO exec_queue (run_id, workflow_id) VALUES (v_run, p_workflow);
+    RETURN QUERY SELECT v_run, v_event, v_registered;
+END
+$$;
+
+CREATE FUNCTION start_run(p_workflow text, p_input jsonb DEFAULT 'null',
+                          p_require_registered boolean DEFAULT false) RETURNS uuid
+LANGUAGE sql SET search_path FROM CURRENT AS $$
+    SELECT s.run_id
+      FROM start_run_msgpack(p_workflow, mp_payload(p_input, 'input'), false,
+                             p_require_registered) s;
+$$;
+
+-- ---- queue depth for autoscalers -------------------------------------------
+
+-- Items that can be claimed now (visible, with no lease or an expired
+-- one), of the given workflows (NULL: all), counted up to p_limit.
+-- Cost: one range scan of exec_queue_visible from its oldest end up to
+-- now(), stopping after p_limit entries (ORDER BY ... LIMIT keeps the
+-- planner on the index), plus one heap visit per entry for workflow_id
+-- and visibility: O(min(ready items, p_limit)), never the whole table
+-- (sleeping and suspended runs sit past now() in the index and are not
+-- read).  SECURITY DEFINER so an autoscaler's role needs EXECUTE only,
+-- no privilege on the tables; revoked from PUBLIC (docs/kubernetes.md).
+CREATE FUNCTION queue_depth(p_workflows text[] DEFAULT NULL, p_limit bigint DEFAULT 100000)
+RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    SELECT count(*)
+      FROM (SELECT 1 FROM exec_queue q
+             WHERE q.visible_at <= now()
+               AND (p_workflows IS NULL OR q.workflow_id = ANY (p_workflows))
+             ORDER BY q.visible_at
+             LIMIT greatest(coalesce(p_limit, 100000), 0)) ready;
+$$;
+REVOKE EXECUTE ON FUNCTION queue_depth(text[], bigint) FROM PUBLIC;
+
+INSERT INTO schema_migrations (version, name, compat_floor) VALUES (9, '009_operations', 8);

@@ -24,8 +24,17 @@ struct sk_client {
 
 /* One path for every start: start_run_msgpack (sql/002_sql_api.sql) is
  * also what stepkit.start_run() calls from SQL. */
-static const char start_sql[] = "SELECT run_id::text, event_id::text, registered"
-                                "  FROM start_run_msgpack($1, $2::bytea, $3::bool, $4::bool)";
+static const char start_sql[] =
+    "SELECT s.run_id::text, s.event_id::text, to_jsonb(s) ->> 'registered'"
+    "  FROM start_run_msgpack($1, $2::bytea, $3::bool) s";
+
+/* With the typo guard (schema 9 and later).  Without it, the three-argument
+ * form above also works on the previous schema (which refused unknown
+ * workflows anyway, without a `registered` column), so a new producer runs
+ * before the migration too. */
+static const char start_guarded_sql[] =
+    "SELECT s.run_id::text, s.event_id::text, to_jsonb(s) ->> 'registered'"
+    "  FROM start_run_msgpack($1, $2::bytea, $3::bool, true) s";
 
 static const char send_event_sql[] =
     "SELECT event_id::text, run_id::text FROM send_event_msgpack($1, $2::bytea, $3::uuid)";
@@ -114,8 +123,8 @@ static int start(sk_client_t *c, const char *workflow, const char *data, size_t 
                  unsigned flags, char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN],
                  int *registered, char *err, size_t errlen)
 {
-    const char *params[4];
-    int lengths[4] = {0, 0, 0, 0}, formats[4] = {0, 1, 0, 0};
+    const char *params[3];
+    int lengths[3] = {0, 0, 0}, formats[3] = {0, 1, 0};
     PGresult *res;
     int rc = SK_ERROR;
 
@@ -127,8 +136,8 @@ static int start(sk_client_t *c, const char *workflow, const char *data, size_t 
     params[1] = data;
     lengths[1] = (int)len;
     params[2] = notify ? "true" : "false";
-    params[3] = (flags & SK_START_REQUIRE_REGISTERED) ? "true" : "false";
-    res = PQexecParams(c->pg, start_sql, 4, NULL, params, lengths, formats, 0);
+    res = PQexecParams(c->pg, (flags & SK_START_REQUIRE_REGISTERED) ? start_guarded_sql : start_sql,
+                       3, NULL, params, lengths, formats, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (state != NULL && strcmp(state, SQLSTATE_UNKNOWN_WORKFLOW) == 0)
@@ -147,7 +156,7 @@ static int start(sk_client_t *c, const char *workflow, const char *data, size_t 
     if (event_id != NULL)
         snprintf(event_id, SK_UUID_LEN, "%s", PQgetvalue(res, 0, 1));
     if (registered != NULL)
-        *registered = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+        *registered = strcmp(PQgetvalue(res, 0, 2), "false") != 0;
     rc = SK_OK;
 done:
     PQclear(res);

@@ -10,6 +10,9 @@
 --  3. queue_depth(): ready items, read by the KEDA PostgreSQL scaler
 --     (deploy/kubernetes/components/keda).
 --
+-- Written to apply again cleanly (IF EXISTS, OR REPLACE): a schema whose
+-- bookkeeping row was removed, or a second run by hand with psql.
+--
 -- Additive for binaries of schema version 8: start_run_msgpack and
 -- start_run keep their earlier calls (three and two arguments) and result
 -- columns; compat_floor is a new nullable column.
@@ -19,19 +22,19 @@
 -- binaries that know this migration itself (a breaking change).  A binary
 -- refuses a schema holding a migration it does not know unless that
 -- migration's compat_floor is set and at most the binary's own version.
-ALTER TABLE schema_migrations ADD COLUMN compat_floor int;
+ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS compat_floor int;
 
 -- ---- runs of workflows no master has registered -------------------------
 
-DROP FUNCTION start_run_msgpack(text, bytea, boolean);
-DROP FUNCTION start_run(text, jsonb);
+DROP FUNCTION IF EXISTS start_run_msgpack(text, bytea, boolean);
+DROP FUNCTION IF EXISTS start_run(text, jsonb);
 
 -- Start a run with msgpack input (NULL: nil), in the caller's transaction.
 -- A workflow no master has registered is accepted (registered = false in
 -- the result): its run waits in the queue until a worker that serves it
 -- connects.  p_require_registered refuses it instead (SQLSTATE SK002), the
 -- guard against a typo in the workflow id.
-CREATE FUNCTION start_run_msgpack(p_workflow text, p_data bytea,
+CREATE OR REPLACE FUNCTION start_run_msgpack(p_workflow text, p_data bytea,
                                   p_notify_end boolean DEFAULT false,
                                   p_require_registered boolean DEFAULT false)
 RETURNS TABLE (run_id uuid, event_id uuid, registered boolean)
@@ -60,7 +63,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION start_run(p_workflow text, p_input jsonb DEFAULT 'null',
+CREATE OR REPLACE FUNCTION start_run(p_workflow text, p_input jsonb DEFAULT 'null',
                           p_require_registered boolean DEFAULT false) RETURNS uuid
 LANGUAGE sql SET search_path FROM CURRENT AS $$
     SELECT s.run_id
@@ -79,7 +82,7 @@ $$;
 -- (sleeping and suspended runs sit past now() in the index and are not
 -- read).  SECURITY DEFINER so an autoscaler's role needs EXECUTE only,
 -- no privilege on the tables; revoked from PUBLIC (docs/kubernetes.md).
-CREATE FUNCTION queue_depth(p_workflows text[] DEFAULT NULL, p_limit bigint DEFAULT 100000)
+CREATE OR REPLACE FUNCTION queue_depth(p_workflows text[] DEFAULT NULL, p_limit bigint DEFAULT 100000)
 RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
     SELECT count(*)

@@ -15,6 +15,7 @@
 #include <uuid/uuid.h>
 
 #include "sk_json.h"
+#include "sk_limits.h"
 
 #define OP_BUCKETS_MIN  64
 #define COUNTER_BUCKETS 64
@@ -1128,6 +1129,24 @@ static int recorded_ok(sk_ctx_t *ctx, sk_op_t *op, const call_t *c, const msgpac
     return SK_OK;
 }
 
+/* Names land in indexed columns: refuse an over-long or malformed one
+ * before anything is written (a deterministic error, not retryable). */
+static int check_names(sk_ctx_t *ctx, const call_t *c)
+{
+    char err[160];
+    int bad = sk_name_check("step id", c->id, 0, err, sizeof(err)) != SK_OK ||
+              ((c->kind == K_SIGNAL || c->kind == K_SEND) &&
+               sk_name_check("signal name", c->signal, 0, err, sizeof(err)) != SK_OK) ||
+              (c->kind == K_INVOKE && sk_name_check("workflow id", c->workflow, SK_NAME_NO_BREAKS,
+                                                    err, sizeof(err)) != SK_OK);
+
+    if (!bad)
+        return SK_OK;
+    return sk_raise(ctx, sk_error_set_retryable(sk_error_new(ctx, "InvalidStepError", "%s step: %s",
+                                                             kind_names[c->kind], err),
+                                                false));
+}
+
 static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
 {
     char key[41];
@@ -1155,6 +1174,8 @@ static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
                                                      "a %s step needs an id and its arguments",
                                                      kind_names[c->kind]),
                                         false));
+    if (check_names(ctx, c) != SK_OK)
+        return SK_FAILED;
     idx = counter_next(ctx, c->id);
     if (idx < 0 || sk_op_key(c->id, idx, key) != SK_OK) {
         ctx->aborted = 1;

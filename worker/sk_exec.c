@@ -30,6 +30,7 @@ struct sk_exec {
     char lease[NUM_LEN];
     sk_renew_t *renew;  /* keeps a running body's lease */
     sk_inflight_t held; /* what the slot shows (published on change) */
+    char refused[700];  /* a write of the current run the database refused for good */
 };
 
 /* A claimed item with its run; pointers into `res`, which it owns. */
@@ -359,6 +360,17 @@ static int add_claim(sk_exec_t *x, batch_t *b)
     return SK_OK;
 }
 
+/* The database refused a write with an error that every retry would meet
+ * again (sk_wconn_sqlstate_final): remember it, execute() fails the run. */
+static void note_refused(sk_exec_t *x, const item_t *it, const char *err)
+{
+    const char *state = sk_wconn_sqlstate(x->conn);
+
+    snprintf(x->refused, sizeof(x->refused), "%s (SQLSTATE %s)", err, state);
+    sk_log_warn("event=write_refused run=%s item=%s sqlstate=%s error=\"%s\"", it->run_id,
+                it->item_s, state, err);
+}
+
 /*
  * Run a batch as one transaction.  SK_OK; SK_AGAIN when the lease was lost
  * (nothing changed); SK_ERROR otherwise.  Results are kept in res (caller
@@ -373,7 +385,9 @@ static int run_batch(sk_exec_t *x, batch_t *b, const item_t *it, PGresult **res)
     if (r == NULL)
         return SK_ERROR;
     rc = sk_wconn_run(x->conn, b->cmds, b->n, r, err, sizeof(err));
-    if (rc == SK_AGAIN)
+    if (rc == SK_WCONN_REFUSED)
+        note_refused(x, it, err);
+    else if (rc == SK_AGAIN)
         sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", it->run_id, it->item_s,
                     it->epoch_s);
     else if (rc != SK_OK)
@@ -489,6 +503,8 @@ static int checkpoint_one(run_state_t *rs, const sk_op_t *op)
         sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", rs->it->run_id, rs->it->item_s,
                     rs->it->epoch_s);
         rc = SK_AGAIN;
+    } else if (rc == SK_WCONN_REFUSED) {
+        note_refused(rs->x, rs->it, err);
     } else if (rc != SK_OK) {
         sk_log_error("event=write_failed run=%s item=%s error=\"%s\"", rs->it->run_id,
                      rs->it->item_s, err);
@@ -813,6 +829,25 @@ static int target_recorded(sk_ctx_t *ctx, const char *key)
     return 0;
 }
 
+/* End the run with the refusal noted by note_refused, in a transaction of
+ * its own without the refused ops: waiting for the lease to expire would
+ * only meet the same error on every takeover. */
+static int fail_refused(run_state_t *rs, item_t *next, int *have_next)
+{
+    run_state_t bare = {.x = rs->x, .it = rs->it};
+    char msg[800];
+    int rc;
+
+    snprintf(msg, sizeof(msg), "the database refused to record this run's progress: %s",
+             rs->x->refused);
+    rs->x->refused[0] = '\0';
+    sk_log_info("event=run_failed run=%s workflow=%s error=DatabaseError", rs->it->run_id,
+                rs->it->workflow);
+    rc = fail_simple(&bare, "DatabaseError", msg, next, have_next);
+    rs->x->refused[0] = '\0'; /* refused again: the lease expires, as for any failed write */
+    return rc;
+}
+
 static int handler_failed(run_state_t *rs, const sk_entry_t *e, item_t *next, int *have_next)
 {
     const sk_wf_t *wf = sk_ctx_workflow(rs->ctx);
@@ -840,6 +875,7 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
     int rc = SK_OK;
 
     *have_next = 0;
+    x->refused[0] = '\0';
     if (it->status == NULL || strcmp(it->status, "pending") != 0) {
         /* A stale item (its run ended, or vanished): remove it. */
         return finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
@@ -971,6 +1007,8 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
         }
     }
 done:
+    if (x->refused[0] != '\0')
+        rc = fail_refused(&rs, next, have_next);
     hold_item(x, NULL);
     sk_ctx_free(rs.ctx);
     return rc;

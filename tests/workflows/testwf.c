@@ -26,6 +26,7 @@
 
 #include "cronwf.h"
 #include "groupwf.h"
+#include "hostilewf.h"
 #include "stepwf.h"
 #include "supwf.h"
 
@@ -323,6 +324,8 @@ SK_WORKFLOWS(reg)
     }
     if (testwf_cron_register(reg) != SK_OK || supwf_register(reg) != SK_OK ||
         groupwf_register(reg) != SK_OK)
+        return SK_ERROR;
+    if (hostilewf_register(reg) != SK_OK)
         return SK_ERROR;
     return stepwf_register(reg);
 }

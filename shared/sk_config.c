@@ -31,10 +31,6 @@
 #include "sk_metrics.h"
 #include "stepkit.h"
 
-#ifndef SK_VERSION
-#define SK_VERSION "0.1.0"
-#endif
-
 #define PROG_NAME "stepkit-master"
 
 typedef enum {

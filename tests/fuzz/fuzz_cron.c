@@ -1,0 +1,133 @@
+/*
+ * Cron expressions: sk_cron_parse on any text, then sk_cron_next from a
+ * fuzzed instant, a few ticks in a row.
+ *
+ * Input: 8 bytes choosing the start instant (little-endian; the low two bits
+ * pick an arbitrary int64 or one within 1900..2200), then the expression.
+ *
+ * White box: this file includes sk_cron.c to read the parsed masks, so it
+ * can check a tick against the fields without trusting the search code.
+ *
+ * Properties: parse never crashes and gives a message on error; every tick
+ * is strictly after the start, whole seconds (or a multiple of the @every
+ * period), within 5 years, and the first tick after (tick - 1) is the tick
+ * itself.  Without a zone, the tick matches every field and no matching
+ * second lies between the start and the tick (scanned minute by minute over
+ * the first day).  No infinite loop: libFuzzer's -timeout catches one.
+ */
+#include "../../shared/sk_cron.c"
+
+#include <stdint.h>
+
+#include "fuzz.h"
+
+#define TICKS    4
+#define SCAN_MIN 1440 /* minutes scanned after the start for an earlier match */
+#define YEAR_MS  (INT64_C(31556952) * 1000)
+#define Y1900_MS (INT64_C(-2208988800) * 1000)
+
+/* Do month, day, hour and minute of second t (UTC) match the fields of c? */
+static bool utc_minute_matches(const sk_cron_t *c, int64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    bool dom, dow;
+
+    if (gmtime_r(&tt, &tm) == NULL)
+        return false;
+    dom = (c->mask[F_DOM] >> tm.tm_mday) & 1;
+    dow = (c->mask[F_DOW] >> tm.tm_wday) & 1;
+    if (!((c->mask[F_MON] >> (tm.tm_mon + 1)) & 1) || !((c->mask[F_HOUR] >> tm.tm_hour) & 1) ||
+        !((c->mask[F_MIN] >> tm.tm_min) & 1))
+        return false;
+    return c->dom_star || c->dow_star ? dom && dow : dom || dow;
+}
+
+static bool utc_matches(const sk_cron_t *c, int64_t t)
+{
+    return utc_minute_matches(c, t) && ((c->mask[F_SEC] >> (t - floor_div(t, 60) * 60)) & 1);
+}
+
+/* The first matching second in (after_s, until_s), by a naive scan of the
+ * first SCAN_MIN minutes; -1 if none. */
+static int64_t naive_first(const sk_cron_t *c, int64_t after_s, int64_t until_s)
+{
+    int64_t m = floor_div(after_s, 60) * 60;
+
+    for (int i = 0; i <= SCAN_MIN && m < until_s; i++, m += 60) {
+        if (!utc_minute_matches(c, m))
+            continue;
+        for (int s = 0; s < 60; s++) {
+            int64_t t = m + s;
+
+            if (t > after_s && t < until_s && ((c->mask[F_SEC] >> s) & 1))
+                return t;
+        }
+    }
+    return -1;
+}
+
+static void check_tick(const sk_cron_t *c, const char *expr, int64_t after, int64_t t)
+{
+    if (t == -1)
+        return;
+    FUZZ_CHECK(t > after, "%s: tick %lld not after %lld", expr, (long long)t, (long long)after);
+    if (c->every_ms > 0) {
+        FUZZ_CHECK(t % c->every_ms == 0 && t - after <= c->every_ms, "%s: %lld after %lld", expr,
+                   (long long)t, (long long)after);
+        return;
+    }
+    FUZZ_CHECK(t % 1000 == 0, "%s: tick %lld not a whole second", expr, (long long)t);
+    FUZZ_CHECK(t / 1000 - floor_div(after, 1000) <= LIMIT_S, "%s: tick %lld beyond 5 years of %lld",
+               expr, (long long)t, (long long)after);
+    if (c->zone[0] == '\0') {
+        int64_t first;
+
+        FUZZ_CHECK(utc_matches(c, t / 1000), "%s: tick %lld does not match the fields", expr,
+                   (long long)t);
+        first = naive_first(c, floor_div(after, 1000), t / 1000);
+        FUZZ_CHECK(first == -1, "%s: after %lld the tick is %lld but %lld matches first", expr,
+                   (long long)after, (long long)t, (long long)first * 1000);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char err[256] = "", *expr;
+    uint64_t raw = 0;
+    int64_t after, t, again;
+    sk_cron_t *c;
+
+    if (size < 8)
+        return 0;
+    for (int i = 7; i >= 0; i--)
+        raw = (raw << 8) | data[i];
+    if ((raw & 3) == 0)
+        after = (int64_t)raw;
+    else
+        after = Y1900_MS + (int64_t)((raw >> 2) % (uint64_t)(300 * YEAR_MS));
+    expr = malloc(size - 8 + 1);
+    FUZZ_CHECK(expr != NULL, "oom");
+    memcpy(expr, data + 8, size - 8);
+    expr[size - 8] = '\0';
+
+    c = sk_cron_parse(expr, err, sizeof(err));
+    if (c == NULL) {
+        FUZZ_CHECK_ERR(err, sizeof(err));
+        free(expr);
+        return 0;
+    }
+    for (int i = 0; i < TICKS; i++) {
+        t = sk_cron_next(c, after);
+        check_tick(c, expr, after, t);
+        if (t == -1)
+            break;
+        again = sk_cron_next(c, t - 1);
+        FUZZ_CHECK(again == t, "%s: after %lld the tick is %lld, after %lld it is %lld", expr,
+                   (long long)after, (long long)t, (long long)(t - 1), (long long)again);
+        after = t;
+    }
+    sk_cron_free(c);
+    free(expr);
+    return 0;
+}

@@ -123,8 +123,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(err != NULL, "oom");
     rc = sk_config_load(&cfg, argc, argv, sink, err, errlen);
     FUZZ_CHECK(rc == SK_OK || rc == SK_ERROR || rc == SK_AGAIN, "rc %d", rc);
-    if (rc == SK_ERROR && errlen > 0)
+    if (rc == SK_ERROR && errlen > 1) /* one byte only holds the terminator */
         FUZZ_CHECK_ERR(err, errlen);
+    else if (rc == SK_ERROR && errlen == 1)
+        FUZZ_CHECK(err[0] == '\0', "error message not terminated");
     if (rc == SK_OK) {
         char verr[256] = "";
 

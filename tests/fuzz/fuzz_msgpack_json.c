@@ -7,6 +7,10 @@
  * pass sk_msgpack_check, describe the same value as the input (integers and
  * floats compared by value: msgpack has several encodings of each), render
  * to the very same JSON text, and pack to the very same bytes again.
+ *
+ * One exception, documented in sk_json.h: a map key holding a NUL byte
+ * renders as "\u0000" but jansson cannot read such a key back, so packing
+ * that JSON must fail with a message instead.
  */
 #include <math.h>
 #include <string.h>
@@ -67,6 +71,27 @@ static bool same_value(const msgpack_object *a, const msgpack_object *b)
     }
 }
 
+static bool has_nul_key(const msgpack_object *o)
+{
+    if (o->type == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < o->via.array.size; i++) {
+            if (has_nul_key(&o->via.array.ptr[i]))
+                return true;
+        }
+    } else if (o->type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            const msgpack_object *k = &o->via.map.ptr[i].key;
+
+            if (k->type == MSGPACK_OBJECT_STR && k->via.str.size > 0 &&
+                memchr(k->via.str.ptr, '\0', k->via.str.size) != NULL)
+                return true;
+            if (has_nul_key(&o->via.map.ptr[i].val))
+                return true;
+        }
+    }
+    return false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[256] = "";
@@ -86,14 +111,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     msgpack_unpacked_init(&a);
     msgpack_unpacked_init(&b);
 
+    off = 0;
+    FUZZ_CHECK(msgpack_unpack_next(&a, (const char *)data, size, &off) == MSGPACK_UNPACK_SUCCESS,
+               "input unpacks no more");
+    if (has_nul_key(&a.data)) {
+        err[0] = '\0';
+        FUZZ_CHECK(sk_json_to_msgpack(j1, strlen(j1), &sb, err, sizeof(err)) == SK_ERROR,
+                   "JSON %s with a NUL in a key packed", j1);
+        FUZZ_CHECK_ERR(err, sizeof(err));
+        FUZZ_CHECK(sb.size == 0, "buffer grew on error");
+        goto done;
+    }
+
     FUZZ_CHECK(sk_json_to_msgpack(j1, strlen(j1), &sb, err, sizeof(err)) == SK_OK,
                "our own JSON %s does not pack: %s", j1, err);
     FUZZ_CHECK(sk_msgpack_check(sb.data, sb.size, err, sizeof(err)) == SK_OK,
                "packed JSON fails the check: %s", err);
 
-    off = 0;
-    FUZZ_CHECK(msgpack_unpack_next(&a, (const char *)data, size, &off) == MSGPACK_UNPACK_SUCCESS,
-               "input unpacks no more");
     off = 0;
     FUZZ_CHECK(msgpack_unpack_next(&b, sb.data, sb.size, &off) == MSGPACK_UNPACK_SUCCESS,
                "repacked value does not unpack");
@@ -107,6 +141,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                "packing %s twice gave different bytes", j1);
 
     free(j2);
+
+done:
     free(j1);
     msgpack_unpacked_destroy(&b);
     msgpack_unpacked_destroy(&a);

@@ -74,7 +74,8 @@ for t in "$@"; do
         grep -E 'ERROR:|runtime error:|property failed|SUMMARY:|Test unit written to' "$log" | head -n 8 | sed 's/^/    /'
         failed="$failed $t"
     else
-        echo "run-fuzz: $t ok: runs=${runs:-?} exec/s=${speed:-?} cov=${cov:-?} ft=${ft:-?} corpus=$(find "$work" -type f | wc -l) (log $log)"
+        [ "$mode" = replay ] && dir=$seeds || dir=$work
+        echo "run-fuzz: $t ok: runs=${runs:-?} exec/s=${speed:-?} cov=${cov:-?} ft=${ft:-?} corpus=$(find "$dir" -type f | wc -l) (log $log)"
     fi
 done
 

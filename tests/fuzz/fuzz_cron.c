@@ -13,7 +13,11 @@
  * period), within 5 years, and the first tick after (tick - 1) is the tick
  * itself.  Without a zone, the tick matches every field and no matching
  * second lies between the start and the tick (scanned minute by minute over
- * the first day).  No infinite loop: libFuzzer's -timeout catches one.
+ * the first day).  In a zone the same holds for local wall time, with the
+ * daylight-saving policy of sk_cron.c: a tick whose wall time does not match
+ * must end a gap that skipped a matching wall time; a wall time shown twice
+ * fires at its first showing only, unless every hour matches.  No infinite
+ * loop: libFuzzer's -timeout catches one.
  */
 #include "../../shared/sk_cron.c"
 
@@ -67,6 +71,99 @@ static int64_t naive_first(const sk_cron_t *c, int64_t after_s, int64_t until_s)
     return -1;
 }
 
+/* Local wall second of instant t in the zone TZ points at (see zone_enter). */
+static int64_t wall_of(int64_t t)
+{
+    return t + offset_at(t);
+}
+
+static void zone_enter(const char *zone)
+{
+    char val[ZONE_MAX + 1];
+
+    snprintf(val, sizeof(val), ":%s", zone);
+    FUZZ_CHECK(setenv("TZ", val, 1) == 0, "setenv");
+    tzset();
+}
+
+static void zone_leave(void)
+{
+    unsetenv("TZ");
+    tzset();
+}
+
+/* Was wall second w already shown before instant x (a fall-back repeat)? */
+static bool shown_before(int64_t x, int64_t w)
+{
+    int64_t prev = offset_at(x - DAY_S), cur = offset_at(x);
+
+    return prev > cur && wall_of(x - (prev - cur)) == w && offset_at(x - (prev - cur)) == prev;
+}
+
+static void check_zoned_tick(const sk_cron_t *c, const char *expr, int64_t after_s, int64_t ts)
+{
+    const bool every_hour = (c->mask[F_HOUR] & ALL_HOURS) == ALL_HOURS;
+    int64_t w = wall_of(ts), m, stop;
+
+    if (utc_matches(c, w)) {
+        FUZZ_CHECK(every_hour || !shown_before(ts, w),
+                   "%s: tick %lld is the second showing of its wall time", expr,
+                   (long long)ts * 1000);
+    } else {
+        /* Only a gap's end may fire off the fields: some skipped wall time matched. */
+        int64_t skipped = wall_of(ts - 1) + 1;
+        bool found = false;
+
+        FUZZ_CHECK(skipped < w, "%s: tick %lld (wall %lld) matches no field and ends no gap", expr,
+                   (long long)ts * 1000, (long long)w);
+        for (int64_t x = skipped; x < w && x < skipped + DAY_S && !found;) {
+            int64_t next_min = floor_div(x, 60) * 60 + 60;
+
+            if (utc_minute_matches(c, x)) {
+                for (; x < w && x < next_min && !found; x++)
+                    found = (c->mask[F_SEC] >> (x - (next_min - 60))) & 1;
+            }
+            x = next_min;
+        }
+        FUZZ_CHECK(found, "%s: tick %lld ends a gap where nothing matched", expr,
+                   (long long)ts * 1000);
+    }
+
+    /* No instant between the start and the tick shows a wall time that should fire.
+     * Minute by minute, in whole-minute offsets only (historic LMT offsets are not). */
+    m = floor_div(after_s, 60) * 60;
+    stop = ts < m + SCAN_MIN * 60 ? ts : m + SCAN_MIN * 60;
+    for (int64_t hour_end = m, off = 0; m < stop; m += 60) {
+        int64_t wm;
+
+        /* One offset per hour: no zone changes twice within an hour. */
+        if (m >= hour_end) {
+            hour_end = m + 3600;
+            off = offset_at(m);
+            if (offset_at(hour_end - 1) != off)
+                hour_end = m + 60; /* a transition inside: minute by minute */
+        }
+        if (hour_end == m + 60 && offset_at(m + 59) != off) {
+            hour_end = m; /* the transition is in this very minute: skip it */
+            continue;
+        }
+        if (off % 60 != 0)
+            continue;
+        wm = m + off;
+        if (!utc_minute_matches(c, wm))
+            continue;
+        for (int sec = 0; sec < 60; sec++) {
+            int64_t x = m + sec;
+
+            if (x <= after_s || x >= ts || !((c->mask[F_SEC] >> sec) & 1))
+                continue;
+            FUZZ_CHECK(!every_hour && shown_before(x, wm + sec),
+                       "%s: after %lld the tick is %lld but %lld matches first", expr,
+                       (long long)after_s * 1000, (long long)ts * 1000, (long long)x * 1000);
+        }
+    }
+}
+
 static void check_tick(const sk_cron_t *c, const char *expr, int64_t after, int64_t t)
 {
     if (t == -1)
@@ -88,6 +185,10 @@ static void check_tick(const sk_cron_t *c, const char *expr, int64_t after, int6
         first = naive_first(c, floor_div(after, 1000), t / 1000);
         FUZZ_CHECK(first == -1, "%s: after %lld the tick is %lld but %lld matches first", expr,
                    (long long)after, (long long)t, (long long)first * 1000);
+    } else {
+        zone_enter(c->zone);
+        check_zoned_tick(c, expr, floor_div(after, 1000), t / 1000);
+        zone_leave();
     }
 }
 

@@ -1,0 +1,40 @@
+/*
+ * Regression tests for what the libFuzzer targets in tests/fuzz/ found.
+ * Each test feeds the exact input the fuzzer saved (also kept in
+ * tests/fuzz/corpus/<target>/ under the name given) through the same calls
+ * and asserts the behaviour the fix or the documentation settled on.
+ */
+#include <criterion/criterion.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include "sk_json.h"
+#include "stepkit.h"
+
+/* fuzz_msgpack_json, crash-nul-in-map-key: a map whose key "i\x17\0ms" holds a
+ * NUL renders as JSON, but that JSON does not pack again (jansson cannot read a
+ * NUL in a key): a clear error, the buffer untouched, as sk_json.h documents. */
+Test(fuzz_regress, nul_in_a_map_key_renders_but_does_not_read_back)
+{
+    static const unsigned char in[] =
+        "\x83\xa5\x6f\x72\x64\x65\x72\xcd\x04\x7f\xa5\x69\x17\x00\x6d\x73\x92\x81\xa3\x73\x6b"
+        "\x75\xa3\x41\x2d\x31\x81\xa3\x73\x6b\x75\xa3\x42\x2d\x32\xa4\x70\x61\x69\x64\xc3";
+    char err[256] = "";
+    msgpack_sbuffer sb;
+    char *json;
+
+    json = sk_msgpack_bytes_to_json((const char *)in, sizeof(in) - 1, err, sizeof(err));
+    cr_assert_not_null(json, "%s", err);
+    cr_expect_str_eq(json, "{\"order\":1151,\"i\\u0017\\u0000ms\":[{\"sku\":\"A-1\"},"
+                           "{\"sku\":\"B-2\"}],\"paid\":true}");
+
+    msgpack_sbuffer_init(&sb);
+    cr_expect_eq(sk_json_to_msgpack(json, strlen(json), &sb, err, sizeof(err)), SK_ERROR);
+    cr_expect(strstr(err, "NUL byte in object key") != NULL, "error: %s", err);
+    cr_expect_eq(sb.size, 0);
+    msgpack_sbuffer_destroy(&sb);
+    free(json);
+}

@@ -7,6 +7,8 @@
  *
  * White box: this file includes sk_cron.c to read the parsed masks, so it
  * can check a tick against the fields without trusting the search code.
+ * The masks themselves are checked against ref_field() below, a second,
+ * deliberately naive reading of the field grammar in sk_cron.h.
  *
  * Properties: parse never crashes and gives a message on error; every tick
  * is strictly after the start, whole seconds (or a multiple of the @every
@@ -29,6 +31,132 @@
 #define SCAN_MIN 1440 /* minutes scanned after the start for an earlier match */
 #define YEAR_MS  (INT64_C(31556952) * 1000)
 #define Y1900_MS (INT64_C(-2208988800) * 1000)
+
+/* ---- a reference reading of one field ------------------------------------------ */
+
+static const char *const ref_names[F_COUNT][13] = {
+    [F_MON] = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"},
+    [F_DOW] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"},
+};
+static const int ref_lo[F_COUNT] = {0, 0, 0, 1, 1, 0};
+static const int ref_hi[F_COUNT] = {59, 59, 23, 31, 12, 7};
+
+/* s[0..n) as a number or name of field f; -1 when it is neither or out of range. */
+static int ref_value(int f, const char *s, size_t n)
+{
+    int v = 0;
+
+    if (n == 0)
+        return -1;
+    if (s[0] >= '0' && s[0] <= '9') {
+        for (size_t i = 0; i < n; i++) {
+            if (s[i] < '0' || s[i] > '9')
+                return -1;
+            v = v * 10 + (s[i] - '0');
+            if (v > ref_hi[f])
+                return -1;
+        }
+        return v < ref_lo[f] ? -1 : v;
+    }
+    for (int i = 0; i < 13 && ref_names[f][i] != NULL; i++) {
+        if (n == 3 && strncasecmp(s, ref_names[f][i], 3) == 0)
+            return ref_lo[f] + i;
+    }
+    return -1;
+}
+
+/* Bits of field f written as s[0..n), Vixie style; false when invalid. */
+static bool ref_field(int f, const char *s, size_t n, uint64_t *out)
+{
+    uint64_t mask = 0;
+    size_t a = 0;
+
+    while (a <= n) {
+        size_t b = a, slash, dash;
+        int lo, hi, step = 1;
+
+        while (b < n && s[b] != ',')
+            b++;
+        if (b == a)
+            return false;
+        for (slash = a; slash < b && s[slash] != '/'; slash++)
+            ;
+        for (dash = a; dash < slash && s[dash] != '-'; dash++)
+            ;
+        if (slash - a == 1 && s[a] == '*') {
+            lo = ref_lo[f];
+            hi = ref_hi[f];
+        } else if (dash < slash) {
+            lo = ref_value(f, s + a, dash - a);
+            hi = ref_value(f, s + dash + 1, slash - dash - 1);
+            if (f == F_DOW && hi == 0 && lo > 0)
+                hi = 7; /* "fri-sun" */
+            if (lo < 0 || hi < 0 || lo > hi)
+                return false;
+        } else {
+            lo = ref_value(f, s + a, slash - a);
+            if (lo < 0)
+                return false;
+            hi = slash < b ? ref_hi[f] : lo;
+        }
+        if (slash < b) {
+            step = ref_value(F_SEC, s + slash + 1, b - slash - 1); /* digits, 0..59 */
+            if (step < 1 || step > ref_hi[f] || s[slash + 1] < '0' || s[slash + 1] > '9')
+                return false;
+        }
+        for (int v = lo; v <= hi; v += step)
+            mask |= UINT64_C(1) << (f == F_DOW && v == 7 ? 0 : v);
+        a = b + 1;
+    }
+    *out = mask;
+    return true;
+}
+
+/* A plain field expression: sk_cron_parse and the reference agree on
+ * whether it is valid and on every field. */
+static void check_fields(const char *expr, const sk_cron_t *c)
+{
+    const char *w[8];
+    size_t n[8];
+    int count = 0, first;
+    uint64_t mask;
+    bool ok = true;
+
+    for (const char *p = expr;;) {
+        while (*p == ' ' || (*p >= '\t' && *p <= '\r'))
+            p++;
+        if (*p == '\0')
+            break;
+        if (count == 8)
+            return; /* too many fields: both reject, nothing to compare */
+        w[count] = p;
+        while (*p != '\0' && *p != ' ' && !(*p >= '\t' && *p <= '\r'))
+            p++;
+        n[count] = (size_t)(p - w[count]);
+        count++;
+    }
+    if (count != 5 && count != 6) {
+        FUZZ_CHECK(c == NULL, "%s: %d fields accepted", expr, count);
+        return;
+    }
+    first = count == 6 ? F_SEC : F_MIN;
+    for (int i = 0; i < count && ok; i++) {
+        ok = ref_field(first + i, w[i], n[i], &mask);
+        if (ok && c != NULL)
+            FUZZ_CHECK(c->mask[first + i] == mask,
+                       "%s: field %d is %#llx, the reference reads %#llx", expr, i,
+                       (unsigned long long)c->mask[first + i], (unsigned long long)mask);
+    }
+    FUZZ_CHECK(ok == (c != NULL), "%s: sk_cron_parse %s, the reference %s", expr,
+               c ? "accepts" : "rejects", ok ? "accepts" : "rejects");
+    if (c != NULL) {
+        FUZZ_CHECK(c->dom_star == (w[F_DOM - first][0] == '*') &&
+                       c->dow_star == (w[F_DOW - first][0] == '*'),
+                   "%s: unrestricted day fields read wrong", expr);
+        FUZZ_CHECK(count == 6 || c->mask[F_SEC] == 1, "%s: seconds %#llx", expr,
+                   (unsigned long long)c->mask[F_SEC]);
+    }
+}
 
 /* Do month, day, hour and minute of second t (UTC) match the fields of c? */
 static bool utc_minute_matches(const sk_cron_t *c, int64_t t)
@@ -213,6 +341,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     expr[size - 8] = '\0';
 
     c = sk_cron_parse(expr, err, sizeof(err));
+    if (strchr(expr, '@') == NULL && strchr(expr, '=') == NULL)
+        check_fields(expr, c);
     if (c == NULL) {
         FUZZ_CHECK_ERR(err, sizeof(err));
         free(expr);

@@ -11,8 +11,10 @@
 
 #include <msgpack.h>
 
+#include "sk_cron.h"
 #include "sk_json.h"
 #include "stepkit.h"
+#include "ut_time.h"
 
 /* fuzz_msgpack_json, crash-nul-in-map-key: a map whose key "i\x17\0ms" holds a
  * NUL renders as JSON, but that JSON does not pack again (jansson cannot read a
@@ -37,4 +39,26 @@ Test(fuzz_regress, nul_in_a_map_key_renders_but_does_not_read_back)
     cr_expect_eq(sb.size, 0);
     msgpack_sbuffer_destroy(&sb);
     free(json);
+}
+
+/* fuzz_cron, crash-dow-sun-sun-meant-every-day (and -names): the day-of-week
+ * range "0-0" ("sun-sun") was widened to 0-7, every day, by the rule that
+ * lets "fri-sun" end on Sunday.  The fuzzer's start instant (8 bytes
+ * 01 00 .. 00) is 1900-01-01T00:00:00Z, a Monday: the next tick is Sunday. */
+Test(fuzz_regress, dow_range_sun_sun_is_sunday_only)
+{
+    static const char *const exprs[] = {"0 0 * * 0-0", "0 0 * * sun-sun", "0 0 * * 7-0"};
+    char err[256] = "";
+
+    for (size_t i = 0; i < sizeof(exprs) / sizeof(exprs[0]); i++) {
+        sk_cron_t *c = sk_cron_parse(exprs[i], err, sizeof(err));
+        int64_t t;
+
+        cr_assert_not_null(c, "%s: %s", exprs[i], err);
+        t = sk_cron_next(c, ut_iso_ms("1900-01-01T00:00:00Z"));
+        cr_expect_eq(t, ut_iso_ms("1900-01-07T00:00:00Z"), "%s: tick %lld", exprs[i], (long long)t);
+        t = sk_cron_next(c, t);
+        cr_expect_eq(t, ut_iso_ms("1900-01-14T00:00:00Z"), "%s: tick %lld", exprs[i], (long long)t);
+        sk_cron_free(c);
+    }
 }

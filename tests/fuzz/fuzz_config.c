@@ -14,7 +14,9 @@
  *
  * Properties: no crash; the result is SK_OK, SK_ERROR or SK_AGAIN; an error
  * has a terminated message; an accepted configuration passes
- * sk_config_validate and holds only terminated strings.
+ * sk_config_validate and holds only terminated strings.  When no connection
+ * string is given directly, an accepted one read from the secret file is the
+ * whole file less its trailing newlines, never a cut-off part of it.
  */
 #include <string.h>
 #include <sys/mman.h>
@@ -79,7 +81,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *copy, *argv[MAX_ARGS + 2], *env[MAX_ENV];
     char *err;
-    size_t errlen = 256;
+    size_t errlen = 256, flen = 0;
+    const char *fdata = NULL;
+    bool direct_url = false;
     int argc = 0, nenv = 0, rc;
     sk_config_t cfg;
 
@@ -101,18 +105,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (eq == NULL || !env_name_allowed(tok + 1, (size_t)(eq - tok - 1)) || nenv == MAX_ENV)
                 continue;
             *eq = '\0';
+            direct_url |= strcmp(tok + 1, "DATABASE_URL") == 0 && eq[1] != '\0';
             env[nenv] = expand(eq + 1);
             FUZZ_CHECK(setenv(tok + 1, env[nenv], 1) == 0, "setenv");
             free(env[nenv]);
             env[nenv++] = tok + 1; /* the name, to unset afterwards */
         } else if (tok[0] == 'F') {
             /* The token runs to the end of the input: the file may hold NULs. */
-            FUZZ_CHECK(pwrite(secret_fd, tok + 1, size - (size_t)(tok + 1 - copy), 0) >= 0,
-                       "pwrite");
+            fdata = tok + 1;
+            flen = size - (size_t)(tok + 1 - copy);
+            FUZZ_CHECK(pwrite(secret_fd, fdata, flen, 0) == (ssize_t)flen, "pwrite");
             break;
         } else if (tok[0] == 'L' && tok[1] >= '0' && tok[1] <= '9') {
             errlen = (size_t)strtoul(tok + 1, NULL, 10) % 512;
         } else if (argc < MAX_ARGS) {
+            direct_url |=
+                strncmp(tok, "--database-url", 14) == 0 && (tok[14] == '\0' || tok[14] == '=');
             argv[argc++] = expand(tok);
         }
     }
@@ -135,6 +143,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(memchr(cfg.database_url, '\0', sizeof(cfg.database_url)) != NULL,
                    "database_url not terminated");
         FUZZ_CHECK(memchr(cfg.schema, '\0', sizeof(cfg.schema)) != NULL, "schema not terminated");
+        if (!direct_url && fdata != NULL) {
+            size_t ulen = strlen(cfg.database_url), end = flen;
+
+            while (end > 0 && (fdata[end - 1] == '\n' || fdata[end - 1] == '\r'))
+                end--;
+            FUZZ_CHECK(!(ulen > 0 && ulen < end && memcmp(cfg.database_url, fdata, ulen) == 0),
+                       "the connection string is the first %zu of the file's %zu bytes", ulen, end);
+        }
     }
 
     free(err);

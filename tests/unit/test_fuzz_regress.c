@@ -6,11 +6,14 @@
  */
 #include <criterion/criterion.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <msgpack.h>
 
+#include "sk_config.h"
 #include "sk_cron.h"
 #include "sk_json.h"
 #include "stepkit.h"
@@ -61,4 +64,36 @@ Test(fuzz_regress, dow_range_sun_sun_is_sunday_only)
         cr_expect_eq(t, ut_iso_ms("1900-01-14T00:00:00Z"), "%s: tick %lld", exprs[i], (long long)t);
         sk_cron_free(c);
     }
+}
+
+/* fuzz_config, crash-secret-file-cut-at-buffer: DATABASE_URL_FILE naming a
+ * file of "host=db", 1100 newlines and "x".  The reader filled its buffer with
+ * the start of the file, stripped the newlines that buffer ended with and
+ * accepted "host=db", a cut-off value.  A file longer than the buffer is now
+ * too long, whatever it ends with. */
+Test(fuzz_regress, secret_file_longer_than_the_buffer_is_too_long)
+{
+    char path[] = "/tmp/stepkit-fuzz-regress.XXXXXX", err[256] = "";
+    char *argv[] = {(char *)"stepkit-master", (char *)"--workflows=a", NULL};
+    static char content[8 + 1100 + 1];
+    FILE *sink = fopen("/dev/null", "w");
+    sk_config_t cfg;
+    int fd, rc;
+
+    memcpy(content, "host=db", 7);
+    memset(content + 7, '\n', 1100);
+    content[7 + 1100] = 'x';
+    fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, content, 7 + 1100 + 1), 7 + 1100 + 1);
+    close(fd);
+    unsetenv("DATABASE_URL");
+    cr_assert_eq(setenv("DATABASE_URL_FILE", path, 1), 0);
+
+    rc = sk_config_load(&cfg, 2, argv, sink, err, sizeof(err));
+    unlink(path);
+    fclose(sink);
+    cr_expect_eq(rc, SK_ERROR, "accepted database_url '%s'", cfg.database_url);
+    cr_expect(strstr(err, "DATABASE_URL_FILE") != NULL && strstr(err, "too long") != NULL,
+              "error: %s", err);
 }

@@ -510,6 +510,23 @@ static int read_file_value(char *dst, size_t size, const char *path, const char 
             break;
         len += (size_t)n;
     }
+    /* A full buffer may be only the start of the file: stripping the newlines
+     * it ends with would accept a cut-off value. */
+    if (len == sizeof(buf)) {
+        char more;
+
+        do
+            n = read(fd, &more, 1);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            snprintf(err, errlen, "%s: cannot read '%s': %s", name, path, strerror(errno));
+            goto done;
+        }
+        if (n > 0) {
+            snprintf(err, errlen, "%s: '%s' is too long (at most %zu bytes)", name, path, size - 1);
+            goto done;
+        }
+    }
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
         len--;
     if (len >= size || len >= sizeof(buf)) {

@@ -14,6 +14,8 @@
 #                    schemas bench and bench_pgbench are (re)created there
 #   PGBENCH_SECONDS  length of each pgbench run (default 10)
 #   RUNS_CHAIN, RUNS_SINGLE, RUNS_LATENCY  runs per workload (1000, 5000, 200)
+#   BACKLOG          W4: ready items, and as many future ones, of a workflow
+#                    no master serves while W2 runs again (default 100000; 0: skip W4)
 #   KEEP=1           keep the scratch directory (logs, cluster) afterwards
 set -eu
 
@@ -27,6 +29,7 @@ PGBENCH_SECONDS=${PGBENCH_SECONDS:-10}
 RUNS_CHAIN=${RUNS_CHAIN:-1000}
 RUNS_SINGLE=${RUNS_SINGLE:-5000}
 RUNS_LATENCY=${RUNS_LATENCY:-200}
+BACKLOG=${BACKLOG:-100000}
 KEEP=${KEEP:-0}
 CLIENTS=8 # producers of W1 and W2, and pgbench clients
 SCHEMA=bench
@@ -46,6 +49,7 @@ is_count "$W" || die "W must be a positive integer, got '$W'"
 is_count "$PGBENCH_SECONDS" || die "PGBENCH_SECONDS must be a positive integer, got '$PGBENCH_SECONDS'"
 is_count "$RUNS_CHAIN" || die "RUNS_CHAIN must be a positive integer, got '$RUNS_CHAIN'"
 is_count "$RUNS_SINGLE" || die "RUNS_SINGLE must be a positive integer, got '$RUNS_SINGLE'"
+case $BACKLOG in '' | *[!0-9]*) die "BACKLOG must be a count, got '$BACKLOG'" ;; esac
 is_count "$RUNS_LATENCY" || die "RUNS_LATENCY must be a positive integer, got '$RUNS_LATENCY'"
 for f in "$BENCH" "$MASTER" "$WF"; do
     [ -e "$f" ] || die "$f is missing: run 'make bench'"
@@ -151,6 +155,10 @@ start=$(date +%s)
 bench --workload chain --runs "$RUNS_CHAIN" --producers "$CLIENTS"
 bench --workload single --runs "$RUNS_SINGLE" --producers "$CLIENTS"
 bench --workload latency --runs "$RUNS_LATENCY"
+if [ "$BACKLOG" -gt 0 ]; then
+    bench --workload backlog --runs "$RUNS_SINGLE" --producers "$CLIENTS" \
+        --backlog-ready "$BACKLOG" --backlog-future "$BACKLOG" --timeout 900
+fi
 
 kill -TERM "$master_pid"
 rc=0

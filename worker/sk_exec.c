@@ -487,8 +487,10 @@ static int release(run_state_t *rs, int64_t delay_ms, int attempt, int attempt_o
     int pending = rs->ctx ? count_pending(rs->ctx) : 0;
     size_t nd = rs->ctx ? sk_ctx_dispatch_count(rs->ctx) : 0;
 
-    if (batch_init(&b, 2 * pending + (int)nd + 3) != SK_OK)
+    if (batch_init(&b, 2 * pending + (int)nd + 4) != SK_OK)
         return SK_ERROR;
+    if (pending == 0 && nd == 0 && attempt < 0 && batch_add(&b, "sk_lease_only") == NULL)
+        goto done;
     if (add_fence(&b, rs->it, FENCE_RELEASE, delay_ms) != SK_OK ||
         (rs->ctx && add_pending_ops(&b, rs->it, rs->ctx) != SK_OK))
         goto done;
@@ -913,7 +915,7 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
     item_t it, next;
     int have = 0, have_next;
     batch_t b;
-    PGresult *res[1] = {NULL};
+    PGresult *res[2] = {NULL, NULL};
     char err[512];
     int rc;
 
@@ -921,18 +923,21 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
     *worked = 0;
     while (!x->stop(x->stop_arg)) {
         if (!have) {
-            if (batch_init(&b, 1) != SK_OK || add_claim(x, &b) != SK_OK) {
+            /* A claim alone only moves a lease: no flush wait (sk_lease_only). */
+            if (batch_init(&b, 2) != SK_OK || batch_add(&b, "sk_lease_only") == NULL ||
+                add_claim(x, &b) != SK_OK) {
                 batch_free(&b);
                 return SK_ERROR;
             }
-            rc = sk_wconn_run(x->conn, b.cmds, 1, res, err, sizeof(err));
+            rc = sk_wconn_run(x->conn, b.cmds, 2, res, err, sizeof(err));
             batch_free(&b);
+            PQclear(res[0]);
             if (rc != SK_OK) {
-                PQclear(res[0]);
+                PQclear(res[1]);
                 sk_log_error("event=claim_failed error=\"%s\"", err);
                 return SK_ERROR;
             }
-            if (parse_claim(res[0], &it, next_due_ms) != SK_OK)
+            if (parse_claim(res[1], &it, next_due_ms) != SK_OK)
                 return SK_OK; /* nothing visible */
             have = 1;
         }

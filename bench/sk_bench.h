@@ -60,10 +60,10 @@ typedef struct {
     double db_p50_ms, db_p95_ms, db_p99_ms; /* runs.ended_at - runs.created_at */
     int has_backlog;                        /* backlog workload: the three below are set */
     long backlog_ready, backlog_future;     /* items of a workflow no master serves */
-    double idle_cpu_pct; /* the workers' CPU (all of them, % of one core) while idle */
-    double xacts_per_run;                   /* pg_stat_database xact_commit delta / runs */
-    double write_xacts_per_run;             /* transaction ids assigned / runs */
-    double rollbacks_per_run;               /* xact_rollback delta / runs */
+    double idle_cpu_pct;        /* the workers' CPU (all of them, % of one core) while idle */
+    double xacts_per_run;       /* pg_stat_database xact_commit delta / runs */
+    double write_xacts_per_run; /* transaction ids assigned / runs */
+    double rollbacks_per_run;   /* xact_rollback delta / runs */
     double wal_bytes_per_run;
     long worker_rss_kb; /* largest VmRSS among the master's children; -1 unknown */
     long worker_hwm_kb; /* its VmHWM (peak) */

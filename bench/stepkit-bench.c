@@ -78,9 +78,9 @@ typedef struct {
     pthread_t tid;
     const char *workflow;
     sk_client_t *client;
-    int count;                  /* runs to start */
-    int started;                /* runs started */
-    char (*ids)[SK_UUID_LEN];   /* their ids, count of them */
+    int count;                /* runs to start */
+    int started;              /* runs started */
+    char (*ids)[SK_UUID_LEN]; /* their ids, count of them */
     int rc;
     char err[ERR_MAX];
 } producer_t;
@@ -287,8 +287,9 @@ static void parse_options(int argc, char **argv, opts_t *o)
                     break;
             }
             if (i == sizeof workloads / sizeof workloads[0])
-                die_usage("--workload: expected chain, single, latency, backlog or ceiling, got \"%s\"",
-                          optarg);
+                die_usage(
+                    "--workload: expected chain, single, latency, backlog or ceiling, got \"%s\"",
+                    optarg);
             o->workload = (workload_t)i;
             have_workload = 1;
             break;
@@ -621,10 +622,9 @@ static double invoke_one(const opts_t *o, sk_client_t *c, const char *workflow, 
  * as autovacuum would do soon. */
 static void backlog_load(const opts_t *o, sk_bench_result_t *r)
 {
-    static const char ins[] =
-        "INSERT INTO exec_queue (run_id, workflow_id, visible_at)"
-        " SELECT gen_random_uuid(), '" UNSERVED "', now() + $2::interval"
-        "   FROM generate_series(1, $1::int8)";
+    static const char ins[] = "INSERT INTO exec_queue (run_id, workflow_id, visible_at)"
+                              " SELECT gen_random_uuid(), '" UNSERVED "', now() + $2::interval"
+                              "   FROM generate_series(1, $1::int8)";
     char err[ERR_MAX], n1[24], n2[24];
     const char *p1[2] = {n1, "-1 minute"}, *p2[2] = {n2, "1 day"};
     PGconn *c = sk_bench_db_connect(o->url, o->schema, err, sizeof err);
@@ -667,8 +667,9 @@ static void backlog_idle_and_drop(const opts_t *o, sk_bench_result_t *r)
                 100.0 * ((double)(t1 - t0) / (double)sysconf(_SC_CLK_TCK)) / ((ms1 - ms0) / 1e3);
     }
     c = sk_bench_db_connect(o->url, o->schema, err, sizeof err);
-    if (c == NULL || sk_bench_db_exec(c, "DELETE FROM exec_queue WHERE workflow_id = '" UNSERVED "'",
-                                      0, NULL, err, sizeof err) != SK_OK ||
+    if (c == NULL ||
+        sk_bench_db_exec(c, "DELETE FROM exec_queue WHERE workflow_id = '" UNSERVED "'", 0, NULL,
+                         err, sizeof err) != SK_OK ||
         sk_bench_db_exec(c, "VACUUM ANALYZE exec_queue", 0, NULL, err, sizeof err) != SK_OK)
         fail("backlog: %s", err);
     PQfinish(c);

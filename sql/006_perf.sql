@@ -69,7 +69,7 @@ RETURNS TABLE (next_ms bigint, item_id bigint, epoch int, run_id text, item_op t
                data bytea, status text, attempt int, attempt_ops int, created_ms bigint,
                op_key text, step_id text, op_status text, result bytea, attempts int,
                kind text, wait_info bytea, wake_seq int, takeovers int)
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
     v_item bigint;
@@ -90,6 +90,7 @@ BEGIN
             SELECT w.id FROM unnest(p_workflows) AS w(id)
              CROSS JOIN LATERAL (SELECT q.visible_at FROM exec_queue q
                                   WHERE q.workflow_id = w.id AND q.visible_at <= now()
+                                    AND q.epoch >= 0 -- a heap read: see the next-due note
                                   ORDER BY q.visible_at LIMIT 1) h
              ORDER BY h.visible_at
         LOOP
@@ -141,6 +142,25 @@ BEGIN
 END
 $$;
 
+-- ---- plans that stay on the indexes -----------------------------------------
+--
+-- PL/pgSQL and named prepared statements cache a generic plan after a few
+-- calls, made with the table sizes of that moment and kept until the
+-- table's statistics change.  A plan made while exec_queue or runs was
+-- tiny reads them with a sequential scan ("cheaper" for a page or two) and
+-- keeps doing so when a burst has filled them with 100 k rows, until
+-- autovacuum analyzes the table: every start, claim, fence and end then
+-- reads the whole table (the slow first seconds of a burst; 100 k
+-- start_run calls in one transaction took 84 s).  The functions below,
+-- and the workers' sessions (worker/sk_wconn.c), run with enable_seqscan
+-- off: they find their rows by key, where an index scan is right at any
+-- size.  (It only penalises a sequential scan; a table without a usable
+-- index is still read.)
+ALTER FUNCTION deliver_signal(text, bytea) SET enable_seqscan = off;
+ALTER FUNCTION end_run(bigint, int, uuid, text, bytea, bytea, bytea, text)
+    SET enable_seqscan = off;
+ALTER FUNCTION fence(bigint, int, bigint, boolean, int) SET enable_seqscan = off;
+
 -- ---- the insert trigger ----------------------------------------------------
 --
 -- As in 001 (notify only when no other item of the new items' workflow is
@@ -148,7 +168,7 @@ $$;
 -- the new items on exec_queue_ready, so the cost does not depend on other
 -- workflows' items.
 CREATE OR REPLACE FUNCTION notify_new_work() RETURNS trigger
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM new_items n WHERE n.visible_at > now())
        OR EXISTS (SELECT 1

@@ -45,7 +45,7 @@ typedef struct {
 typedef struct {
     char session[SK_BENCH_STR_MAX]; /* ties the lines of one `make bench` together */
     char commit[SK_BENCH_STR_MAX];  /* git rev-parse --short HEAD */
-    char workload[16];              /* chain, single, latency, backlog */
+    char workload[16];              /* chain, single, latency, backlog, burst */
     char workflow[32];
     int runs;
     int steps_per_run;
@@ -61,6 +61,12 @@ typedef struct {
     int has_backlog;                        /* backlog workload: the three below are set */
     long backlog_ready, backlog_future;     /* items of a workflow no master serves */
     double idle_cpu_pct;        /* the workers' CPU (all of them, % of one core) while idle */
+    int has_burst;              /* burst workload: the figures below are set */
+    double start_runs_per_s;    /* start_runs() of the whole burst in one statement */
+    double burst_first_s;       /* runs ended in the first second after the commit */
+    double burst_min_s;         /* the slowest whole second */
+    int burst_nsec;             /* whole seconds sampled */
+    long burst_per_s[600];      /* runs ended in each second */
     double xacts_per_run;       /* pg_stat_database xact_commit delta / runs */
     double write_xacts_per_run; /* transaction ids assigned / runs */
     double rollbacks_per_run;   /* xact_rollback delta / runs */

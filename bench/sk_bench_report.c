@@ -160,6 +160,8 @@ static const char *label_of(const char *workload)
         return "W3 latency";
     if (strcmp(workload, "backlog") == 0)
         return "W4 backlog";
+    if (strcmp(workload, "burst") == 0)
+        return "W6 burst";
     return workload;
 }
 
@@ -188,6 +190,16 @@ void sk_bench_print(FILE *out, const sk_bench_result_t *r)
                 "  %-14s %ld ready and %ld future items of a workflow no master serves; "
                 "workers idle after: %.1f%% of a core (all of them)\n",
                 "backlog", r->backlog_ready, r->backlog_future, r->idle_cpu_pct);
+    if (r->has_burst) {
+        fprintf(out, "  %-14s start_runs: %.0f runs/s (all in one statement)\n", "burst",
+                r->start_runs_per_s);
+        fprintf(out,
+                "  %-14s drained %.0f runs/s in the first second, %.0f in the slowest; per s:", "",
+                r->burst_first_s, r->burst_min_s);
+        for (int i = 0; i < r->burst_nsec && i < 30; i++)
+            fprintf(out, " %ld", r->burst_per_s[i]);
+        fprintf(out, "%s\n", r->burst_nsec > 30 ? " ..." : "");
+    }
     fprintf(out, "  %-14s %.2f write (transaction ids), %.2f commits, %.3f rollbacks per run\n",
             "transactions", r->write_xacts_per_run, r->xacts_per_run, r->rollbacks_per_run);
     fprintf(out, "  %-14s %.0f bytes per run\n", "WAL", r->wal_bytes_per_run);
@@ -315,6 +327,15 @@ int sk_bench_append_json(const char *path, const sk_bench_result_t *r, char *err
         rc |= set(o, "backlog_future", json_integer(r->backlog_future));
         rc |= set(o, "idle_cpu_pct", real(r->idle_cpu_pct));
     }
+    if (r->has_burst) {
+        json_t *a = json_array();
+        for (int i = 0; a != NULL && i < r->burst_nsec; i++)
+            rc |= json_array_append_new(a, json_integer(r->burst_per_s[i]));
+        rc |= set(o, "start_runs_per_s", real(r->start_runs_per_s));
+        rc |= set(o, "burst_first_s", real(r->burst_first_s));
+        rc |= set(o, "burst_min_s", real(r->burst_min_s));
+        rc |= set(o, "burst_per_s", a != NULL ? a : json_null());
+    }
     rc |= set(o, "xacts_per_run", real(r->xacts_per_run));
     rc |= set(o, "write_xacts_per_run", real(r->write_xacts_per_run));
     rc |= set(o, "rollbacks_per_run", real(r->rollbacks_per_run));
@@ -385,7 +406,7 @@ typedef struct {
     double aim;
 } aim_t;
 
-#define NAIMS 6
+#define NAIMS 8
 
 int sk_bench_ceiling_report(FILE *out, const char *path, const sk_bench_ceiling_t *c, char *err,
                             size_t errlen)
@@ -395,6 +416,7 @@ int sk_bench_ceiling_report(FILE *out, const char *path, const sk_bench_ceiling_
     json_t *w2 = failed ? NULL : find_line(path, c->session, "single", err, errlen, &failed);
     json_t *w3 = failed ? NULL : find_line(path, c->session, "latency", err, errlen, &failed);
     json_t *w4 = failed ? NULL : find_line(path, c->session, "backlog", err, errlen, &failed);
+    json_t *w6 = failed ? NULL : find_line(path, c->session, "burst", err, errlen, &failed);
     json_t *o;
     aim_t aims[NAIMS];
 
@@ -414,6 +436,10 @@ int sk_bench_ceiling_report(FILE *out, const char *path, const sk_bench_ceiling_
                       number(w4, "runs_per_s") / number(w2, "runs_per_s"), 0, 0.9};
     aims[5] = (aim_t){"W4 idle workers' CPU, % of a core", "w4_idle_cpu_pct",
                       number(w4, "idle_cpu_pct"), 1, 2};
+    aims[6] = (aim_t){"W6 burst, first second / W2 runs/s", "w6_first_s_ratio",
+                      number(w6, "burst_first_s") / number(w2, "runs_per_s"), 0, 0.9};
+    aims[7] = (aim_t){"W6 burst, slowest second / W2", "w6_min_s_ratio",
+                      number(w6, "burst_min_s") / number(w2, "runs_per_s"), 0, 0.9};
 
     fprintf(out, "pgbench ceiling, %d clients\n", c->clients);
     fprintf(out, "  %-32s %10.1f tps\n", "(a) single-row INSERT", c->insert_tps);
@@ -464,5 +490,6 @@ int sk_bench_ceiling_report(FILE *out, const char *path, const sk_bench_ceiling_
     json_decref(w2);
     json_decref(w3);
     json_decref(w4);
+    json_decref(w6);
     return rc;
 }

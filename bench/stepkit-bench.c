@@ -11,6 +11,8 @@
  *   backlog  single, while --backlog-ready ready items and --backlog-future
  *            future items of a workflow no master serves wait in the queue
  *            (inserted first, removed after); then the workers' idle CPU;
+ *   burst    --runs (10000) runs of bench-single started at once by one
+ *            start_runs() call; how many end in each second after its commit;
  *   ceiling  the pgbench figures given as options, set against the lines
  *            this --session wrote to --out.
  *
@@ -35,7 +37,7 @@
 
 #define ERR_MAX 512
 
-typedef enum { WL_CHAIN, WL_SINGLE, WL_LATENCY, WL_BACKLOG, WL_CEILING } workload_t;
+typedef enum { WL_CHAIN, WL_SINGLE, WL_LATENCY, WL_BACKLOG, WL_BURST, WL_CEILING } workload_t;
 
 typedef struct {
     const char *name;
@@ -50,6 +52,7 @@ static const workload_info_t workloads[] = {
     [WL_SINGLE] = {"single", "bench-single", 1, 5000, 8},
     [WL_LATENCY] = {"latency", "bench-single", 1, 200, 1},
     [WL_BACKLOG] = {"backlog", "bench-single", 1, 5000, 8},
+    [WL_BURST] = {"burst", "bench-single", 1, 10000, 1},
     [WL_CEILING] = {"ceiling", NULL, 0, 0, 0},
 };
 
@@ -90,7 +93,7 @@ static const char *prog = "stepkit-bench";
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: %s --workload chain|single|latency|backlog [options]\n"
+            "usage: %s --workload chain|single|latency|backlog|burst [options]\n"
             "       %s --workload ceiling --session ID --out FILE --clients N \\\n"
             "              --insert-tps X --checkpoint-tps Y --checkpoint-1c-tps Z \\\n"
             "              --checkpoint-1c-latency-ms L\n"
@@ -287,9 +290,9 @@ static void parse_options(int argc, char **argv, opts_t *o)
                     break;
             }
             if (i == sizeof workloads / sizeof workloads[0])
-                die_usage(
-                    "--workload: expected chain, single, latency, backlog or ceiling, got \"%s\"",
-                    optarg);
+                die_usage("--workload: expected chain, single, latency, backlog, burst or ceiling, "
+                          "got \"%s\"",
+                          optarg);
             o->workload = (workload_t)i;
             have_workload = 1;
             break;
@@ -507,13 +510,19 @@ static char (*new_ids(long n))[SK_UUID_LEN]
  */
 static void wait_done(const opts_t *o, PGconn *mon, const char *workflow,
                       const char (*ids)[SK_UUID_LEN], long n, const char *since,
-                      sk_bench_progress_t *p, long *polls)
+                      sk_bench_progress_t *p, long *polls, sk_bench_result_t *burst)
 {
-    double deadline = mono_ms() + (double)o->timeout_s * 1e3;
+    double t0 = mono_ms(), deadline = t0 + (double)o->timeout_s * 1e3;
     char err[ERR_MAX];
-    long cursor = 0, failed = 0;
+    long cursor = 0, failed = 0, at_last = 0;
 
     for (;;) {
+        /* A burst: the runs passed in each whole second since t0. */
+        while (burst != NULL && mono_ms() - t0 >= 1000.0 * (burst->burst_nsec + 1) &&
+               burst->burst_nsec < (int)(sizeof burst->burst_per_s / sizeof(long))) {
+            burst->burst_per_s[burst->burst_nsec++] = cursor - at_last;
+            at_last = cursor;
+        }
         if (sk_bench_db_advance(mon, ids, n, &cursor, &failed, polls, err, sizeof err) != SK_OK)
             fail("%s", err);
         if (failed > 0)
@@ -580,7 +589,7 @@ static void warm_up(const opts_t *o, const char *workflow)
     if (mon == NULL)
         fail("%s", err);
     wait_done(o, mon, workflow, (const char(*)[SK_UUID_LEN])ids, o->warmup,
-              "1970-01-01 00:00:00+00", &p, &polls);
+              "1970-01-01 00:00:00+00", &p, &polls, NULL);
     PQfinish(mon);
     free(ids);
 }
@@ -675,6 +684,50 @@ static void backlog_idle_and_drop(const opts_t *o, sk_bench_result_t *r)
     PQfinish(c);
 }
 
+/* ---- burst -------------------------------------------------------------------- */
+
+/* Start every run in one start_runs() statement (its rate is the batch
+ * start API's); `since` gets the server's clock just after its commit. */
+static void burst_start(const opts_t *o, PGconn *mon, const char *workflow,
+                        char (*ids)[SK_UUID_LEN], sk_bench_result_t *r, char *since,
+                        size_t since_len)
+{
+    char n[24];
+    const char *params[2] = {workflow, n};
+    double t;
+    PGresult *res;
+
+    snprintf(n, sizeof n, "%d", o->runs);
+    t = mono_ms();
+    res = PQexecParams(mon,
+                       "SELECT run_id::text FROM start_runs($1,"
+                       " array_fill('null'::jsonb, ARRAY[$2::int])) ORDER BY ord",
+                       2, NULL, params, NULL, NULL, 0);
+    t = mono_ms() - t;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != o->runs)
+        fail("start_runs: %s", PQresultErrorMessage(res));
+    for (int i = 0; i < o->runs; i++)
+        snprintf(ids[i], SK_UUID_LEN, "%s", PQgetvalue(res, i, 0));
+    PQclear(res);
+    r->has_burst = 1;
+    r->start_runs_per_s = o->runs / (t / 1e3);
+    res = PQexec(mon, "SELECT clock_timestamp()::text");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail("clock: %s", PQresultErrorMessage(res));
+    snprintf(since, since_len, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+}
+
+static void burst_figures(sk_bench_result_t *r)
+{
+    r->burst_first_s = r->burst_nsec > 0 ? (double)r->burst_per_s[0] : NAN;
+    r->burst_min_s = NAN;
+    for (int i = 0; i < r->burst_nsec; i++) {
+        if (isnan(r->burst_min_s) || r->burst_per_s[i] < r->burst_min_s)
+            r->burst_min_s = (double)r->burst_per_s[i];
+    }
+}
+
 /* ---- one workload ------------------------------------------------------------- */
 
 static int cmp_double(const void *a, const void *b)
@@ -704,6 +757,7 @@ static void run_workload(const opts_t *o, sk_bench_result_t *r)
     char err[ERR_MAX];
     PGconn *mon;
     char(*ids)[SK_UUID_LEN] = new_ids(o->runs);
+    char burst_ts[SK_BENCH_TS_MAX] = "";
 
     memset(r, 0, sizeof *r);
     snprintf(r->session, sizeof r->session, "%s", o->session);
@@ -728,7 +782,7 @@ static void run_workload(const opts_t *o, sk_bench_result_t *r)
             fail("connect: %s", err);
         /* One invoke not counted: the client's LISTEN happens here. */
         invoke_one(o, lat_client, w->workflow, 0, NULL);
-    } else {
+    } else if (o->workload != WL_BURST) {
         ps = connect_producers(o, w->workflow, o->runs, o->producers, ids);
     }
 
@@ -743,12 +797,19 @@ static void run_workload(const opts_t *o, sk_bench_result_t *r)
         for (int i = 0; i < o->runs; i++)
             lat[i] = invoke_one(o, lat_client, w->workflow, i + 1, ids[i]);
         sk_client_close(lat_client);
+    } else if (o->workload == WL_BURST) {
+        burst_start(o, mon, w->workflow, ids, r, burst_ts, sizeof burst_ts);
+        polls += 2;
     } else {
         run_producers(ps, o->producers);
         free(ps);
     }
 
-    wait_done(o, mon, w->workflow, (const char(*)[SK_UUID_LEN])ids, o->runs, before.ts, &p, &polls);
+    wait_done(o, mon, w->workflow, (const char(*)[SK_UUID_LEN])ids, o->runs,
+              o->workload == WL_BURST ? burst_ts : before.ts, &p, &polls,
+              o->workload == WL_BURST ? r : NULL);
+    if (o->workload == WL_BURST)
+        burst_figures(r);
     if (p.total != o->runs)
         fail("expected %d runs of %s, found %ld", o->runs, w->workflow, p.total);
     if (p.seconds <= 0)

@@ -703,6 +703,16 @@ static void burst_start(const opts_t *o, PGconn *mon, const char *workflow,
                        "SELECT run_id::text FROM start_runs($1,"
                        " array_fill('null'::jsonb, ARRAY[$2::int])) ORDER BY ord",
                        2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_FATAL_ERROR &&
+        strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE), "42883") == 0) {
+        /* A schema before start_runs (006): one start_run per run, still
+         * in one statement and one transaction. */
+        PQclear(res);
+        res = PQexecParams(mon,
+                           "SELECT (start_run_msgpack($1, NULL)).run_id::text"
+                           "  FROM generate_series(1, $2::int)",
+                           2, NULL, params, NULL, NULL, 0);
+    }
     t = mono_ms() - t;
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != o->runs)
         fail("start_runs: %s", PQresultErrorMessage(res));

@@ -162,3 +162,55 @@ Test(perf, run_ids_are_uuid7, ITEST_FIXTURES)
                  1);
     itest_finish();
 }
+
+/* Notifications received on itest.pg since the last call.  The notifying
+ * commit has signalled this backend before it returned, so one round trip
+ * here delivers what it sent (before its ReadyForQuery). */
+static int notifications(void)
+{
+    PGnotify *n;
+    int count = 0;
+
+    PQclear(itest_query("SELECT 1"));
+    cr_assert(PQconsumeInput(itest.pg));
+    while ((n = PQnotifies(itest.pg)) != NULL) {
+        count++;
+        PQfreemem(n);
+    }
+    return count;
+}
+
+/* The insert trigger, asked per workflow: a start notifies only when no
+ * other item of its workflow is ready and unclaimed (whatever other
+ * workflows hold); a bulk start notifies once, and a large one does not
+ * take quadratic time (the test's timeout would end it). */
+Test(perf, insert_trigger_per_workflow, ITEST_FIXTURES)
+{
+    char sql[160], id[SK_UUID_LEN];
+
+    itest_master_stop(itest_master_up(NULL), 10000);
+    itest_exec_sql("INSERT INTO exec_queue (run_id, workflow_id, visible_at)"
+                   " SELECT gen_random_uuid(), '" UNSERVED "', now() - interval '1 minute'"
+                   "   FROM generate_series(1, 20000)");
+    snprintf(sql, sizeof(sql), "LISTEN \"%s.work\"", itest.schema);
+    itest_exec_sql(sql);
+    notifications();
+
+    itest_start("chain3", NULL, id);
+    cr_assert_eq(notifications(), 1, "the first ready item of chain3 notifies");
+    itest_start("chain3", NULL, id);
+    cr_assert_eq(notifications(), 0, "one is ready and unclaimed already");
+    itest_start("two-steps", NULL, id);
+    cr_assert_eq(notifications(), 1, "another workflow's first item notifies");
+    itest_exec_sql("UPDATE exec_queue SET leased = true, visible_at = now() + interval '1 minute'"
+                   " WHERE workflow_id = 'chain3'");
+    itest_start("chain3", NULL, id);
+    cr_assert_eq(notifications(), 1, "the others are claimed");
+
+    cr_assert_eq(itest_long("SELECT count(*) FROM start_runs('chain5',"
+                            " array_fill('null'::jsonb, ARRAY[20000]))"),
+                 20000);
+    cr_assert_eq(notifications(), 1, "a bulk start notifies once");
+    cr_assert_eq(itest_long("SELECT count(*) FROM exec_queue WHERE workflow_id = 'chain5'"), 20000);
+    itest_finish();
+}

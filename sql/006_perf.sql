@@ -44,7 +44,9 @@ DROP INDEX exec_queue_visible;
 -- one row per op (the columns of worker/sk_stmts.h, SK_CLAIM_*).  When
 -- nothing was claimed, the single row returned says in next_ms how long
 -- until the earliest item of those workflows becomes visible (a retry, a
--- sleep, a lease expiry), for the worker's timer; NULL when none.
+-- sleep, a lease expiry), for the worker's timer; NULL when none.  With an
+-- item, next_ms is 0 when another item of those workflows is ready too
+-- (the worker then wakes an idle sibling: docs/performance.md, "Latency").
 --
 -- Shape: the workflows' heads are read without locks, oldest first, one
 -- index descent each; then each head's workflow is tried in that order
@@ -80,6 +82,7 @@ DECLARE
     v_wake int;
     v_takeovers int;
     v_next bigint;
+    v_more boolean;
 BEGIN
     IF cardinality(p_workflows) = 1 THEN
         SELECT q.item_id INTO v_item FROM exec_queue q
@@ -130,8 +133,17 @@ BEGIN
     RETURNING e.run_id, e.epoch, e.op_key, e.wake_seq, e.takeovers
          INTO v_run, v_epoch, v_op, v_wake, v_takeovers;
 
+    -- Another ready item (ours is due at the lease expiry now).
+    SELECT EXISTS (SELECT 1 FROM unnest(p_workflows) AS w(id)
+                    CROSS JOIN LATERAL (SELECT 1 FROM exec_queue q
+                                         WHERE q.workflow_id = w.id AND q.visible_at <= now()
+                                           AND q.epoch >= 0
+                                         LIMIT 1) h)
+      INTO v_more;
+
     RETURN QUERY
-    SELECT NULL::bigint, v_item, v_epoch, v_run::text, v_op, r.workflow_id, r.event_id::text,
+    SELECT CASE WHEN v_more THEN 0::bigint END, v_item, v_epoch, v_run::text, v_op,
+           r.workflow_id, r.event_id::text,
            r.trigger_type, r.trigger_name, r.data, r.status, r.attempt, r.attempt_ops,
            (extract(epoch FROM r.created_at) * 1000)::int8,
            o.op_key, o.step_id, o.status, o.result, o.attempts, o.kind, o.wait_info,

@@ -28,6 +28,8 @@ struct sk_exec {
     char worker_name[96];
     char *workflows; /* ids joined by newlines: what this worker can run */
     char lease[NUM_LEN];
+    void (*more)(void *arg); /* a claim saw more ready work (sk_exec_on_more) */
+    void *more_arg;
 };
 
 /* A claimed item with its run; pointers into `res`, which it owns. */
@@ -575,8 +577,11 @@ static int finish(run_state_t *rs, const char *status, const char *output, size_
         if (status != NULL)
             atomic_fetch_add(&x->slot->runs_done, 1);
         if (claim_at >= 0 && res[claim_at] != NULL) {
-            *have_next = parse_claim(res[claim_at], next, NULL) == SK_OK;
+            int64_t more = -1;
+            *have_next = parse_claim(res[claim_at], next, &more) == SK_OK;
             res[claim_at] = NULL;
+            if (*have_next && more == 0 && x->more != NULL)
+                x->more(x->more_arg);
         }
     }
 done:
@@ -940,6 +945,9 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
             if (parse_claim(res[1], &it, next_due_ms) != SK_OK)
                 return SK_OK; /* nothing visible */
             have = 1;
+            if (*next_due_ms == 0 && x->more != NULL)
+                x->more(x->more_arg); /* 0 with an item: more are ready */
+            *next_due_ms = -1;
         }
         *worked = 1;
         rc = execute(x, &it, &next, &have_next);
@@ -989,6 +997,12 @@ sk_exec_t *sk_exec_new(sk_wconn_t *conn, const sk_config_t *cfg, const sk_regist
         strcat(x->workflows, sk_registry_at(reg, i)->id);
     }
     return x;
+}
+
+void sk_exec_on_more(sk_exec_t *x, void (*more)(void *arg), void *arg)
+{
+    x->more = more;
+    x->more_arg = arg;
 }
 
 void sk_exec_free(sk_exec_t *x)

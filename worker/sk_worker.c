@@ -133,6 +133,9 @@ static void work(worker_t *w)
     if (w->stopping || !sk_wconn_ready(w->conn))
         return;
     w->busy = 1;
+    /* When it went busy: a sibling woken by the same notification sees that
+     * this worker took it (lower_sibling_answers). */
+    atomic_store(&w->slot->heartbeat_ms, mono_ms());
     do {
         w->wanted = 0;
         sk_wconn_take_notified(w->conn);
@@ -194,6 +197,7 @@ static void on_ready(void *arg)
 }
 
 #define SIBLING_FRESH_MS 3000 /* a slot whose heartbeat is older is not trusted */
+#define JUST_BUSY_MS     20   /* a sibling busy since then took the notification */
 
 static int sibling_idle(worker_t *w, int i, int64_t now)
 {
@@ -205,7 +209,11 @@ static int sibling_idle(worker_t *w, int i, int64_t now)
 
 /*
  * A notification wakes every idle worker, but one claim answers it: the
- * lowest idle worker of this master claims, the others go back to sleep.
+ * lowest idle worker of this master claims, the others go back to sleep
+ * (a lower sibling that went busy in the last JUST_BUSY_MS is taken to be
+ * answering it: the siblings wake together, and the lowest is often busy
+ * already when the others look; one whose heartbeat tick fell there is
+ * mistaken for it, and the item waits for its next claim or the poll).
  * When a claim takes an item and sees another one ready, its worker wakes
  * the lowest idle sibling with SIGUSR2 (on_more), which claims and passes
  * it on the same way: a burst spreads over the pool in a few round trips,
@@ -216,12 +224,14 @@ static int sibling_idle(worker_t *w, int i, int64_t now)
  * only read here; each is written by its own worker.  Polls and timers
  * claim directly.
  */
-static int lower_sibling_idle(worker_t *w)
+static int lower_sibling_answers(worker_t *w)
 {
     int64_t now = mono_ms();
 
     for (int i = 0; i < w->h->slot; i++) {
-        if (sibling_idle(w, i, now))
+        sk_worker_slot_t *s = sk_shm_slot(w->h->shm, i);
+        if (sibling_idle(w, i, now) || (atomic_load(&s->state) == SK_WORKER_BUSY &&
+                                        now - atomic_load(&s->heartbeat_ms) < JUST_BUSY_MS))
             return 1;
     }
     return 0;
@@ -245,7 +255,7 @@ static void on_notify(void *arg)
 {
     worker_t *w = arg;
 
-    if (!w->busy && lower_sibling_idle(w))
+    if (!w->busy && lower_sibling_answers(w))
         return; /* the lower one claims, and wakes us if there is more */
     work(w);
 }

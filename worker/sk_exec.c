@@ -30,6 +30,8 @@ struct sk_exec {
     char lease[NUM_LEN];
     void (*more)(void *arg); /* a claim saw more ready work (sk_exec_on_more) */
     void *more_arg;
+    int found_none;      /* the last run's end claimed and found nothing... */
+    int64_t next_due_ms; /* ...and this was its next-due answer */
 };
 
 /* A claimed item with its run; pointers into `res`, which it owns. */
@@ -582,6 +584,8 @@ static int finish(run_state_t *rs, const char *status, const char *output, size_
             res[claim_at] = NULL;
             if (*have_next && more == 0 && x->more != NULL)
                 x->more(x->more_arg);
+            x->found_none = !*have_next; /* no second claim to learn that again */
+            x->next_due_ms = more;
         }
     }
 done:
@@ -950,6 +954,7 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
             *next_due_ms = -1;
         }
         *worked = 1;
+        x->found_none = 0;
         rc = execute(x, &it, &next, &have_next);
         PQclear(it.res);
         have = 0;
@@ -959,6 +964,10 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
         }
         if (!sk_wconn_ready(x->conn))
             return SK_ERROR;
+        if (rc == SK_OK && x->found_none) {
+            *next_due_ms = x->next_due_ms; /* the end's own claim found nothing */
+            return SK_OK;
+        }
     }
     if (have)
         PQclear(it.res);

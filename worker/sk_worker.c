@@ -197,7 +197,7 @@ static void on_ready(void *arg)
 }
 
 #define SIBLING_FRESH_MS 3000 /* a slot whose heartbeat is older is not trusted */
-#define JUST_BUSY_MS     20   /* a sibling busy since then took the notification */
+#define JUST_BUSY_MS     50   /* a sibling busy since then took the notification */
 
 static int sibling_idle(worker_t *w, int i, int64_t now)
 {

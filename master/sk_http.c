@@ -27,10 +27,6 @@
 #include "sk_pg.h"
 #include "stepkit.h"
 
-#ifndef SK_VERSION
-#define SK_VERSION "0.1.0"
-#endif
-
 #define EXIT_CLEAN      0
 #define EXIT_CRASH      1
 #define EXIT_FATAL      2

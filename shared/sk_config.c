@@ -31,10 +31,6 @@
 #include "sk_metrics.h"
 #include "stepkit.h"
 
-#ifndef SK_VERSION
-#define SK_VERSION "0.1.0"
-#endif
-
 #define PROG_NAME "stepkit-master"
 
 typedef enum {
@@ -513,6 +509,23 @@ static int read_file_value(char *dst, size_t size, const char *path, const char 
         if (n == 0)
             break;
         len += (size_t)n;
+    }
+    /* A full buffer may be only the start of the file: stripping the newlines
+     * it ends with would accept a cut-off value. */
+    if (len == sizeof(buf)) {
+        char more;
+
+        do
+            n = read(fd, &more, 1);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            snprintf(err, errlen, "%s: cannot read '%s': %s", name, path, strerror(errno));
+            goto done;
+        }
+        if (n > 0) {
+            snprintf(err, errlen, "%s: '%s' is too long (at most %zu bytes)", name, path, size - 1);
+            goto done;
+        }
     }
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
         len--;

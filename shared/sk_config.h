@@ -12,6 +12,11 @@
 #include <stddef.h>
 #include <stdio.h>
 
+/* The release, as --version and stepkit_build_info show it (-DSK_VERSION=... overrides). */
+#ifndef SK_VERSION
+#define SK_VERSION "0.1.0"
+#endif
+
 #define SK_MAX_WORKERS   256
 #define SK_MAX_LIBRARIES 16
 #define SK_URL_MAX       1024

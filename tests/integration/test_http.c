@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "itest.h"
+#include "sk_config.h"
+#include "sk_migrate.h"
 
 static int64_t now_ms(void)
 {
@@ -196,7 +198,7 @@ Test(http, metrics_count_a_workload, ITEST_FIXTURES)
     itest_master_t *m = master_with_http(port, 2);
     char ids[12][SK_UUID_LEN], path[ITEST_PATH_MAX + 32];
     const char *check[] = {"sh", "-c", NULL, NULL};
-    char cmd[ITEST_PATH_MAX + 64];
+    char cmd[ITEST_PATH_MAX + 64], info[128];
     itest_cmd_t pc;
     resp_t r;
     FILE *f;
@@ -237,7 +239,9 @@ Test(http, metrics_count_a_workload, ITEST_FIXTURES)
     cr_assert_geq(sample(r.body, "stepkit_wakeups_total{source=\"notify\"}") +
                       sample(r.body, "stepkit_wakeups_total{source=\"poll\"}"),
                   1);
-    cr_assert_eq(sample(r.body, "stepkit_build_info{version=\"0.1.0\",schema_version=\"3\"}"), 1);
+    snprintf(info, sizeof(info), "stepkit_build_info{version=\"%s\",schema_version=\"%d\"}",
+             SK_VERSION, sk_schema_version_known());
+    cr_assert_eq(sample(r.body, info), 1, "%s", info);
     cr_assert_null(strstr(r.body, ids[0]), "a run id in the exposition");
 
     snprintf(path, sizeof(path), "%s/metrics-%d.txt", itest.logdir, port);

@@ -630,7 +630,7 @@ Test(sqlapi, unregistered_workflow_runs_are_accepted_and_wait)
 }
 
 /* queue_depth(): ready items only (visible now, no live lease), by workflow,
- * capped; read through the index on visible_at, never a scan of the table. */
+ * capped; read through exec_queue_ready, never a scan of the table. */
 Test(sqlapi, queue_depth_counts_ready_items_through_the_index)
 {
     long seq_before, idx_before;
@@ -666,7 +666,7 @@ Test(sqlapi, queue_depth_counts_ready_items_through_the_index)
                           " '{S}.exec_queue'::regclass",
                           0, NULL);
     idx_before = count_of("SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid ="
-                          " '{S}.exec_queue_visible'::regclass",
+                          " '{S}.exec_queue_ready'::regclass",
                           0, NULL);
     for (int i = 0; i < 3; i++)
         cr_expect_eq(count_of("SELECT {S}.queue_depth('{w-a}', 100000)", 0, NULL), 3010);
@@ -678,9 +678,9 @@ Test(sqlapi, queue_depth_counts_ready_items_through_the_index)
                           0, NULL),
                  seq_before, "queue_depth scanned the table");
     cr_expect_geq(count_of("SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid ="
-                           " '{S}.exec_queue_visible'::regclass",
+                           " '{S}.exec_queue_ready'::regclass",
                            0, NULL),
-                  idx_before + 3, "queue_depth did not use exec_queue_visible");
+                  idx_before + 3, "queue_depth did not use exec_queue_ready");
     /* Autoscalers call it with EXECUTE only: revoked from PUBLIC. */
     cr_expect_eq(count_of("SELECT count(*) FROM pg_proc p, aclexplode(p.proacl) a"
                           " WHERE p.oid = '{S}.queue_depth(text[], bigint)'::regprocedure"

@@ -120,7 +120,7 @@ CREATE OR REPLACE FUNCTION queue_depth(p_workflows text[] DEFAULT NULL,
                                        p_limit bigint DEFAULT 100000)
 RETURNS bigint
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path FROM CURRENT
-SET enable_seqscan = off AS $$
+SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     v_left bigint := greatest(coalesce(p_limit, 100000), 0);
     v_total bigint := 0;

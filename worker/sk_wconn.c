@@ -280,10 +280,14 @@ static int setup(sk_wconn_t *c)
      * this binary does not understand.  Every statement of a worker finds
      * its rows by key; enable_seqscan off keeps the plans it caches (named
      * statements, plpgsql) on the indexes even when they were made while
-     * the tables were tiny (docs/performance.md, "A burst"). */
+     * the tables were tiny (docs/performance.md, "A burst").  jit off: a
+     * scan that must stay sequential (a catalog, a small table without a
+     * usable index) is costed past jit_above_cost by that penalty and would
+     * be JIT-compiled, hundreds of ms for a statement of microseconds. */
     if (!PQsendQueryParams(c->pg,
                            "SELECT pg_catalog.set_config('search_path', $1, false),"
-                           "       pg_catalog.set_config('enable_seqscan', 'off', false)",
+                           "       pg_catalog.set_config('enable_seqscan', 'off', false),"
+                           "       pg_catalog.set_config('jit', 'off', false)",
                            1, NULL, params, NULL, NULL, 0) ||
         !PQsendQueryParams(c->pg,
                            "SELECT CASE WHEN to_regclass(quote_ident($1) || '.schema_migrations')"

@@ -256,6 +256,41 @@ static const effect_t *find_effect(const effect_t *e, int n, const char *run, co
     return lo < n && strcmp(e[lo].run, run) == 0 && strcmp(e[lo].step, step) == 0 ? &e[lo] : NULL;
 }
 
+/* What a run that never ended is waiting for: its ops and queue items. */
+static void diagnose(PGconn *db, const char *run)
+{
+    const char *params[1] = {run};
+    PGresult *res;
+
+    res = PQexecParams(db,
+                       "SELECT string_agg(step_id || ':' || kind || ':' || status || ':' ||"
+                       " attempts, ' ' ORDER BY started_at) FROM stepkit.ops"
+                       " WHERE run_id = $1::uuid",
+                       1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK)
+        out("  ops (step:kind:status:attempts): %s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    res = PQexecParams(
+        db,
+        "SELECT string_agg(format('item %s op=%s leased=%s epoch=%s takeovers=%s visible_in=%s',"
+        " item_id, coalesce(left(op_key, 8), 'run'), leased, epoch, takeovers,"
+        " CASE WHEN visible_at = 'infinity' THEN 'never' ELSE"
+        " round(extract(epoch FROM visible_at - now()), 1) || 's' END), '; ')"
+        " FROM stepkit.exec_queue WHERE run_id = $1::uuid",
+        1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK)
+        out("  queue: %s", PQgetisnull(res, 0, 0) ? "(no item)" : PQgetvalue(res, 0, 0));
+    PQclear(res);
+    res = PQexecParams(db,
+                       "SELECT string_agg(signal || ' timeout_in=' || coalesce(round(extract("
+                       "epoch FROM timeout_at - now()), 1)::text, 'none'), '; ')"
+                       " FROM stepkit.waiting_signals WHERE run_id = $1::uuid",
+                       1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && !PQgetisnull(res, 0, 0))
+        out("  waiting for signal: %s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+}
+
 static void print_dist(const char *what, long long *v, int n)
 {
     if (n == 0) {
@@ -314,7 +349,7 @@ int chaos_report(chaos_t *c, PGconn *db)
                        ended_storm = 0, ended_tracked = 0;
     int reexec = 0, unexplained = 0, by_worker = 0, by_master = 0, by_pg = 0, no_exec = 0;
     int n_take = 0, n_resp = 0, worker_kills = 0, master_kills = 0, master_exits = 0,
-        pg_restarts = 0, poison_bad = 0, shown = 0;
+        pg_restarts = 0, poison_bad = 0, poison_lost = 0, shown = 0;
     long long *take, *resp;
     long op_rewrites = -1;
     effect_t *eff = load_effects(c->effects, &n_eff);
@@ -341,8 +376,15 @@ int chaos_report(chaos_t *c, PGconn *db)
             continue;
         }
         if (strcmp(row->status, "pending") == 0) {
-            lost++;
-            out("LOST: %s %s n=%lld never ended", row->workflow, row->run, r->n);
+            if (chaos_kind_poison(r->kind))
+                poison_lost++;
+            else
+                lost++;
+            out("%s: %s %s n=%lld never ended",
+                chaos_kind_poison(r->kind) ? "POISON NOT ENDED" : "LOST", row->workflow, row->run,
+                r->n);
+            if (lost + poison_lost <= 10)
+                diagnose(db, row->run);
             continue;
         }
         ended_tracked++;
@@ -381,6 +423,8 @@ int chaos_report(chaos_t *c, PGconn *db)
             if (strcmp(row->status, "pending") == 0) {
                 lost++;
                 out("LOST: child %s %s never ended", row->workflow, row->run);
+                if (lost <= 10)
+                    diagnose(db, row->run);
             } else if (strcmp(row->status, "completed") != 0 || !row->has_out ||
                        row->out != chaos_child_out(row->n)) {
                 wrong++;
@@ -549,8 +593,8 @@ int chaos_report(chaos_t *c, PGconn *db)
     if (!c->hang_poison)
         out("NOTE: hang poison skipped (stepkit-master has no --step-timeout)");
 
-    fails += lost + twice + untracked + wrong + poison_bad + no_exec + unexplained + master_exits +
-             c->pg_url_changed;
+    fails += lost + twice + untracked + wrong + poison_lost + poison_bad + no_exec + unexplained +
+             master_exits + c->pg_url_changed;
     if (op_rewrites != 0)
         fails++;
     if (c->done_notifies > ended_tracked) {
@@ -560,10 +604,10 @@ int chaos_report(chaos_t *c, PGconn *db)
     if (fails == 0)
         out("PASS");
     else
-        out("FAIL: lost=%d ended_twice=%d wrong=%d poison=%d unexplained_reexec=%d "
-            "unplanned_master_exits=%d (and %d other)",
-            lost, twice, wrong, poison_bad, unexplained, master_exits,
-            fails - lost - twice - wrong - poison_bad - unexplained - master_exits);
+        out("FAIL: lost=%d ended_twice=%d wrong=%d poison_not_ended=%d poison_wrong_error=%d "
+            "unexplained_reexec=%d unplanned_master_exits=%d (and %d other)",
+            lost, twice, wrong, poison_lost, poison_bad, unexplained, master_exits,
+            fails - lost - twice - wrong - poison_lost - poison_bad - unexplained - master_exits);
     fflush(stdout);
     free(take);
     free(resp);

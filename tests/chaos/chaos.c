@@ -113,7 +113,7 @@ static void add_event(chaos_t *c, chaos_ev_kind_t kind, long long t, pid_t pid, 
             abort();
     }
     e = &c->ev[c->n_ev++];
-    *e = (chaos_event_t){kind, t, 0, pid, master, -1};
+    *e = (chaos_event_t){kind, t, 0, 0, pid, master, -1};
 }
 
 /* ---- child processes -------------------------------------------------------------------- */
@@ -937,6 +937,7 @@ int main(int argc, char **argv)
             sig = NULL;
             pg = PG_DOWN;
             pg_down_since = chaos_now_ms();
+            c.ev[pg_ev].t_mid = pg_down_since;
         }
         if (pg == PG_DOWN && now >= pg_down_since + 2000) {
             pg = PG_STARTING;

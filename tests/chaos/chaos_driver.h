@@ -45,6 +45,7 @@ typedef enum { EV_WORKER_KILL, EV_MASTER_KILL, EV_MASTER_EXIT, EV_PG_RESTART } c
 typedef struct {
     chaos_ev_kind_t kind;
     long long t;          /* when (the kill; for PG: when the stop began) */
+    long long t_mid;      /* PG: when the stop returned */
     long long t_end;      /* PG: when it accepted connections again; master: restart */
     pid_t pid;            /* the worker, or the master */
     int master;           /* master slot */

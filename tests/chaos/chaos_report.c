@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <msgpack.h>
+#include <stepkit.h>
 
 #include "chaos.h"
 
@@ -343,14 +344,46 @@ static const char *explain(const chaos_t *c, const effect_t *e, long long last_o
     return "";
 }
 
+/* A run that failed with WorkerLostError because the storm killed the
+ * worker of one of its steps (or of a child's step) at every attempt: each
+ * execution of that step coincides with a kill.  The contract allows it
+ * (attempts count crashes, and an outside SIGKILL looks like one). */
+static bool storm_casualty(const chaos_t *c, const effect_t *eff, int n_eff, const long long *last,
+                           const row_t *rows, int n_rows, const row_t *row)
+{
+    long long kt;
+
+    if (strcmp(row->status, "failed") != 0 || strcmp(row->err_name, "WorkerLostError") != 0)
+        return false;
+    for (int i = 0; i < n_eff;) {
+        int j = i, explained = 0;
+        bool mine = strcmp(eff[i].run, row->run) == 0;
+
+        if (!mine) {
+            const row_t *child = find_row((row_t *)rows, n_rows, eff[i].run);
+
+            mine = child != NULL && strcmp(child->parent, row->run) == 0;
+        }
+        while (j < n_eff && strcmp(eff[j].run, eff[i].run) == 0 &&
+               strcmp(eff[j].step, eff[i].step) == 0) {
+            explained += explain(c, &eff[j], last[j], &kt)[0] != '\0';
+            j++;
+        }
+        if (mine && j - i >= SK_MAX_ATTEMPTS_DEFAULT && explained == j - i)
+            return true;
+        i = j;
+    }
+    return false;
+}
+
 int chaos_report(chaos_t *c, PGconn *db)
 {
     int n_eff, n_rows, fails = 0, lost = 0, wrong = 0, twice = 0, untracked = 0, children = 0,
                        ended_storm = 0, ended_tracked = 0;
     int reexec = 0, unexplained = 0, by_worker = 0, by_master = 0, by_pg = 0, no_exec = 0;
     int n_take = 0, n_resp = 0, worker_kills = 0, master_kills = 0, master_exits = 0,
-        pg_restarts = 0, poison_bad = 0, poison_lost = 0, shown = 0;
-    long long *take, *resp;
+        pg_restarts = 0, casualties = 0, poison_bad = 0, poison_lost = 0, shown = 0;
+    long long *take, *resp, *last;
     long op_rewrites = -1;
     effect_t *eff = load_effects(c->effects, &n_eff);
     row_t *rows = load_runs(db, &n_rows);
@@ -360,10 +393,18 @@ int chaos_report(chaos_t *c, PGconn *db)
         free(eff);
         return 1;
     }
+    /* The last effect time of every pid, for "the killed worker's last body". */
+    last = calloc((size_t)n_eff + 1, sizeof(*last));
     take = calloc((size_t)n_eff + 1, sizeof(*take));
     resp = calloc((size_t)c->n_ev + 1, sizeof(*resp));
-    if (take == NULL || resp == NULL)
+    if (take == NULL || resp == NULL || last == NULL)
         abort();
+    for (int i = 0; i < n_eff; i++) {
+        for (int j = 0; j < n_eff; j++) {
+            if (eff[j].pid == eff[i].pid && eff[j].t > last[i])
+                last[i] = eff[j].t;
+        }
+    }
 
     /* ---- runs: lost, wrong, ended twice ---- */
     for (int i = 0; i < c->n_run; i++) {
@@ -400,8 +441,11 @@ int chaos_report(chaos_t *c, PGconn *db)
                 (row->ended - row->created) / 1000.0, want, ok ? "" : " WRONG");
             continue;
         }
-        if (strcmp(row->status, "completed") != 0 || !row->has_out ||
-            row->out != chaos_expected(r)) {
+        if (storm_casualty(c, eff, n_eff, last, rows, n_rows, row)) {
+            casualties++;
+            out("storm casualty: %s %s: %s", row->workflow, row->run, row->err_msg);
+        } else if (strcmp(row->status, "completed") != 0 || !row->has_out ||
+                   row->out != chaos_expected(r)) {
             wrong++;
             if (shown++ < 20)
                 out("WRONG: %s %s n=%lld %s output=%lld expected=%lld %s %s", row->workflow,
@@ -425,6 +469,9 @@ int chaos_report(chaos_t *c, PGconn *db)
                 out("LOST: child %s %s never ended", row->workflow, row->run);
                 if (lost <= 10)
                     diagnose(db, row->run);
+            } else if (storm_casualty(c, eff, n_eff, last, rows, n_rows, row)) {
+                casualties++;
+                out("storm casualty: child %s %s: %s", row->workflow, row->run, row->err_msg);
             } else if (strcmp(row->status, "completed") != 0 || !row->has_out ||
                        row->out != chaos_child_out(row->n)) {
                 wrong++;
@@ -468,17 +515,6 @@ int chaos_report(chaos_t *c, PGconn *db)
 
     /* ---- re-executed bodies ---- */
     {
-        /* The last effect time of every pid, for "the killed worker's last body". */
-        long long *last = calloc((size_t)n_eff + 1, sizeof(*last));
-
-        if (last == NULL)
-            abort();
-        for (int i = 0; i < n_eff; i++) {
-            for (int j = 0; j < n_eff; j++) {
-                if (eff[j].pid == eff[i].pid && eff[j].t > last[i])
-                    last[i] = eff[j].t;
-            }
-        }
         shown = 0;
         for (int i = 0; i + 1 < n_eff; i++) {
             const effect_t *e = &eff[i], *next = &eff[i + 1];
@@ -515,7 +551,6 @@ int chaos_report(chaos_t *c, PGconn *db)
                                                      : "");
             }
         }
-        free(last);
     }
 
     /* ---- events, recovery ---- */
@@ -560,9 +595,10 @@ int chaos_report(chaos_t *c, PGconn *db)
                 if (eff[j].t >= ev->t_end && (first < 0 || eff[j].t < first))
                     first = eff[j].t;
             }
-            out("postgres restart at +%.1f s: down %.1f s; first body %.2f s after it was up",
-                (ev->t - c->t0) / 1000.0, (ev->t_end - ev->t) / 1000.0,
-                first >= 0 ? (first - ev->t_end) / 1000.0 : -1.0);
+            out("postgres restart at +%.1f s: the stop took %.1f s, down %.1f s in all; first "
+                "body %.2f s after it was up",
+                (ev->t - c->t0) / 1000.0, (ev->t_mid - ev->t) / 1000.0,
+                (ev->t_end - ev->t) / 1000.0, first >= 0 ? (first - ev->t_end) / 1000.0 : -1.0);
             break;
         }
         }
@@ -611,6 +647,7 @@ int chaos_report(chaos_t *c, PGconn *db)
     fflush(stdout);
     free(take);
     free(resp);
+    free(last);
     free(eff);
     free(rows);
     return fails;

@@ -614,8 +614,11 @@ int chaos_report(chaos_t *c, PGconn *db)
     out("done_notifications=%ld for %d ended runs started with notify_end (fewer is fine: the "
         "listener misses those sent while it reconnects)",
         c->done_notifies, ended_tracked);
-    out("wrong_outputs=%d poison_wrong_or_lost=%d recorded_without_execution=%d", wrong, poison_bad,
-        no_exec);
+    out("storm_casualties=%d (failed with WorkerLostError, every attempt of a step killed by the "
+        "driver: allowed)",
+        casualties);
+    out("wrong_outputs=%d poison_not_ended=%d poison_wrong_error=%d recorded_without_execution=%d",
+        wrong, poison_lost, poison_bad, no_exec);
     out("bodies executed=%d re-executed=%d (worker kill %d, master kill/exit %d, postgres "
         "restart %d, UNEXPLAINED %d)",
         n_eff, reexec, by_worker, by_master, by_pg, unexplained);

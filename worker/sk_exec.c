@@ -667,9 +667,14 @@ static int resolve_timeouts(run_state_t *rs)
             continue;
         if (batch_init(&b, 3) != SK_OK)
             return SK_ERROR;
+        /* resolve_timeout before the fence: a sender (deliver_signal) or a
+         * child's end (end_run) locks the waiting row, then the op, then
+         * this run's item (wake); taking the item first here deadlocked
+         * with them.  Same order, one transaction: a lost lease still
+         * undoes the resolution. */
         res_buf = batch_buffer(&b);
-        if (res_buf == NULL || add_fence(&b, rs->it, FENCE_EXTEND, rs->x->cfg->lease_ms) != SK_OK ||
-            (k = batch_add(&b, "sk_resolve_timeout")) == NULL) {
+        if (res_buf == NULL || (k = batch_add(&b, "sk_resolve_timeout")) == NULL ||
+            add_fence(&b, rs->it, FENCE_EXTEND, rs->x->cfg->lease_ms) != SK_OK) {
             batch_free(&b);
             return SK_ERROR;
         }
@@ -687,10 +692,10 @@ static int resolve_timeouts(run_state_t *rs)
         param(k, res_buf->data, (int)res_buf->size, 1);
         k->binary_result = 1;
         rc = sk_wconn_run(rs->x->conn, b.cmds, b.n, res, err, sizeof(err));
-        if (rc == SK_OK && res[1] != NULL && PQntuples(res[1]) == 1) {
-            const char *st = PQgetvalue(res[1], 0, 0);
-            const char *data = PQgetvalue(res[1], 0, 1);
-            size_t len = (size_t)PQgetlength(res[1], 0, 1);
+        if (rc == SK_OK && res[0] != NULL && PQntuples(res[0]) == 1) {
+            const char *st = PQgetvalue(res[0], 0, 0);
+            const char *data = PQgetvalue(res[0], 0, 1);
+            size_t len = (size_t)PQgetlength(res[0], 0, 1);
             if (strcmp(st, "waiting") != 0 && sk_msgpack_check(data, len, err, sizeof(err)) == 0 &&
                 sk_ctx_resolve_op(rs->ctx, op, strcmp(st, "ok") == 0 ? SK_OP_OK : SK_OP_ERROR, data,
                                   len) == SK_OK)

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -135,6 +136,8 @@ static pid_t spawn(char *const argv[], const char *log)
     }
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    /* A driver killed outright must not leave masters behind. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
     execv(argv[0], argv);
     _exit(127);
 }

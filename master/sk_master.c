@@ -48,7 +48,7 @@
 #define CONNECT_FIRST_DELAY_MS 200
 #define CONNECT_MAX_DELAY_MS   5000
 #define CONNECT_DEADLINE_MS    60000
-#define HEARTBEAT_CHECK_S      5.0
+#define HEARTBEAT_CHECK_S      0.25 /* step deadlines are checked this often */
 #define STALL_MIN_MS           60000
 
 typedef struct {

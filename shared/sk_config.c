@@ -149,6 +149,17 @@ static const opt_t options[] = {
      .max = 86400000,
      .metavar = "MS",
      .help = "How long a claim holds a work item before another worker may take it over."},
+    {.flag = "step-timeout",
+     .env = "STEPKIT_STEP_TIMEOUT_MS",
+     .type = OPT_INT,
+     FIELD(step_timeout_ms),
+     .def = "300000",
+     .min = 100,
+     .max = 86400000,
+     .metavar = "MS",
+     .help = "How long a step body may run without progress (sk_heartbeat) before the master "
+             "kills its worker and the attempt fails with StepTimeoutError. Workflows and steps "
+             "may set their own."},
     {.flag = "shutdown-timeout",
      .env = "STEPKIT_SHUTDOWN_TIMEOUT_MS",
      .type = OPT_INT,

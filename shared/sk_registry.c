@@ -94,6 +94,11 @@ int sk_register(sk_registry_t *reg, const sk_workflow_t *wf)
                  wf->id);
         return SK_ERROR;
     }
+    if (wf->step_timeout_ms < 0) {
+        snprintf(reg->err, sizeof(reg->err), "workflow %s: step_timeout_ms %d is negative", wf->id,
+                 wf->step_timeout_ms);
+        return SK_ERROR;
+    }
     if (sk_registry_find(reg, wf->id) != NULL) {
         snprintf(reg->err, sizeof(reg->err), "workflow %s registered twice", wf->id);
         return SK_ERROR;
@@ -122,6 +127,7 @@ int sk_register(sk_registry_t *reg, const sk_workflow_t *wf)
     w.retry = wf->retry.set ? wf->retry : SK_RETRY_DEFAULT;
     w.events = wf->events;
     w.schedules = wf->schedules;
+    w.step_timeout_ms = wf->step_timeout_ms;
     if (reg->n == reg->cap) {
         size_t cap = reg->cap ? reg->cap * 2 : 16;
         sk_wf_t *p = realloc(reg->wfs, cap * sizeof(*p));

@@ -289,7 +289,9 @@ static int setup(sk_wconn_t *c)
     rc = SK_OK;
 done:
     if (rc != SK_OK && err[0] != '\0')
-        sk_log_error("event=conn_setup_failed error=\"%s\"", err);
+        /* A refusal on a live connection is ours to fix; a lost one, the network's. */
+        sk_log(PQstatus(c->pg) == CONNECTION_OK ? SK_LOG_ERROR : SK_LOG_WARN,
+               "event=conn_setup_failed error=\"%s\"", err);
     for (int i = 0; i < 3; i++)
         PQclear(res[i]);
     free(listen);
@@ -320,6 +322,12 @@ static void connect_poll(sk_wconn_t *c)
     case PGRES_POLLING_OK:
         ev_io_stop(c->loop, &c->io);
         if (setup(c) != SK_OK) {
+            /* The server answered and refused (a statement of ours failed on
+             * a live connection): a broken schema, not an outage.  Reconnecting
+             * in place would repeat it forever; exit 1 and let the master's
+             * backoff and crash-loop limit decide. */
+            if (!c->fatal && PQstatus(c->pg) == CONNECTION_OK)
+                c->fatal = 1;
             drop(c, "setup failed");
             return;
         }

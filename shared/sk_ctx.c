@@ -1030,14 +1030,21 @@ done:
 
 /* Hand a group's run to other workers: a waiting op (written with the
  * queue item, so later replays never start it again) and a target item. */
-static int dispatch(sk_ctx_t *ctx, const char *key, const call_t *c)
+static bool dispatched(const sk_ctx_t *ctx, const char *key)
 {
     for (size_t i = 0; i < ctx->ndispatch; i++) {
         if (strcmp(ctx->dispatch[i], key) == 0)
-            return SK_OK;
+            return true;
     }
-    if (start_wait(ctx, key, c) != SK_OK)
-        return SK_ERROR;
+    return false;
+}
+
+/* Only the member's target item (the insert coalesces with one that
+ * exists): for a member whose op is already recorded. */
+static int dispatch_item(sk_ctx_t *ctx, const char *key)
+{
+    if (dispatched(ctx, key))
+        return SK_OK;
     if (ctx->ndispatch == ctx->capdispatch) {
         size_t cap = ctx->capdispatch ? ctx->capdispatch * 2 : 8;
         char(*d)[41] = realloc(ctx->dispatch, cap * sizeof(*d));
@@ -1048,6 +1055,15 @@ static int dispatch(sk_ctx_t *ctx, const char *key, const call_t *c)
     }
     memcpy(ctx->dispatch[ctx->ndispatch++], key, 41);
     return SK_OK;
+}
+
+static int dispatch(sk_ctx_t *ctx, const char *key, const call_t *c)
+{
+    if (dispatched(ctx, key))
+        return SK_OK;
+    if (start_wait(ctx, key, c) != SK_OK)
+        return SK_ERROR;
+    return dispatch_item(ctx, key);
 }
 
 /* A recorded success: the object, after the signal validator if any. */
@@ -1145,8 +1161,14 @@ static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
             return SK_SUSPEND;
     } else if (c->kind == K_RUN && ctx->group_depth > 0) {
         if (op != NULL) {
-            /* A failed attempt: its item comes back after the retry delay. */
+            /* A failed attempt (its retry delay, if any, has passed: the
+             * run's item came back).  A dispatched member still has its
+             * own item; the member this run's worker kept has none (its
+             * attempt failed, or its worker died and its successor
+             * reclaimed the run's item): give it one, so it runs again. */
             ctx->waiting = 1;
+            if (dispatch_item(ctx, key) != SK_OK)
+                ctx->aborted = 1;
         } else if (!ctx->cand.set) {
             ctx->cand.set = 1;
             memcpy(ctx->cand.key, key, sizeof(key));

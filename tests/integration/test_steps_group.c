@@ -71,3 +71,25 @@ Test(steps_group, branch_is_a_sequence_of_steps, ITEST_FIXTURES)
     sk_run_result_clear(&res);
     itest_finish();
 }
+
+/* {run p1, run p2}, p1 failing once (retryable): p1 is the member the
+ * run's worker keeps; its second attempt runs, the group completes. */
+Test(steps_group, kept_member_that_fails_once_runs_again, ITEST_FIXTURES)
+{
+    char run_id[SK_UUID_LEN];
+    sk_run_result_t res;
+
+    st_two_masters();
+    itest_start("step-group-retry", NULL, run_id);
+    st_wait(run_id, 15000, &res);
+    st_expect_output(&res, "[\"P1\",\"P2\"]");
+    cr_expect_eq(COUNT(run_id, "p1"), 2, "p1 ran %d times", COUNT(run_id, "p1"));
+    cr_expect_eq(COUNT(run_id, "p2"), 1, "p2 ran %d times", COUNT(run_id, "p2"));
+    cr_expect_eq(COUNT(run_id, "after"), 1, "code after the group");
+    cr_expect_eq(
+        itest_long("SELECT attempts FROM ops WHERE run_id = $1::uuid AND step_id = 'p1'", run_id),
+        2);
+    cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue"), 0, "exec_queue after the run");
+    sk_run_result_clear(&res);
+    itest_finish();
+}

@@ -305,6 +305,60 @@ static void sample(chaos_t *c, pid_t live[][CHAOS_MAX_WORKERS], int *n_live)
     }
 }
 
+/* Which pids are inside a poison body right now: the effects file read as
+ * it grows, each pid's last line. */
+typedef struct {
+    long off;
+    int n;
+    pid_t pid[512];
+    bool poison[512];
+} effects_tail_t;
+
+static void follow_effects(const chaos_t *c, effects_tail_t *t)
+{
+    char line[CHAOS_LINE_LEN + 1], run[40], step[16];
+    int attempt, pid;
+    long long ms;
+    FILE *f = fopen(c->effects, "re");
+
+    if (f == NULL || fseek(f, t->off, SEEK_SET) != 0) {
+        if (f != NULL)
+            fclose(f);
+        return;
+    }
+    while (fread(line, 1, CHAOS_LINE_LEN, f) == CHAOS_LINE_LEN) {
+        bool poison = false;
+        int slot;
+
+        line[CHAOS_LINE_LEN] = '\0';
+        t->off += CHAOS_LINE_LEN;
+        if (sscanf(line, "%39s %15s %d %d %lld", run, step, &attempt, &pid, &ms) != 5)
+            continue;
+        for (int i = 0; i < c->n_run && !poison; i++)
+            poison = chaos_kind_poison(c->run[i].kind) && strcmp(c->run[i].run_id, run) == 0;
+        for (slot = 0; slot < t->n && t->pid[slot] != pid; slot++)
+            ;
+        if (slot == t->n) {
+            if (t->n == (int)(sizeof(t->pid) / sizeof(t->pid[0])))
+                slot = pid % t->n; /* full: forget an old pid */
+            else
+                t->n++;
+        }
+        t->pid[slot] = pid;
+        t->poison[slot] = poison;
+    }
+    fclose(f);
+}
+
+static bool in_poison(const effects_tail_t *t, pid_t pid)
+{
+    for (int i = 0; i < t->n; i++) {
+        if (t->pid[i] == pid)
+            return t->poison[i];
+    }
+    return false;
+}
+
 /* ---- database ----------------------------------------------------------------------------- */
 
 static PGconn *db_connect(const char *url)
@@ -745,6 +799,7 @@ int main(int argc, char **argv)
     long long next_kill, next_sample = 0, next_poll = 0, next_ext = 0, master_kill_at,
                          pg_restart_at, master_back_at[CHAOS_MAX_MASTERS] = {0}, pg_down_since = 0;
     pg_state_t pg = PG_UP;
+    static effects_tail_t eff;
     int pg_ev = -1, failures = 0, rc = 2, started = 0;
     long pending = -1;
     bool pg_started = false;
@@ -890,23 +945,32 @@ int main(int argc, char **argv)
 
         /* The storm: worker kills, the master kill, the PostgreSQL restart. */
         if (now < c.storm_end && now >= next_kill) {
-            int total = 0, pick;
+            pid_t cand[CHAOS_MAX_MASTERS * CHAOS_MAX_WORKERS];
+            int cand_m[CHAOS_MAX_MASTERS * CHAOS_MAX_WORKERS], total = 0;
 
-            for (int m = 0; m < c.masters; m++)
-                total += n_live[m];
+            /* Workers inside a poison body are left alone: their poison
+             * must end them (a storm kill would turn a hang's
+             * StepTimeoutError into a WorkerLostError). */
+            follow_effects(&c, &eff);
+            for (int m = 0; m < c.masters; m++) {
+                for (int i = 0; i < n_live[m]; i++) {
+                    if (!in_poison(&eff, live[m][i])) {
+                        cand[total] = live[m][i];
+                        cand_m[total++] = m;
+                    }
+                }
+            }
             if (total > 0) {
-                pick = (int)rnd((unsigned)total);
-                for (int m = 0; m < c.masters; m++) {
-                    if (pick < n_live[m]) {
-                        pid_t victim = live[m][pick];
+                int pick = (int)rnd((unsigned)total), m = cand_m[pick];
 
-                        add_event(&c, EV_WORKER_KILL, chaos_now_ms(), victim, m);
-                        kill(victim, SIGKILL);
-                        /* Do not pick it again before the next sample. */
-                        live[m][pick] = live[m][--n_live[m]];
+                add_event(&c, EV_WORKER_KILL, chaos_now_ms(), cand[pick], m);
+                kill(cand[pick], SIGKILL);
+                /* Do not pick it again before the next sample. */
+                for (int i = 0; i < n_live[m]; i++) {
+                    if (live[m][i] == cand[pick]) {
+                        live[m][i] = live[m][--n_live[m]];
                         break;
                     }
-                    pick -= n_live[m];
                 }
             }
             next_kill = now + c.kill_min_ms + rnd((unsigned)(c.kill_max_ms - c.kill_min_ms + 1));

@@ -433,12 +433,16 @@ int chaos_report(chaos_t *c, PGconn *db)
             ended_storm++;
         if (chaos_kind_poison(r->kind)) {
             const char *want = r->kind == K_HANG ? "StepTimeoutError" : "WorkerLostError";
-            bool ok = strcmp(row->status, "failed") == 0 && strcmp(row->err_name, want) == 0;
+            /* The cause must be named: the signal, or the exit status. */
+            const char *why = r->kind == K_SEGV ? "SIGSEGV" : r->kind == K_EXIT ? "status 0" : "";
+            bool ok = strcmp(row->status, "failed") == 0 && strcmp(row->err_name, want) == 0 &&
+                      strstr(row->err_msg, why) != NULL;
 
             poison_bad += !ok;
-            out("poison: %s %s %s %s%s%s after %.1f s (expected failed %s)%s", row->workflow,
+            out("poison: %s %s %s %s%s%s after %.1f s (expected failed %s%s%s)%s", row->workflow,
                 row->run, row->status, row->err_name, row->err_name[0] ? ": " : "", row->err_msg,
-                (row->ended - row->created) / 1000.0, want, ok ? "" : " WRONG");
+                (row->ended - row->created) / 1000.0, want, why[0] ? " naming " : "", why,
+                ok ? "" : " WRONG");
             continue;
         }
         if (storm_casualty(c, eff, n_eff, last, rows, n_rows, row)) {

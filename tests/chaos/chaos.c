@@ -167,6 +167,34 @@ static int pg_cluster(chaos_t *c, const char *cmd, const char *dir, char *out, s
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* The same in the background: its pid; the URL of a start goes to
+ * OUTDIR/pg-url (pg_started_url reads it). */
+static pid_t pg_cluster_bg(chaos_t *c, const char *cmd, const char *dir)
+{
+    char line[1600];
+    char *argv[] = {"/bin/sh", "-c", line, NULL};
+
+    snprintf(line, sizeof(line), "exec '%s' %s '%s' >'%s/pg-url' 2>>'%s/pg-cluster.log'",
+             c->pg_cluster, cmd, dir, c->outdir, c->outdir);
+    return spawn(argv, NULL);
+}
+
+static int pg_started_url(chaos_t *c, char *out, size_t outlen)
+{
+    char path[700];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/pg-url", c->outdir);
+    f = fopen(path, "re");
+    if (f == NULL)
+        return -1;
+    out[0] = '\0';
+    if (fgets(out, (int)outlen, f) != NULL)
+        out[strcspn(out, "\n")] = '\0';
+    fclose(f);
+    return out[0] != '\0' ? 0 : -1;
+}
+
 static void start_master(chaos_t *c, int m)
 {
     char workers[16], lease[16], lib[600], master[600], log[700], st[32];
@@ -799,6 +827,7 @@ int main(int argc, char **argv)
     long long next_kill, next_sample = 0, next_poll = 0, next_ext = 0, master_kill_at,
                          pg_restart_at, master_back_at[CHAOS_MAX_MASTERS] = {0}, pg_down_since = 0;
     pg_state_t pg = PG_UP;
+    pid_t pg_pid = 0;
     static effects_tail_t eff;
     int pg_ev = -1, failures = 0, rc = 2, started = 0;
     long pending = -1;
@@ -986,39 +1015,54 @@ int main(int argc, char **argv)
                     (now - c.t0) / 1000.0);
             }
         }
+        /* The restart runs pg-cluster.sh in the background, so the storm
+         * and the sampling go on meanwhile. */
         if (pg_restart_at > 0 && now >= pg_restart_at && pg == PG_UP) {
             pg_restart_at = -1;
-            pg = PG_STOPPING;
             add_event(&c, EV_PG_RESTART, now, 0, -1);
             pg_ev = c.n_ev - 1;
             say("PostgreSQL stop at +%.1f s", (now - c.t0) / 1000.0);
-            /* The stop blocks (a fast shutdown takes well under a second);
-             * the storm resumes meanwhile only in the sense that time runs. */
-            if (pg_cluster(&c, "stop", pgdir, NULL, 0) != 0)
-                say("pg-cluster.sh stop failed (see %s/pg-cluster.log)", c.outdir);
+            pg_pid = pg_cluster_bg(&c, "stop", pgdir);
+            pg = PG_STOPPING;
             PQfinish(db);
             db = NULL;
             PQfinish(ln);
             ln = NULL;
             sk_client_close(sig);
             sig = NULL;
-            pg = PG_DOWN;
-            pg_down_since = chaos_now_ms();
-            c.ev[pg_ev].t_mid = pg_down_since;
+        }
+        if ((pg == PG_STOPPING || pg == PG_STARTING) && pg_pid > 0) {
+            int st;
+
+            if (waitpid(pg_pid, &st, WNOHANG) == pg_pid) {
+                bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+
+                pg_pid = 0;
+                if (pg == PG_STOPPING) {
+                    if (!ok)
+                        say("pg-cluster.sh stop failed (see %s/pg-cluster.log)", c.outdir);
+                    pg = PG_DOWN;
+                    pg_down_since = chaos_now_ms();
+                    c.ev[pg_ev].t_mid = pg_down_since;
+                } else {
+                    if (!ok || pg_started_url(&c, url2, sizeof(url2)) != 0) {
+                        say("PostgreSQL did not start again (see %s/pg-cluster.log)", c.outdir);
+                        goto cleanup;
+                    }
+                    if (strcmp(url2, c.url) != 0) {
+                        say("PostgreSQL came back at %s, not %s: the masters cannot follow", url2,
+                            c.url);
+                        c.pg_url_changed = 1;
+                    }
+                    c.ev[pg_ev].t_end = chaos_now_ms();
+                    say("PostgreSQL up again at +%.1f s", (c.ev[pg_ev].t_end - c.t0) / 1000.0);
+                    pg = PG_UP;
+                }
+            }
         }
         if (pg == PG_DOWN && now >= pg_down_since + 2000) {
             pg = PG_STARTING;
-            if (pg_cluster(&c, "start", pgdir, url2, sizeof(url2)) != 0) {
-                say("PostgreSQL did not start again (see %s/pg-cluster.log)", c.outdir);
-                goto cleanup;
-            }
-            if (strcmp(url2, c.url) != 0) {
-                say("PostgreSQL came back at %s, not %s: the masters cannot follow", url2, c.url);
-                c.pg_url_changed = 1;
-            }
-            c.ev[pg_ev].t_end = chaos_now_ms();
-            say("PostgreSQL up again at +%.1f s", (c.ev[pg_ev].t_end - c.t0) / 1000.0);
-            pg = PG_UP;
+            pg_pid = pg_cluster_bg(&c, "start", pgdir);
         }
 
         /* Starts, signals, progress, notifications: only with the database up. */

@@ -299,7 +299,7 @@ Test(supervise, draining_worker_releases_the_item_it_claimed, ITEST_FIXTURES)
 {
     itest_master_opts_t opts = {.workers = 1, .lease_ms = 30000, .shutdown_ms = 20000};
     itest_master_t *m;
-    char a[SK_UUID_LEN], b[SK_UUID_LEN];
+    char a[SK_UUID_LEN], b[SK_UUID_LEN], *status_a;
     sk_run_result_t res;
 
     m = itest_master_up(&opts);
@@ -309,7 +309,9 @@ Test(supervise, draining_worker_releases_the_item_it_claimed, ITEST_FIXTURES)
     /* Drain while a's body runs: a ends, its end claims b, the worker hands b back. */
     cr_assert_eq(itest_master_stop(m, 15000), 0);
     cr_expect_eq(itest_log_count(m, "event=item_released"), 1, "%s", m->log);
-    cr_expect_str_eq(itest_str("SELECT status FROM runs WHERE run_id = $1::uuid", a), "completed");
+    status_a = itest_str("SELECT status FROM runs WHERE run_id = $1::uuid", a);
+    cr_expect_str_eq(status_a, "completed");
+    free(status_a);
     cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue WHERE run_id = $1::uuid"
                             " AND NOT leased AND visible_at <= now() AND takeovers = 0",
                             b),

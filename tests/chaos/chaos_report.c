@@ -320,25 +320,23 @@ static const char *explain(const chaos_t *c, const effect_t *e, long long last_o
     const chaos_worker_t *w = worker_of(c, e->pid, e->t);
     bool last = e->t >= last_of_pid;
 
-    for (int i = 0; i < c->n_ev; i++) {
-        const chaos_event_t *ev = &c->ev[i];
+    /* Kills first: they name the cause exactly; the restart's window is a
+     * looser match. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < c->n_ev; i++) {
+            const chaos_event_t *ev = &c->ev[i];
 
-        *kill_t = ev->t;
-        switch (ev->kind) {
-        case EV_WORKER_KILL:
-            if (ev->pid == e->pid && ev->t >= e->t && last)
+            *kill_t = ev->t;
+            if (pass == 1) {
+                if (ev->kind == EV_PG_RESTART && e->t >= ev->t - 2000 && e->t <= ev->t_end + 2000)
+                    return "postgres restart";
+                continue;
+            }
+            if (ev->kind == EV_WORKER_KILL && ev->pid == e->pid && ev->t >= e->t && last)
                 return "worker kill";
-            break;
-        case EV_MASTER_KILL:
-        case EV_MASTER_EXIT:
-            if (w != NULL && w->master == ev->master && w->first_seen <= ev->t && ev->t >= e->t &&
-                last)
+            if ((ev->kind == EV_MASTER_KILL || ev->kind == EV_MASTER_EXIT) && w != NULL &&
+                w->master == ev->master && w->first_seen <= ev->t && ev->t >= e->t && last)
                 return ev->kind == EV_MASTER_KILL ? "master kill" : "master exit";
-            break;
-        case EV_PG_RESTART:
-            if (e->t >= ev->t - 2000 && e->t <= ev->t_end + 2000)
-                return "postgres restart";
-            break;
         }
     }
     return "";

@@ -65,6 +65,13 @@ extern "C" {
 #define SK_SUSPEND 1
 #define SK_FAILED  2
 
+/* Workflow ids, step ids, signal and event names: 1..255 bytes of valid
+ * UTF-8 (workflow ids and event names without line breaks).  A step given
+ * a longer name fails with InvalidStepError (not retryable) before anything
+ * is written; the client, the command line and the SQL functions refuse it
+ * too. */
+#define SK_NAME_LEN_MAX 255
+
 /* Return from the handler at once unless the step call gave SK_OK. */
 #define SK_STEP(call)                                                                              \
     do {                                                                                           \

@@ -12,6 +12,7 @@
 #include "sk_ctx.h"
 #include "sk_json.h"
 #include "sk_log.h"
+#include "sk_metrics.h"
 #include "sk_renew.h"
 #include "sk_stmts.h"
 #include "stepkit.h"
@@ -30,6 +31,7 @@ struct sk_exec {
     char lease[NUM_LEN];
     sk_renew_t *renew;  /* keeps a running body's lease */
     sk_inflight_t held; /* what the slot shows (published on change) */
+    char refused[700];  /* a write of the current run the database refused for good */
 };
 
 /* A claimed item with its run; pointers into `res`, which it owns. */
@@ -135,6 +137,9 @@ static int parse_claim(PGresult *res, item_t *it, int64_t *next_due_ms)
         it->attempt_ops = get_i32(res, 0, SK_CLAIM_ATTEMPT_OPS);
         it->created_ms = get_i64(res, 0, SK_CLAIM_CREATED_MS);
     }
+    sk_metrics_count(SK_MC_CLAIMS);
+    if (it->takeovers > 0)
+        sk_metrics_count(SK_MC_LEASE_TAKEOVERS);
     return SK_OK;
 }
 
@@ -359,6 +364,17 @@ static int add_claim(sk_exec_t *x, batch_t *b)
     return SK_OK;
 }
 
+/* The database refused a write with an error that every retry would meet
+ * again (sk_wconn_sqlstate_final): remember it, execute() fails the run. */
+static void note_refused(sk_exec_t *x, const item_t *it, const char *err)
+{
+    const char *state = sk_wconn_sqlstate(x->conn);
+
+    snprintf(x->refused, sizeof(x->refused), "%s (SQLSTATE %s)", err, state);
+    sk_log_warn("event=write_refused run=%s item=%s sqlstate=%s error=\"%s\"", it->run_id,
+                it->item_s, state, err);
+}
+
 /*
  * Run a batch as one transaction.  SK_OK; SK_AGAIN when the lease was lost
  * (nothing changed); SK_ERROR otherwise.  Results are kept in res (caller
@@ -373,10 +389,13 @@ static int run_batch(sk_exec_t *x, batch_t *b, const item_t *it, PGresult **res)
     if (r == NULL)
         return SK_ERROR;
     rc = sk_wconn_run(x->conn, b->cmds, b->n, r, err, sizeof(err));
-    if (rc == SK_AGAIN)
+    if (rc == SK_WCONN_REFUSED) {
+        note_refused(x, it, err);
+    } else if (rc == SK_AGAIN) {
         sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", it->run_id, it->item_s,
                     it->epoch_s);
-    else if (rc != SK_OK)
+        sk_metrics_count(SK_MC_FENCE_REFUSALS);
+    } else if (rc != SK_OK)
         sk_log_error("event=write_failed run=%s item=%s error=\"%s\"", it->run_id, it->item_s, err);
     if (res == NULL) {
         for (int i = 0; i < b->n; i++)
@@ -488,7 +507,10 @@ static int checkpoint_one(run_state_t *rs, const sk_op_t *op)
     if (rc == SK_OK && strcmp(PQcmdTuples(res[0]), "1") != 0) {
         sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", rs->it->run_id, rs->it->item_s,
                     rs->it->epoch_s);
+        sk_metrics_count(SK_MC_FENCE_REFUSALS);
         rc = SK_AGAIN;
+    } else if (rc == SK_WCONN_REFUSED) {
+        note_refused(rs->x, rs->it, err);
     } else if (rc != SK_OK) {
         sk_log_error("event=write_failed run=%s item=%s error=\"%s\"", rs->it->run_id,
                      rs->it->item_s, err);
@@ -636,8 +658,11 @@ static int finish(run_state_t *rs, const char *status, const char *output, size_
     if (rc == SK_OK) {
         if (rs->ctx)
             mark_committed(x, rs->ctx);
-        if (status != NULL)
+        if (status != NULL) {
             atomic_fetch_add(&x->slot->runs_done, 1);
+            sk_metrics_run_end(rs->it->workflow, strcmp(status, "completed") == 0,
+                               (double)(wall_now_ms() - rs->it->created_ms) / 1000.0);
+        }
         if (claim_at >= 0 && res[claim_at] != NULL) {
             *have_next = parse_claim(res[claim_at], next, NULL) == SK_OK;
             res[claim_at] = NULL;
@@ -733,14 +758,9 @@ static int resolve_timeouts(run_state_t *rs)
             continue;
         if (batch_init(&b, 3) != SK_OK)
             return SK_ERROR;
-        /* resolve_timeout before the fence: a sender (deliver_signal) or a
-         * child's end (end_run) locks the waiting row, then the op, then
-         * this run's item (wake); taking the item first here deadlocked
-         * with them.  Same order, one transaction: a lost lease still
-         * undoes the resolution. */
         res_buf = batch_buffer(&b);
-        if (res_buf == NULL || (k = batch_add(&b, "sk_resolve_timeout")) == NULL ||
-            add_fence(&b, rs->it, FENCE_EXTEND, rs->x->cfg->lease_ms) != SK_OK) {
+        if (res_buf == NULL || add_fence(&b, rs->it, FENCE_EXTEND, rs->x->cfg->lease_ms) != SK_OK ||
+            (k = batch_add(&b, "sk_resolve_timeout")) == NULL) {
             batch_free(&b);
             return SK_ERROR;
         }
@@ -758,10 +778,10 @@ static int resolve_timeouts(run_state_t *rs)
         param(k, res_buf->data, (int)res_buf->size, 1);
         k->binary_result = 1;
         rc = sk_wconn_run(rs->x->conn, b.cmds, b.n, res, err, sizeof(err));
-        if (rc == SK_OK && res[0] != NULL && PQntuples(res[0]) == 1) {
-            const char *st = PQgetvalue(res[0], 0, 0);
-            const char *data = PQgetvalue(res[0], 0, 1);
-            size_t len = (size_t)PQgetlength(res[0], 0, 1);
+        if (rc == SK_OK && res[1] != NULL && PQntuples(res[1]) == 1) {
+            const char *st = PQgetvalue(res[1], 0, 0);
+            const char *data = PQgetvalue(res[1], 0, 1);
+            size_t len = (size_t)PQgetlength(res[1], 0, 1);
             if (strcmp(st, "waiting") != 0 && sk_msgpack_check(data, len, err, sizeof(err)) == 0 &&
                 sk_ctx_resolve_op(rs->ctx, op, strcmp(st, "ok") == 0 ? SK_OP_OK : SK_OP_ERROR, data,
                                   len) == SK_OK)
@@ -818,6 +838,25 @@ static int target_recorded(sk_ctx_t *ctx, const char *key)
     return 0;
 }
 
+/* End the run with the refusal noted by note_refused, in a transaction of
+ * its own without the refused ops: waiting for the lease to expire would
+ * only meet the same error on every takeover. */
+static int fail_refused(run_state_t *rs, item_t *next, int *have_next)
+{
+    run_state_t bare = {.x = rs->x, .it = rs->it};
+    char msg[800];
+    int rc;
+
+    snprintf(msg, sizeof(msg), "the database refused to record this run's progress: %s",
+             rs->x->refused);
+    rs->x->refused[0] = '\0';
+    sk_log_info("event=run_failed run=%s workflow=%s error=DatabaseError", rs->it->run_id,
+                rs->it->workflow);
+    rc = fail_simple(&bare, "DatabaseError", msg, next, have_next);
+    rs->x->refused[0] = '\0'; /* refused again: the lease expires, as for any failed write */
+    return rc;
+}
+
 static int handler_failed(run_state_t *rs, const sk_entry_t *e, item_t *next, int *have_next)
 {
     const sk_wf_t *wf = sk_ctx_workflow(rs->ctx);
@@ -835,6 +874,18 @@ static int handler_failed(run_state_t *rs, const sk_entry_t *e, item_t *next, in
     return release(rs, sk_backoff_ms(&wf->retry, attempt), attempt, final_ops);
 }
 
+/* A body ended: counted by outcome, timed from its attempt's start. */
+static void count_step(const item_t *it, const sk_op_t *op, sk_metric_wf_t outcome)
+{
+    if (op != NULL)
+        sk_metrics_step(it->workflow, outcome, (double)(wall_now_ms() - op->started_ms) / 1000.0);
+}
+
+static sk_metric_wf_t done_outcome(const sk_op_t *op)
+{
+    return op != NULL && op->status == SK_OP_ERROR ? SK_MC_STEPS_FAILED : SK_MC_STEPS_EXECUTED;
+}
+
 static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
 {
     run_state_t rs = {.x = x, .it = it};
@@ -845,6 +896,7 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
     int rc = SK_OK;
 
     *have_next = 0;
+    x->refused[0] = '\0';
     if (it->status == NULL || strcmp(it->status, "pending") != 0) {
         /* A stale item (its run ended, or vanished): remove it. */
         return finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
@@ -905,6 +957,8 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
         rc = finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
         goto done;
     }
+    if (it->target == NULL && it->attempt == 0 && sk_ctx_first_op(rs.ctx) == NULL)
+        sk_metrics_count_wf(it->workflow, SK_MC_RUNS_STARTED);
     sk_ctx_set_handler_attempt(
         rs.ctx, it->attempt_ops == (int)sk_ctx_final_ops(rs.ctx) ? it->attempt + 1 : 1);
     if (it->target == NULL && resolve_timeouts(&rs) != SK_OK)
@@ -921,6 +975,7 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
             /* A group member's body on its own item. */
             switch (e.kind) {
             case SK_ENTRY_STEP_DONE:
+                count_step(it, e.op, done_outcome(e.op));
                 rc = target_done(&rs);
                 goto done;
             case SK_ENTRY_FAILED:
@@ -944,6 +999,7 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
         }
         switch (e.kind) {
         case SK_ENTRY_STEP_DONE:
+            count_step(it, e.op, done_outcome(e.op));
             continue; /* replay at once, the new result still in memory */
         case SK_ENTRY_SUSPENDED:
             sk_log_debug("event=run_suspended run=%s visible_ms=%lld", it->run_id,
@@ -958,9 +1014,11 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
             rc = finish(&rs, "completed", e.output, e.output_len, NULL, 0, next, have_next);
             goto done;
         case SK_ENTRY_FAILED:
+            count_step(it, e.op, SK_MC_STEPS_FAILED);
             rc = handler_failed(&rs, &e, next, have_next);
             goto done;
         case SK_ENTRY_STEP_RETRY:
+            count_step(it, e.op, SK_MC_STEPS_RETRIED);
             sk_log_info("event=step_retry run=%s step=%s attempt=%d delay_ms=%d", it->run_id,
                         e.op->step_id, e.op->attempts, e.retry_delay_ms);
             rc = release(&rs, e.retry_delay_ms, -1, 0);
@@ -976,6 +1034,8 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
         }
     }
 done:
+    if (x->refused[0] != '\0')
+        rc = fail_refused(&rs, next, have_next);
     hold_item(x, NULL);
     sk_ctx_free(rs.ctx);
     return rc;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sk_log.h"
 #include "sk_migrate.h"
@@ -15,6 +16,7 @@
 
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 5000
+#define TRANSIENT_TRIES  3 /* runs of a batch a deadlock or serialization failure undid */
 #define CHANNEL_MAX      (SK_NAME_MAX + 8)
 
 typedef enum { CONN_DOWN, CONN_CONNECTING, CONN_READY } conn_state_t;
@@ -33,6 +35,7 @@ struct sk_wconn {
     int fatal;
     char work_channel[CHANNEL_MAX];
     char done_channel[CHANNEL_MAX];
+    char sqlstate[6]; /* of the last batch's first error; "" when none */
 };
 
 static int64_t mono_ms(void)
@@ -130,6 +133,7 @@ static int collect(sk_wconn_t *c, int n, PGresult **res, int64_t deadline, int *
 {
     int idx = 0, failed = 0;
 
+    c->sqlstate[0] = '\0';
     for (;;) {
         PGresult *r;
         while (PQisBusy(c->pg)) {
@@ -157,8 +161,11 @@ static int collect(sk_wconn_t *c, int n, PGresult **res, int64_t deadline, int *
             if (state != NULL && strcmp(state, "SK001") == 0)
                 *lease_lost = 1;
             else if (!failed) {
-                const char *m = PQresultErrorMessage(r);
+                const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+                if (m == NULL)
+                    m = PQresultErrorMessage(r);
                 snprintf(err, errlen, "%.*s", (int)strcspn(m, "\n"), m);
+                snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", state ? state : "");
             }
             failed = 1;
             break;
@@ -178,7 +185,7 @@ static int send_sql(sk_wconn_t *c, const char *sql)
     return PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0);
 }
 
-int sk_wconn_run(sk_wconn_t *c, sk_cmd_t *cmds, int n, PGresult **res, char *err, size_t errlen)
+static int run_once(sk_wconn_t *c, sk_cmd_t *cmds, int n, PGresult **res, char *err, size_t errlen)
 {
     int64_t deadline = mono_ms() + c->timeout_ms;
     int lease_lost = 0, rc;
@@ -209,7 +216,7 @@ int sk_wconn_run(sk_wconn_t *c, sk_cmd_t *cmds, int n, PGresult **res, char *err
             snprintf(err, errlen, "lease lost");
             return SK_AGAIN;
         }
-        return SK_ERROR;
+        return sk_wconn_sqlstate_final(c->sqlstate) ? SK_WCONN_REFUSED : SK_ERROR;
     }
     return SK_OK;
 broken:
@@ -222,6 +229,34 @@ broken:
     }
     drop(c, "query failed");
     return SK_ERROR;
+}
+
+/* A deadlock or serialization failure rolled the whole batch back and
+ * says nothing about the batch itself: the same commands may simply run
+ * again (PostgreSQL's advice for 40P01 and 40001). */
+static int transient(const char *state)
+{
+    return strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0;
+}
+
+int sk_wconn_run(sk_wconn_t *c, sk_cmd_t *cmds, int n, PGresult **res, char *err, size_t errlen)
+{
+    int rc;
+
+    for (int attempt = 1;; attempt++) {
+        rc = run_once(c, cmds, n, res, err, errlen);
+        if (rc != SK_ERROR || c->state != CONN_READY || !transient(c->sqlstate) ||
+            attempt == TRANSIENT_TRIES)
+            return rc;
+        sk_log_info("event=batch_retried sqlstate=%s attempt=%d error=\"%s\"", c->sqlstate, attempt,
+                    err);
+        for (int i = 0; i < n && res != NULL; i++) {
+            PQclear(res[i]);
+            res[i] = NULL;
+        }
+        /* A short, growing pause lets the other transaction finish. */
+        usleep((useconds_t)(attempt * 2000));
+    }
 }
 
 /* ---- connection set-up ---------------------------------------------------------- */
@@ -452,6 +487,31 @@ int sk_wconn_take_notified(sk_wconn_t *c)
 
     c->notified = 0;
     return n;
+}
+
+/* Classes whose errors do not go away by trying again: data exceptions
+ * (22: value too long, invalid encoding...), integrity constraints (23),
+ * syntax or access rule violations (42, but not a missing privilege, which
+ * an operator may grant), program limits (54: index row too large...) and
+ * PL/pgSQL raises (P0).  Not: 40 (serialization, deadlock), 53
+ * (resources), 57 (operator intervention), 08 (connection), 55 (lock not
+ * available), XX, nor our own SK codes (SK001: lease lost). */
+int sk_wconn_sqlstate_final(const char *state)
+{
+    static const char *const classes[] = {"22", "23", "42", "54", "P0"};
+
+    if (state == NULL || strlen(state) != 5 || strcmp(state, "42501") == 0)
+        return 0;
+    for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
+        if (strncmp(state, classes[i], 2) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+const char *sk_wconn_sqlstate(const sk_wconn_t *c)
+{
+    return c->sqlstate;
 }
 
 int sk_wconn_fatal(const sk_wconn_t *c)

@@ -16,6 +16,7 @@
 #include "sk_exec.h"
 #include "sk_heritage.h"
 #include "sk_log.h"
+#include "sk_metrics.h"
 #include "sk_sched.h"
 #include "sk_wconn.h"
 #include "stepkit.h"
@@ -239,6 +240,7 @@ static void on_notify(void *arg)
 {
     worker_t *w = arg;
 
+    sk_metrics_count(SK_MC_WAKE_NOTIFY);
     if (!w->busy && lower_sibling_idle(w)) {
         if (!ev_is_active(&w->defer)) {
             ev_timer_set(&w->defer, DEFER_S, 0.);
@@ -264,9 +266,12 @@ static void on_lost(void *arg)
 
 static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
+    worker_t *w = t->data;
+
     (void)loop;
     (void)revents;
-    work(t->data);
+    sk_metrics_count(t == &w->poll ? SK_MC_WAKE_POLL : SK_MC_WAKE_TIMER);
+    work(w);
 }
 
 static void cron_cb(struct ev_loop *loop, ev_periodic *p, int revents)
@@ -333,6 +338,8 @@ int sk_worker_main(const sk_heritage_t *h)
     w.master_pid = sk_shm_master_pid(h->shm);
     sk_shm_read_config(h->shm, &w.cfg);
     sk_log_level = w.cfg.log_level;
+    sk_log_format = w.cfg.log_format;
+    sk_metrics_attach_slot(h->slot);
     srandom((unsigned)(getpid() ^ time(NULL)));
     atomic_store(&w.slot->pid, (int32_t)getpid());
     atomic_store(&w.slot->heartbeat_ms, mono_ms());

@@ -215,6 +215,12 @@ static void start_master(chaos_t *c, int m)
     argv[a++] = workers;
     argv[a++] = "--lease";
     argv[a++] = lease;
+    /* The HTTP process is a child of the master too: off, so the sampler
+     * and the storm see workers only (and two masters need no ports). */
+    if (c->http_flag) {
+        argv[a++] = "--http";
+        argv[a++] = "off";
+    }
     if (c->step_timeout_flag[0] != '\0') {
         snprintf(st, sizeof(st), "%d", c->step_timeout_ms);
         argv[a++] = c->step_timeout_flag;
@@ -226,8 +232,8 @@ static void start_master(chaos_t *c, int m)
     c->master_started[m] = chaos_now_ms();
 }
 
-/* Does `stepkit-master --help` know a step timeout flag?  Fills
- * step_timeout_flag with the flag, or leaves it empty. */
+/* Does `stepkit-master --help` know a step timeout flag (fills
+ * step_timeout_flag, else leaves it empty) and --http? */
 static void probe_step_timeout(chaos_t *c)
 {
     char cmd[700], line[512];
@@ -243,6 +249,8 @@ static void probe_step_timeout(chaos_t *c)
 
         if (f != NULL && c->step_timeout_flag[0] == '\0' && (f[14] == ' ' || f[14] == '\n'))
             snprintf(c->step_timeout_flag, sizeof(c->step_timeout_flag), "--step-timeout");
+        if (strstr(line, "--http ") != NULL)
+            c->http_flag = true;
     }
     pclose(p);
 }

@@ -68,6 +68,7 @@ typedef struct {
     unsigned seed;
     const char *build, *outdir, *pg_cluster;
     char step_timeout_flag[64]; /* "" when the master has none */
+    bool http_flag;             /* the master has --http (its HTTP process is off here) */
 
     /* the plan and what happened */
     chaos_run_t *run;

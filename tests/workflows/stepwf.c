@@ -373,33 +373,6 @@ static int step_branch(sk_ctx_t *ctx, msgpack_packer *out)
     return sk_pack_object(out, res);
 }
 
-/* p1 fails on its first execution (retryable), then returns "P1". */
-static int body_flaky(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
-{
-    (void)arg;
-    wf_count(ctx, "p1");
-    if (wf_counted(ctx, "p1") == 1)
-        return sk_fail(ctx, "FlakyError", "first attempt");
-    return sk_pack_str(out, "P1");
-}
-
-/* {run p1 (fails once), run p2}: p1, the group's first new run, is the
- * member this worker keeps and runs itself; its retry must run again. */
-static int step_group_retry(sk_ctx_t *ctx, msgpack_packer *out)
-{
-    static const char *const p2[] = {"p2", "P2"};
-    const msgpack_object *res;
-    sk_group_t *g;
-
-    wf_count(ctx, "handler");
-    g = sk_group(ctx);
-    sk_group_run(g, "p1", body_flaky, NULL);
-    sk_group_run(g, "p2", body_str, (void *)p2);
-    SK_STEP(sk_group_await(g, &res));
-    wf_count(ctx, "after");
-    return sk_pack_object(out, res);
-}
-
 int stepwf_register(sk_registry_t *reg)
 {
     static const sk_workflow_t wfs[] = {
@@ -418,7 +391,6 @@ int stepwf_register(sk_registry_t *reg)
         {.id = "step-invoke-late", .handler = step_invoke_late, .retry = NO_DELAY},
         {.id = "step-parallel", .handler = step_parallel, .retry = NO_DELAY},
         {.id = "step-branch", .handler = step_branch, .retry = NO_DELAY},
-        {.id = "step-group-retry", .handler = step_group_retry, .retry = NO_DELAY},
     };
 
     for (size_t i = 0; i < sizeof(wfs) / sizeof(wfs[0]); i++) {

@@ -215,6 +215,10 @@ static void start_master(chaos_t *c, int m)
     argv[a++] = workers;
     argv[a++] = "--lease";
     argv[a++] = lease;
+    /* The master escalates to SIGKILL itself within the driver's 15 s
+     * stop (its default, 25 s, is longer). */
+    argv[a++] = "--shutdown-timeout";
+    argv[a++] = "5000";
     /* The HTTP process is a child of the master too: off, so the sampler
      * and the storm see workers only (and two masters need no ports). */
     if (c->http_flag) {
@@ -800,6 +804,35 @@ static void stop_masters(chaos_t *c)
     }
 }
 
+/* Workers that outlived their master (a master must take its workers with
+ * it, whatever they run): counted, reported and killed. */
+static void kill_orphans(chaos_t *c)
+{
+    char path[64], cmd[4096];
+
+    for (int i = 0; i < c->n_wk; i++) {
+        pid_t pid = c->wk[i].pid;
+        size_t n;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+        f = fopen(path, "re");
+        if (f == NULL)
+            continue;
+        n = fread(cmd, 1, sizeof(cmd) - 1, f);
+        fclose(f);
+        for (size_t k = 0; k < n; k++)
+            cmd[k] = cmd[k] == '\0' ? ' ' : cmd[k];
+        cmd[n] = '\0';
+        if (strstr(cmd, "stepkit-master") == NULL || strstr(cmd, "chaoswf.so") == NULL)
+            continue; /* the pid is someone else's now */
+        c->orphans++;
+        say("ORPHAN: worker pid %d of master %d is alive after every master stopped: SIGKILL",
+            (int)pid, c->wk[i].master);
+        kill(pid, SIGKILL);
+    }
+}
+
 /* Waits until `n` chaos workflows are registered; false on timeout. */
 static bool wait_registered(PGconn **db, const char *url, int n, int timeout_ms)
 {
@@ -1118,6 +1151,8 @@ int main(int argc, char **argv)
         c.storm_s);
     drain_notifies(&c, &ln);
     stop_masters(&c);
+    sleep_ms(500); /* PDEATHSIG and the alive pipe take a moment */
+    kill_orphans(&c);
     if (db == NULL || PQstatus(db) != CONNECTION_OK) {
         PQfinish(db);
         db = db_connect(c.url);
@@ -1131,6 +1166,7 @@ int main(int argc, char **argv)
 
 cleanup:
     stop_masters(&c);
+    kill_orphans(&c);
     PQfinish(db);
     PQfinish(ln);
     sk_client_close(sig);

@@ -83,6 +83,7 @@ typedef struct {
     int live_min;
     long done_notifies;
     int pg_url_changed;
+    int orphans; /* workers still alive once every master had stopped */
 
     /* master slots */
     pid_t master_pid[CHAOS_MAX_MASTERS];

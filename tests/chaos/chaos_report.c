@@ -611,8 +611,8 @@ int chaos_report(chaos_t *c, PGconn *db)
         c->n_run - c->runs, ended_tracked, ended_storm);
     out("kills: worker=%d master=%d postgres=%d unplanned_master_exits=%d", worker_kills,
         master_kills, pg_restarts, master_exits);
-    out("lost=%d ended_twice=%d final_ops_rewritten=%ld untracked_runs=%d", lost, twice,
-        op_rewrites, untracked);
+    out("lost=%d ended_twice=%d final_ops_rewritten=%ld untracked_runs=%d orphaned_workers=%d",
+        lost, twice, op_rewrites, untracked, c->orphans);
     out("done_notifications=%ld for %d ended runs started with notify_end (fewer is fine: the "
         "listener misses those sent while it reconnects)",
         c->done_notifies, ended_tracked);
@@ -635,7 +635,7 @@ int chaos_report(chaos_t *c, PGconn *db)
         out("NOTE: hang poison skipped (stepkit-master has no --step-timeout)");
 
     fails += lost + twice + untracked + wrong + poison_lost + poison_bad + no_exec + unexplained +
-             master_exits + c->pg_url_changed;
+             master_exits + c->pg_url_changed + c->orphans;
     if (op_rewrites != 0)
         fails++;
     if (c->done_notifies > ended_tracked) {

@@ -218,6 +218,11 @@ int sk_invoke(sk_ctx_t *ctx, const char *id, const char *workflow, const char *d
  * (SK_STEP does it) while one of its steps is pending.  sk_group_await
  * gives SK_FAILED with the first failed member's error (in declaration
  * order), SK_SUSPEND while any member is pending.
+ *
+ * A member's `arg` must stay valid until sk_group_await returns: the
+ * group's first new run body executes inside sk_group_await, after the
+ * branch that declared it has returned, so never point it at a branch's
+ * local variables (the handler's are fine).
  */
 typedef struct sk_group sk_group_t;
 typedef int (*sk_branch_fn)(sk_ctx_t *ctx, msgpack_packer *out, void *arg);

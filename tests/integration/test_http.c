@@ -349,6 +349,7 @@ Test(http, a_taken_port_leaves_the_workers_running, ITEST_FIXTURES)
     itest_master_stop(a, 10000);
     itest_invoke("chain3", "{}", &res);
     cr_assert_str_eq(res.status, "completed");
+    sk_run_result_clear(&res);
     cr_assert_eq(itest_log_count(b, "event=http_start"), 1, "no restart after exit code 2");
 }
 
@@ -370,6 +371,7 @@ Test(http, json_logs_from_every_process, ITEST_FIXTURES)
     m = itest_master_up(&o);
     itest_invoke("two-steps", "{}", &res);
     cr_assert_str_eq(res.status, "completed");
+    sk_run_result_clear(&res);
     cr_assert_eq(itest_master_stop(m, 10000), 0);
     log = itest_master_log(m);
     for (line = strtok_r(log, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {

@@ -312,5 +312,23 @@ Test(flow, sql_settings_keys_and_bad_input, ITEST_FIXTURES)
     cr_expect_eq(PQresultStatus(r), PGRES_FATAL_ERROR, "priority 90000 accepted");
     PQclear(r);
     cr_expect_eq(itest_long("SELECT count(*) FROM runs"), 3, "a refused start left a run");
+
+    /* The command line's --priority. */
+    {
+        static const char *const args[] = {"start", "s", "--priority", "600", NULL};
+        static const char *const bad[] = {"start", "s", "--priority", "-1", NULL};
+        itest_cmd_t c;
+        itest_cli(args, &c);
+        cr_expect_eq(c.code, 0, "stepkit start --priority: %s", c.err);
+        c.out[strcspn(c.out, "\n")] = '\0';
+        cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue WHERE run_id = $1::uuid"
+                                " AND visible_at < now() - interval '590 s'",
+                                c.out),
+                     1, "run %s does not rank 600 s earlier", c.out);
+        itest_cmd_free(&c);
+        itest_cli(bad, &c);
+        cr_expect_eq(c.code, 2, "a negative priority was accepted");
+        itest_cmd_free(&c);
+    }
     itest_finish();
 }

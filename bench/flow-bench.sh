@@ -32,6 +32,7 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    [ -n "${KEEP:-}" ] && cp "$work"/master*.log /tmp/ 2>/dev/null
     [ -n "$cluster" ] && tests/pg-cluster.sh stop "$cluster" >/dev/null 2>&1 || true
     rm -rf "$work"
 }

@@ -223,11 +223,17 @@ BEGIN
     END IF;
     IF w.concurrency_limit IS NOT NULL OR w.rate_limit IS NOT NULL THEN
         SELECT r.data INTO v_data FROM runs r WHERE r.run_id = NEW.run_id;
+        -- The key rows are made here, so the claim never has to insert
+        -- (an insert waits for a concurrent one of the same key).
         IF w.concurrency_limit IS NOT NULL THEN
             NEW.flow_key := flow_key_of(v_data, w.concurrency_key);
+            INSERT INTO flow_slots (workflow_id, key) VALUES (NEW.workflow_id, NEW.flow_key)
+            ON CONFLICT DO NOTHING;
         END IF;
         IF w.rate_limit IS NOT NULL THEN
             NEW.rate_key := flow_key_of(v_data, w.rate_key);
+            INSERT INTO flow_rates (workflow_id, key) VALUES (NEW.workflow_id, NEW.rate_key)
+            ON CONFLICT DO NOTHING;
         END IF;
     END IF;
     NEW.rank_at := NEW.created_at - w.priority * interval '1 second';
@@ -277,19 +283,36 @@ $$;
 CREATE FUNCTION flow_enable() RETURNS void
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_trigger
-                WHERE tgrelid = 'exec_queue'::regclass AND tgname = 'exec_queue_flow') THEN
-        RETURN;
-    END IF;
-    LOCK TABLE exec_queue, runs IN SHARE ROW EXCLUSIVE MODE;
-    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+    FOR i IN 1 .. 200 LOOP
+        IF EXISTS (SELECT 1 FROM pg_trigger
                     WHERE tgrelid = 'exec_queue'::regclass AND tgname = 'exec_queue_flow') THEN
-        CREATE TRIGGER exec_queue_flow BEFORE INSERT ON exec_queue
-            FOR EACH ROW EXECUTE FUNCTION flow_item();
-        CREATE TRIGGER runs_flow_end AFTER UPDATE OF status ON runs
-            FOR EACH ROW WHEN (OLD.status = 'pending' AND NEW.status <> 'pending')
-            EXECUTE FUNCTION flow_run_end();
-    END IF;
+            RETURN;
+        END IF;
+        -- Starts lock runs then exec_queue, ends the other way round: a
+        -- lock held here while waiting for the second could deadlock with
+        -- either.  So each attempt waits 20 ms at most (the others never
+        -- reach their deadlock check) and gives both back before retrying.
+        BEGIN
+            PERFORM set_config('lock_timeout', '20ms', true);
+            LOCK TABLE runs, exec_queue IN SHARE ROW EXCLUSIVE MODE;
+            PERFORM set_config('lock_timeout', '0', true);
+            IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                            WHERE tgrelid = 'exec_queue'::regclass
+                              AND tgname = 'exec_queue_flow') THEN
+                CREATE TRIGGER exec_queue_flow BEFORE INSERT ON exec_queue
+                    FOR EACH ROW EXECUTE FUNCTION flow_item();
+                CREATE TRIGGER runs_flow_end AFTER UPDATE OF status ON runs
+                    FOR EACH ROW WHEN (OLD.status = 'pending' AND NEW.status <> 'pending')
+                    EXECUTE FUNCTION flow_run_end();
+            END IF;
+            RETURN;
+        EXCEPTION WHEN lock_not_available THEN
+            PERFORM set_config('lock_timeout', '0', true);
+            PERFORM pg_sleep(0.005 + random() * 0.02);
+        END;
+    END LOOP;
+    RAISE EXCEPTION 'flow control: could not lock runs and exec_queue to create its triggers'
+        USING ERRCODE = '55P03', HINT = 'Retry when the queue is less busy.';
 END
 $$;
 
@@ -338,13 +361,19 @@ $$;
 -- ---- admission, in the claim --------------------------------------------------
 --
 -- flow_admit(item, run, workflow, concurrency key, rate key): called by
--- claim() right after it leased an item that still has a key to pass.
--- True: the run may go (it now holds its slot, the rate took it).  False:
--- the item was handed back, parked until a slot of its key is freed, or
--- visible again when the rate allows.  Runs inside the claim's
--- transaction: a lost claim loses its admission with it.
+-- claim() for an item it has locked (not yet updated) that still has a
+-- key to pass.  Returns
+--   'ok'       the run may go: it holds its slot, the rate took it;
+--   'parked'   its key is full: parked until a slot of the key is freed;
+--   'delayed'  the rate is used up: visible again when it allows;
+--   'busy'     another transaction holds the key's row: try another item.
+-- Key rows are locked with SKIP LOCKED, never waited for: a worker's
+-- transaction that ends a run (and so holds its key's row) claims the
+-- next item in the same transaction, and waiting there for another key's
+-- row could deadlock with a worker doing the same the other way round.
+-- Runs inside the claim's transaction: a lost claim loses its admission.
 CREATE FUNCTION flow_admit(p_item bigint, p_run uuid, p_workflow text, p_key text,
-                           p_rate_key text) RETURNS boolean
+                           p_rate_key text) RETURNS text
 LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
     w record;
@@ -358,24 +387,38 @@ BEGIN
       FROM workflows f WHERE f.workflow_id = p_workflow;
     IF p_key IS NOT NULL AND w.concurrency_limit IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM flow_holders h WHERE h.run_id = p_run) THEN
-        INSERT INTO flow_slots (workflow_id, key) VALUES (p_workflow, p_key)
-        ON CONFLICT DO NOTHING;
         SELECT s.in_flight INTO v_n FROM flow_slots s
-         WHERE s.workflow_id = p_workflow AND s.key = p_key FOR UPDATE;
+         WHERE s.workflow_id = p_workflow AND s.key = p_key FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            IF EXISTS (SELECT 1 FROM flow_slots s
+                        WHERE s.workflow_id = p_workflow AND s.key = p_key) THEN
+                RETURN 'busy';
+            END IF;
+            -- (flow_item made it at start; a limit set later comes here once)
+            INSERT INTO flow_slots (workflow_id, key) VALUES (p_workflow, p_key)
+            ON CONFLICT DO NOTHING;
+            RETURN 'busy';
+        END IF;
         IF v_n >= w.concurrency_limit THEN
             UPDATE exec_queue
-               SET visible_at = 'infinity', leased = false, flow_parked = true,
-                   claimed_by = NULL, rank_at = coalesce(rank_at, created_at)
+               SET visible_at = 'infinity', flow_parked = true,
+                   rank_at = coalesce(rank_at, least(visible_at, created_at))
              WHERE item_id = p_item;
-            RETURN false;
+            RETURN 'parked';
         END IF;
         v_slot := true;
     END IF;
     IF p_rate_key IS NOT NULL AND w.rate_limit IS NOT NULL THEN
-        INSERT INTO flow_rates (workflow_id, key) VALUES (p_workflow, p_rate_key)
-        ON CONFLICT DO NOTHING;
         SELECT r.hits, r.next INTO v_hits, v_next FROM flow_rates r
-         WHERE r.workflow_id = p_workflow AND r.key = p_rate_key FOR UPDATE;
+         WHERE r.workflow_id = p_workflow AND r.key = p_rate_key FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            IF NOT EXISTS (SELECT 1 FROM flow_rates r
+                            WHERE r.workflow_id = p_workflow AND r.key = p_rate_key) THEN
+                INSERT INTO flow_rates (workflow_id, key) VALUES (p_workflow, p_rate_key)
+                ON CONFLICT DO NOTHING;
+            END IF;
+            RETURN 'busy';
+        END IF;
         -- The ring holds the last rate_limit admissions; hits[next] is the
         -- oldest of them once it is full (a lowered limit restarts it).
         IF cardinality(v_hits) > w.rate_limit THEN
@@ -385,10 +428,9 @@ BEGIN
         IF cardinality(v_hits) = w.rate_limit
            AND v_hits[v_next] > v_now - w.rate_period_ms THEN
             UPDATE exec_queue
-               SET visible_at = to_timestamp((v_hits[v_next] + w.rate_period_ms + 1) / 1000.0),
-                   leased = false, claimed_by = NULL
+               SET visible_at = to_timestamp((v_hits[v_next] + w.rate_period_ms + 1) / 1000.0)
              WHERE item_id = p_item;
-            RETURN false;
+            RETURN 'delayed';
         END IF;
         IF cardinality(v_hits) < w.rate_limit THEN
             v_hits := v_hits || v_now;
@@ -406,17 +448,19 @@ BEGIN
         INSERT INTO flow_holders (run_id, workflow_id, key) VALUES (p_run, p_workflow, p_key);
     END IF;
     UPDATE exec_queue SET flow_key = NULL, rate_key = NULL WHERE item_id = p_item;
-    RETURN true;
+    RETURN 'ok';
 END
 $$;
 
 -- ---- the claim ----------------------------------------------------------------
 --
--- 006's claim with one change (marked 010): the leased item's flow_key
--- and rate_key come back with its update, and an item that has one goes
--- through flow_admit; one refused is handed back and the claim tries the
--- next (up to 32 in one call).  Items without flow control (every item of
--- a schema that uses none) pay two more columns in RETURNING.
+-- 006's claim with one change (marked 010): the locked item's flow_key
+-- and rate_key are read with it, and an item that has one goes through
+-- flow_admit before it is leased; one parked, delayed or whose key row is
+-- busy is left and the claim tries the next (up to 32 in one call).  Items
+-- without flow control (every item of a schema that uses none) pay two
+-- more columns read from the row the claim locks anyway, and an empty
+-- skip list.
 CREATE OR REPLACE FUNCTION claim(p_lease_ms int, p_worker text, p_workflows text[])
 RETURNS TABLE (next_ms bigint, item_id bigint, epoch int, run_id text, item_op text,
                workflow_id text, event_id text, trigger_type text, trigger_name text,
@@ -438,14 +482,18 @@ DECLARE
     v_fkey text;
     v_rkey text;
     v_busy boolean := false;
+    v_skip bigint[] := '{}';
+    v_admit text;
 BEGIN
     -- 010: an item that must pass flow control and does not is handed
     -- back by flow_admit (parked or delayed) and the next one is tried.
     FOR v_try IN 1 .. 32 LOOP
     v_item := NULL;
     IF cardinality(p_workflows) = 1 THEN
-        SELECT q.item_id INTO v_item FROM exec_queue q
+        SELECT q.item_id, q.run_id, q.flow_key, q.rate_key INTO v_item, v_run, v_fkey, v_rkey
+          FROM exec_queue q
          WHERE q.workflow_id = p_workflows[1] AND q.visible_at <= now()
+           AND q.item_id <> ALL (v_skip)
          ORDER BY q.visible_at LIMIT 1 FOR UPDATE SKIP LOCKED;
     ELSE
         FOR v_wf IN
@@ -453,31 +501,40 @@ BEGIN
              CROSS JOIN LATERAL (SELECT q.visible_at FROM exec_queue q
                                   WHERE q.workflow_id = w.id AND q.visible_at <= now()
                                     AND q.epoch >= 0 -- a heap read: see the next-due note
+                                    AND q.item_id <> ALL (v_skip)
                                   ORDER BY q.visible_at LIMIT 1) h
              ORDER BY h.visible_at
         LOOP
-            SELECT q.item_id INTO v_item FROM exec_queue q
+            SELECT q.item_id, q.run_id, q.flow_key, q.rate_key
+              INTO v_item, v_run, v_fkey, v_rkey
+              FROM exec_queue q
              WHERE q.workflow_id = v_wf AND q.visible_at <= now()
+               AND q.item_id <> ALL (v_skip)
              ORDER BY q.visible_at LIMIT 1 FOR UPDATE SKIP LOCKED;
             EXIT WHEN v_item IS NOT NULL;
         END LOOP;
     END IF;
-    EXIT WHEN v_item IS NULL;
-
-    UPDATE exec_queue e
-       SET epoch = e.epoch + 1, leased = true,
-           takeovers = CASE WHEN e.leased THEN e.takeovers + 1 ELSE 0 END,
-           visible_at = now() + p_lease_ms * interval '1 millisecond',
-           claimed_by = p_worker
-     WHERE e.item_id = v_item
-    RETURNING e.run_id, e.epoch, e.op_key, e.wake_seq, e.takeovers, e.workflow_id, e.flow_key,
-              e.rate_key
-         INTO v_run, v_epoch, v_op, v_wake, v_takeovers, v_wf, v_fkey, v_rkey;
-    EXIT WHEN (v_fkey IS NULL AND v_rkey IS NULL)
-              OR flow_admit(v_item, v_run, v_wf, v_fkey, v_rkey);
+    EXIT WHEN v_item IS NULL OR (v_fkey IS NULL AND v_rkey IS NULL);
+    SELECT q.workflow_id INTO v_wf FROM exec_queue q WHERE q.item_id = v_item;
+    v_admit := flow_admit(v_item, v_run, v_wf, v_fkey, v_rkey);
+    EXIT WHEN v_admit = 'ok';
+    IF v_admit = 'busy' THEN
+        v_skip := v_skip || v_item; -- (locked till commit: other claims skip it too)
+    END IF;
     v_item := NULL;
-    v_busy := v_try = 32; -- more may be ready: the worker asks again at once
+    v_busy := true; -- more may be ready: the worker asks again soon
     END LOOP;
+
+    IF v_item IS NOT NULL THEN
+        UPDATE exec_queue e
+           SET epoch = e.epoch + 1, leased = true,
+               takeovers = CASE WHEN e.leased THEN e.takeovers + 1 ELSE 0 END,
+               visible_at = now() + p_lease_ms * interval '1 millisecond',
+               claimed_by = p_worker
+         WHERE e.item_id = v_item
+        RETURNING e.run_id, e.epoch, e.op_key, e.wake_seq, e.takeovers
+             INTO v_run, v_epoch, v_op, v_wake, v_takeovers;
+    END IF;
 
     IF v_item IS NULL THEN
         -- The earliest later item of each workflow.  It reads a heap column

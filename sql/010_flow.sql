@@ -15,12 +15,12 @@
 -- "customer.id"; several paths separated by commas ("region,customer")
 -- make a key of their values joined by '/'.  A missing path counts as ''.
 ALTER TABLE workflows
-    ADD COLUMN concurrency_limit int CHECK (concurrency_limit BETWEEN 1 AND 1000000),
-    ADD COLUMN concurrency_key text, -- NULL: one limit for the whole workflow
-    ADD COLUMN rate_limit int CHECK (rate_limit BETWEEN 1 AND 10000),
-    ADD COLUMN rate_period_ms int CHECK (rate_period_ms BETWEEN 1 AND 86400000),
-    ADD COLUMN rate_key text,        -- NULL: one rate for the whole workflow
-    ADD COLUMN priority int NOT NULL DEFAULT 0 CHECK (priority BETWEEN 0 AND 86400);
+    ADD COLUMN IF NOT EXISTS concurrency_limit int CHECK (concurrency_limit BETWEEN 1 AND 1000000),
+    ADD COLUMN IF NOT EXISTS concurrency_key text, -- NULL: one limit for the whole workflow
+    ADD COLUMN IF NOT EXISTS rate_limit int CHECK (rate_limit BETWEEN 1 AND 10000),
+    ADD COLUMN IF NOT EXISTS rate_period_ms int CHECK (rate_period_ms BETWEEN 1 AND 86400000),
+    ADD COLUMN IF NOT EXISTS rate_key text,        -- NULL: one rate for the whole workflow
+    ADD COLUMN IF NOT EXISTS priority int NOT NULL DEFAULT 0 CHECK (priority BETWEEN 0 AND 86400);
 
 -- The queue: what an item still has to pass before it runs.
 --   flow_key   the run's concurrency key, until it holds a slot;
@@ -29,18 +29,18 @@ ALTER TABLE workflows
 --              its priority in seconds); a parked item returns there;
 --   flow_parked  waiting for a slot of its key (visible_at infinity).
 ALTER TABLE exec_queue
-    ADD COLUMN flow_key text,
-    ADD COLUMN rate_key text,
-    ADD COLUMN rank_at timestamptz,
-    ADD COLUMN flow_parked boolean NOT NULL DEFAULT false;
+    ADD COLUMN IF NOT EXISTS flow_key text,
+    ADD COLUMN IF NOT EXISTS rate_key text,
+    ADD COLUMN IF NOT EXISTS rank_at timestamptz,
+    ADD COLUMN IF NOT EXISTS flow_parked boolean NOT NULL DEFAULT false;
 
 -- A freed slot wakes the best parked run of its key.
-CREATE INDEX exec_queue_parked ON exec_queue (workflow_id, flow_key, rank_at, item_id)
+CREATE INDEX IF NOT EXISTS exec_queue_parked ON exec_queue (workflow_id, flow_key, rank_at, item_id)
     WHERE flow_parked;
 
 -- Slots in use per (workflow, key); the row is the lock every claim and
 -- every end of the key takes, so the count holds across masters.
-CREATE TABLE flow_slots (
+CREATE TABLE IF NOT EXISTS flow_slots (
     workflow_id text NOT NULL,
     key         text NOT NULL,
     in_flight   int NOT NULL DEFAULT 0 CHECK (in_flight >= 0),
@@ -48,7 +48,7 @@ CREATE TABLE flow_slots (
 );
 
 -- The runs holding a slot (from their first claim to their end).
-CREATE TABLE flow_holders (
+CREATE TABLE IF NOT EXISTS flow_holders (
     run_id      uuid PRIMARY KEY,
     workflow_id text NOT NULL,
     key         text NOT NULL,
@@ -58,7 +58,7 @@ CREATE TABLE flow_holders (
 -- Sliding-window log of admissions per (workflow, key): the last
 -- rate_limit admission times (Unix ms) in a ring; a new one is admitted
 -- when the oldest of them is at least a period old.
-CREATE TABLE flow_rates (
+CREATE TABLE IF NOT EXISTS flow_rates (
     workflow_id text NOT NULL,
     key         text NOT NULL,
     hits        bigint[] NOT NULL DEFAULT '{}',
@@ -67,7 +67,7 @@ CREATE TABLE flow_rates (
 );
 
 -- Debounce and singleton starts: the run a key stands for.
-CREATE TABLE flow_start_keys (
+CREATE TABLE IF NOT EXISTS flow_start_keys (
     workflow_id text NOT NULL,
     mode        text NOT NULL CHECK (mode IN ('debounce', 'singleton')),
     key         text NOT NULL,
@@ -79,7 +79,7 @@ CREATE TABLE flow_start_keys (
 -- ---- keys from msgpack input ------------------------------------------------
 
 -- Big-endian unsigned integer of n bytes at offset p.
-CREATE FUNCTION mp_uint(b bytea, p int, n int) RETURNS numeric
+CREATE OR REPLACE FUNCTION mp_uint(b bytea, p int, n int) RETURNS numeric
 LANGUAGE plpgsql IMMUTABLE STRICT AS $$
 DECLARE
     v numeric := 0;
@@ -92,7 +92,7 @@ END
 $$;
 
 -- Offset just past the msgpack value starting at p.
-CREATE FUNCTION mp_skip(b bytea, p int) RETURNS int
+CREATE OR REPLACE FUNCTION mp_skip(b bytea, p int) RETURNS int
 LANGUAGE plpgsql IMMUTABLE STRICT AS $$
 DECLARE
     n numeric := 1; -- values still to skip
@@ -133,7 +133,7 @@ $$;
 -- The value at a path (text[] of map keys) of a msgpack document, as text:
 -- a string as is, an integer in decimal, true/false, nil and a missing
 -- path as NULL, anything else as the hex of its msgpack bytes.
-CREATE FUNCTION mp_path(b bytea, path text[]) RETURNS text
+CREATE OR REPLACE FUNCTION mp_path(b bytea, path text[]) RETURNS text
 LANGUAGE plpgsql IMMUTABLE STRICT AS $$
 DECLARE
     p int := 0;
@@ -194,7 +194,7 @@ $$;
 
 -- The key of a run's input data for a key spec (comma-separated paths;
 -- NULL: the workflow as a whole, key '').
-CREATE FUNCTION flow_key_of(p_data bytea, p_spec text) RETURNS text
+CREATE OR REPLACE FUNCTION flow_key_of(p_data bytea, p_spec text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path FROM CURRENT AS $$
     SELECT CASE WHEN p_spec IS NULL OR p_spec = '' THEN ''
                 ELSE (SELECT string_agg(coalesce(mp_path(p_data, string_to_array(trim(s.p), '.')), ''),
@@ -207,7 +207,7 @@ $$;
 -- A new queue item of a workflow with flow control gets its keys, and its
 -- rank from the workflow's priority.  Items of group members (op_key set)
 -- belong to a run that holds its slot already: nothing to check.
-CREATE FUNCTION flow_item() RETURNS trigger
+CREATE OR REPLACE FUNCTION flow_item() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
     w record;
@@ -246,7 +246,7 @@ $$;
 
 -- Hand a freed slot to the best parked run of the key (or more, when the
 -- limit was raised).  The caller holds the key's flow_slots row.
-CREATE FUNCTION flow_unpark(p_workflow text, p_key text, p_count int) RETURNS void
+CREATE OR REPLACE FUNCTION flow_unpark(p_workflow text, p_key text, p_count int) RETURNS void
 LANGUAGE sql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
     UPDATE exec_queue q
        SET flow_parked = false, visible_at = least(coalesce(q.rank_at, now()), now())
@@ -259,7 +259,7 @@ $$;
 
 -- A run that ends gives its slot back (any end: completed, failed, or
 -- ended by an operator).
-CREATE FUNCTION flow_run_end() RETURNS trigger
+CREATE OR REPLACE FUNCTION flow_run_end() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
     v_key text;
@@ -280,8 +280,11 @@ $$;
 
 -- Create the triggers once some workflow has flow control (idempotent;
 -- the lock makes two masters registering at once create them once).
-CREATE FUNCTION flow_enable() RETURNS void
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+-- SECURITY DEFINER: the schema's owner (who migrated) creates the
+-- triggers; a runtime role without ownership may still register
+-- workflows that declare flow control (docs/security.md).
+CREATE OR REPLACE FUNCTION flow_enable() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     FOR i IN 1 .. 200 LOOP
         IF EXISTS (SELECT 1 FROM pg_trigger
@@ -322,7 +325,7 @@ $$;
 -- (for workflows served by another deployment) or by a master publishing
 -- what its library declares.  NULL limits: none.  A raised limit hands
 -- the new slots to parked runs at once.
-CREATE FUNCTION set_flow_control(p_workflow text, p_concurrency_limit int DEFAULT NULL,
+CREATE OR REPLACE FUNCTION set_flow_control(p_workflow text, p_concurrency_limit int DEFAULT NULL,
                                  p_concurrency_key text DEFAULT NULL,
                                  p_rate_limit int DEFAULT NULL, p_rate_period_ms int DEFAULT NULL,
                                  p_rate_key text DEFAULT NULL, p_priority int DEFAULT 0)
@@ -372,7 +375,7 @@ $$;
 -- next item in the same transaction, and waiting there for another key's
 -- row could deadlock with a worker doing the same the other way round.
 -- Runs inside the claim's transaction: a lost claim loses its admission.
-CREATE FUNCTION flow_admit(p_item bigint, p_run uuid, p_workflow text, p_key text,
+CREATE OR REPLACE FUNCTION flow_admit(p_item bigint, p_run uuid, p_workflow text, p_key text,
                            p_rate_key text) RETURNS text
 LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
@@ -588,7 +591,7 @@ $$;
 
 -- Set the priority of a run not yet claimed: it ranks as if queued
 -- p_priority seconds before it was.
-CREATE FUNCTION flow_set_priority(p_run uuid, p_priority int) RETURNS void
+CREATE OR REPLACE FUNCTION flow_set_priority(p_run uuid, p_priority int) RETURNS void
 LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
     IF p_priority IS NULL THEN
@@ -607,7 +610,7 @@ END
 $$;
 
 -- start_run_msgpack with a priority (NULL: the workflow's).
-CREATE FUNCTION start_run_msgpack_prio(p_workflow text, p_data bytea, p_notify_end boolean,
+CREATE OR REPLACE FUNCTION start_run_msgpack_prio(p_workflow text, p_data bytea, p_notify_end boolean,
                                        p_priority int)
 RETURNS TABLE (run_id uuid, event_id uuid)
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -627,7 +630,7 @@ END
 $$;
 
 -- start_run(workflow, input jsonb) with a priority.
-CREATE FUNCTION start_run_prio(p_workflow text, p_input jsonb, p_priority int) RETURNS uuid
+CREATE OR REPLACE FUNCTION start_run_prio(p_workflow text, p_input jsonb, p_priority int) RETURNS uuid
 LANGUAGE sql SET search_path FROM CURRENT AS $$
     SELECT s.run_id FROM start_run_msgpack_prio(p_workflow, mp_payload(p_input, 'input'), false,
                                                 p_priority) s;
@@ -638,7 +641,7 @@ $$;
 -- replaces its input with the new one and pushes its start to
 -- p_window_ms after now.  Returns the run that stands for the key (a new
 -- one when the last had started already, or ended).
-CREATE FUNCTION start_run_debounced(p_workflow text, p_input jsonb, p_key text,
+CREATE OR REPLACE FUNCTION start_run_debounced(p_workflow text, p_input jsonb, p_key text,
                                     p_window_ms bigint) RETURNS uuid
 LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
@@ -686,7 +689,7 @@ $$;
 -- Singleton: start a run unless one started with the same key less than
 -- p_window_ms ago, or is still pending (p_window_ms NULL: only while it
 -- is pending); then return that run and start nothing.
-CREATE FUNCTION start_run_singleton(p_workflow text, p_input jsonb, p_key text,
+CREATE OR REPLACE FUNCTION start_run_singleton(p_workflow text, p_input jsonb, p_key text,
                                     p_window_ms bigint DEFAULT NULL) RETURNS uuid
 LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE

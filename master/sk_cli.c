@@ -41,36 +41,39 @@ typedef struct {
     size_t data_len;
     const char *event_id;
     long timeout_ms;
+    long priority; /* start --priority; -1: the workflow's */
     int json;
     int require_registered; /* --require-registered: refuse an unregistered workflow */
 } cli_t;
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: stepkit [--database-url URL] [--schema NAME] COMMAND ...\n"
-            "\n"
-            "commands:\n"
-            "  migrate                                   apply pending schema migrations\n"
-            "  start <workflow> [--data JSON] [--require-registered]\n"
-            "                                            start a run, print its id\n"
-            "  invoke <workflow> [--data JSON] [--timeout MS] [--require-registered]\n"
-            "                                            start a run, wait, print its output\n"
-            "  run <run-id> [--json]                     show a run and its steps\n"
-            "  signal <name> [--data JSON]               send a signal, print the receiving run\n"
-            "                                            id (or null when nobody waits)\n"
-            "  send <event> [--data JSON] [--id UUID]    send an event: start every workflow\n"
-            "                                            listening to it; print the event id,\n"
-            "                                            then one line per run started (the\n"
-            "                                            same --id again starts nothing)\n"
-            "\n"
-            "A run of a workflow no master has registered yet waits until a worker that\n"
-            "serves it connects (a warning says so); --require-registered refuses it instead.\n"
-            "--data-file PATH reads the JSON from a file instead (- for stdin), up to 16 MiB;\n"
-            "it and --data exclude each other.  Names are at most 255 bytes.\n"
-            "environment: DATABASE_URL (or DATABASE_URL_FILE; preferred to --database-url,\n"
-            "which other users can read in ps), STEPKIT_SCHEMA, and libpq's PG*\n"
-            "exit codes: 0 ok, 1 the run failed, 2 usage, 3 timed out\n");
+    fprintf(
+        out,
+        "usage: stepkit [--database-url URL] [--schema NAME] COMMAND ...\n"
+        "\n"
+        "commands:\n"
+        "  migrate                                   apply pending schema migrations\n"
+        "  start <workflow> [--data JSON] [--require-registered] [--priority N]\n"
+        "                                            start a run, print its id (priority\n"
+        "                                            0..86400: ranks as if queued N s earlier)\n"
+        "  invoke <workflow> [--data JSON] [--timeout MS] [--require-registered]\n"
+        "                                            start a run, wait, print its output\n"
+        "  run <run-id> [--json]                     show a run and its steps\n"
+        "  signal <name> [--data JSON]               send a signal, print the receiving run\n"
+        "                                            id (or null when nobody waits)\n"
+        "  send <event> [--data JSON] [--id UUID]    send an event: start every workflow\n"
+        "                                            listening to it; print the event id,\n"
+        "                                            then one line per run started (the\n"
+        "                                            same --id again starts nothing)\n"
+        "\n"
+        "A run of a workflow no master has registered yet waits until a worker that\n"
+        "serves it connects (a warning says so); --require-registered refuses it instead.\n"
+        "--data-file PATH reads the JSON from a file instead (- for stdin), up to 16 MiB;\n"
+        "it and --data exclude each other.  Names are at most 255 bytes.\n"
+        "environment: DATABASE_URL (or DATABASE_URL_FILE; preferred to --database-url,\n"
+        "which other users can read in ps), STEPKIT_SCHEMA, and libpq's PG*\n"
+        "exit codes: 0 ok, 1 the run failed, 2 usage, 3 timed out\n");
 }
 
 static int die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -134,6 +137,7 @@ static int parse(cli_t *c, int argc, char **argv)
 
     memset(c, 0, sizeof(*c));
     c->timeout_ms = -1;
+    c->priority = -1;
     c->schema = getenv("STEPKIT_SCHEMA") ? getenv("STEPKIT_SCHEMA") : "stepkit";
     if (env_url && *env_url && env_file && *env_file)
         return die_usage("%s", "DATABASE_URL and DATABASE_URL_FILE are both set: keep one");
@@ -194,6 +198,12 @@ static int parse(cli_t *c, int argc, char **argv)
             if (!is_uuid(val))
                 return die_usage("--id: '%s' is not a UUID", val);
             c->event_id = val;
+        } else if (strcmp(name, "--priority") == 0) {
+            char *end;
+            errno = 0;
+            c->priority = strtol(val, &end, 10);
+            if (errno || *end || end == val || c->priority < 0 || c->priority > 86400)
+                return die_usage("--priority: '%s' is not a number 0..86400", val);
         } else if (strcmp(name, "--timeout") == 0) {
             char *end;
             errno = 0;
@@ -504,6 +514,10 @@ int main(int argc, char **argv)
         rc = die_usage("unknown command '%s'", c.command);
         goto done;
     }
+    if (c.priority >= 0 && strcmp(c.command, "start") != 0) {
+        rc = die_usage("--priority is an option of start only");
+        goto done;
+    }
     if (c.event_id != NULL && strcmp(c.command, "send") != 0) {
         rc = die_usage("--id is an option of send only");
         goto done;
@@ -544,8 +558,12 @@ int main(int argc, char **argv)
         rc = 0;
     } else if (strcmp(c.command, "start") == 0) {
         int registered = 1;
-        if (sk_client_start_flags(cl, c.args[0], buf.data, buf.size, start_flags(&c), run_id,
-                                  event_id, &registered, err, sizeof(err)) != SK_OK) {
+        if ((c.priority >= 0
+                 ? sk_client_start_priority_flags(cl, c.args[0], buf.data, buf.size,
+                                                  (int)c.priority, start_flags(&c), run_id,
+                                                  event_id, &registered, err, sizeof(err))
+                 : sk_client_start_flags(cl, c.args[0], buf.data, buf.size, start_flags(&c), run_id,
+                                         event_id, &registered, err, sizeof(err))) != SK_OK) {
             print_err(err);
             rc = EXIT_FAILED;
             goto done;

@@ -57,6 +57,17 @@ int sk_client_start_flags(sk_client_t *c, const char *workflow, const char *data
                           unsigned flags, char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN],
                           int *registered, char *err, size_t errlen);
 
+/* The same with a priority 0..86400 (sql/010_flow.sql): the run ranks among
+ * ready runs as if queued that many seconds earlier. */
+int sk_client_start_priority(sk_client_t *c, const char *workflow, const char *data, size_t len,
+                             int priority, char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN],
+                             char *err, size_t errlen);
+/* Both: a priority and the flags of sk_client_start_flags. */
+int sk_client_start_priority_flags(sk_client_t *c, const char *workflow, const char *data,
+                                   size_t len, int priority, unsigned flags,
+                                   char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN],
+                                   int *registered, char *err, size_t errlen);
+
 /* Wait until the run ends (woken by NOTIFY): SK_OK with res filled,
  * SK_AGAIN on timeout (timeout_ms < 0: forever), SK_ERROR with err. */
 int sk_client_wait(sk_client_t *c, const char *run_id, int timeout_ms, sk_run_result_t *res,

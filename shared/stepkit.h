@@ -114,6 +114,21 @@ typedef struct {
 #define SK_RETRY_DEFAULT                     SK_RETRY(1000, 2.0, 300000)
 #define SK_MAX_ATTEMPTS_DEFAULT              4
 
+/* Flow control (docs/flow-control.md).  A key is read from the run's
+ * input data by a path ("customer", "customer.id"); several paths
+ * separated by commas make a key of their values ("region,customer").
+ * key NULL: one limit for the whole workflow. */
+typedef struct {
+    const char *key;
+    int limit; /* runs in progress (first claim to end) per key; 0: no limit */
+} sk_concurrency_t;
+
+typedef struct {
+    const char *key;
+    int limit;     /* run starts per period per key (sliding window); 0: no limit */
+    int period_ms; /* 1 ms .. 1 day */
+} sk_rate_t;
+
 typedef struct {
     const char *id;               /* unique workflow id (required) */
     sk_handler_fn handler;        /* required */
@@ -123,6 +138,10 @@ typedef struct {
     const char *const *events;    /* NULL-terminated event names that start it */
     const char *const *schedules; /* NULL-terminated cron schedules that start it */
     int step_timeout_ms; /* a body without progress this long is killed; 0 = --step-timeout */
+    sk_concurrency_t concurrency; /* e.g. {.key = "customer_id", .limit = 2} */
+    sk_rate_t rate; /* e.g. {.key = "customer_id", .limit = 100, .period_ms = 60000} */
+    int priority;   /* default priority of its runs, 0..86400: a run ranks among ready runs as if
+                     * queued this many seconds earlier */
 } sk_workflow_t;
 
 /* Called by the library's entry point; copies `wf` (its strings must stay

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -43,8 +44,12 @@ struct sk_renew {
     int64_t deadline_ms;
     int64_t next_ms; /* next renewal due */
     uint64_t renewed;
-    PGconn *pg; /* the thread's own */
+    PGconn *pg;       /* the thread's own */
+    pid_t master_pid; /* the worker's parent when it started */
 };
+
+/* How often a running body's thread checks that the master is alive. */
+#define MASTER_CHECK_MS 250
 
 static int64_t mono_ms(void)
 {
@@ -134,9 +139,21 @@ static void *thread_main(void *arg)
         struct timespec ts;
         int rc;
 
+        if (r->active && getppid() != r->master_pid) {
+            /* The master died while user code holds the main thread: the
+             * loop that serves PDEATHSIG and the alive pipe runs only
+             * between steps, and a hung body would keep this worker (and
+             * its item) forever.  The attempt counts like any death. */
+            sk_log_warn("event=master_gone_during_body item=%lld action=exit", (long long)r->item);
+            _exit(1);
+        }
         if (!r->active || now >= r->deadline_ms || now < r->next_ms) {
-            /* Idle, past the deadline (the master takes over), or not due. */
-            due = !r->active || now >= r->deadline_ms ? -1 : r->next_ms;
+            /* Idle, past the deadline (the master takes over), or not due;
+             * while a body runs, look at the master every MASTER_CHECK_MS. */
+            due = !r->active ? -1
+                  : now >= r->deadline_ms
+                      ? now + MASTER_CHECK_MS
+                      : (r->next_ms < now + MASTER_CHECK_MS ? r->next_ms : now + MASTER_CHECK_MS);
             if (due < 0) {
                 pthread_cond_wait(&r->cv, &r->mu);
             } else {
@@ -179,6 +196,7 @@ sk_renew_t *sk_renew_new(const sk_config_t *cfg)
     if (r == NULL)
         return NULL;
     r->cfg = cfg;
+    r->master_pid = getppid();
     pthread_mutex_init(&r->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

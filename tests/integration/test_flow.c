@@ -162,9 +162,10 @@ Test(flow, higher_priority_runs_go_first, ITEST_FIXTURES)
     m = itest_master_up(&o);
     cr_assert_eq(itest_master_stop(m, 10000), 0);
     for (int i = 0; i < 10; i++)
-        itest_query("SELECT start_run_prio('flow-plain', '{\"customer\": \"low\"}', 0)");
+        PQclear(itest_query("SELECT start_run_prio('flow-plain', '{\"customer\": \"low\"}', 0)"));
     for (int i = 0; i < 10; i++)
-        itest_query("SELECT start_run_prio('flow-plain', '{\"customer\": \"high\"}', 600)");
+        PQclear(
+            itest_query("SELECT start_run_prio('flow-plain', '{\"customer\": \"high\"}', 600)"));
     itest_master_up(&o);
     cr_assert_eq(itest_wait_ended(20, 60000), 20);
     inversions = itest_long("SELECT count(*) FROM runs l, runs h"
@@ -217,7 +218,7 @@ Test(flow, debounce_replaces_the_pending_run_until_it_starts, ITEST_FIXTURES)
     char *a, *b, *c, *d;
 
     migrate_only();
-    itest_query("INSERT INTO workflows (workflow_id, max_attempts) VALUES ('deb', 4)");
+    PQclear(itest_query("INSERT INTO workflows (workflow_id, max_attempts) VALUES ('deb', 4)"));
     a = itest_str("SELECT start_run_debounced('deb', '{\"n\": 1}', 'k', 60000)");
     b = itest_str("SELECT start_run_debounced('deb', '{\"n\": 2}', 'k', 60000)");
     cr_expect_str_eq(a, b, "a start within the window made another run");
@@ -231,9 +232,9 @@ Test(flow, debounce_replaces_the_pending_run_until_it_starts, ITEST_FIXTURES)
     free(itest_str("SELECT start_run_debounced('deb', '{\"n\": 3}', 'other', 0)"));
     cr_expect_eq(itest_long("SELECT count(*) FROM runs"), 2);
     /* Once the run has started (claimed), a start makes a new one. */
-    itest_query("UPDATE exec_queue SET visible_at = now() WHERE run_id = $1", a);
-    itest_query("SELECT * FROM claim(30000, 'test', '{deb}')"); /* 'other' */
-    itest_query("SELECT * FROM claim(30000, 'test', '{deb}')"); /* a */
+    PQclear(itest_query("UPDATE exec_queue SET visible_at = now() WHERE run_id = $1", a));
+    PQclear(itest_query("SELECT * FROM claim(30000, 'test', '{deb}')")); /* 'other' */
+    PQclear(itest_query("SELECT * FROM claim(30000, 'test', '{deb}')")); /* a */
     cr_expect_eq(itest_long("SELECT epoch FROM exec_queue WHERE run_id = $1", a), 1);
     d = itest_str("SELECT start_run_debounced('deb', '{\"n\": 4}', 'k', 60000)");
     cr_expect_str_neq(a, d, "a started run was replaced");
@@ -250,18 +251,20 @@ Test(flow, singleton_starts_one_run_per_key_and_window, ITEST_FIXTURES)
     char *a, *b, *c, *e;
 
     migrate_only();
-    itest_query("INSERT INTO workflows (workflow_id, max_attempts) VALUES ('one', 4)");
+    PQclear(itest_query("INSERT INTO workflows (workflow_id, max_attempts) VALUES ('one', 4)"));
     a = itest_str("SELECT start_run_singleton('one', '{\"n\": 1}', 'k')");
     b = itest_str("SELECT start_run_singleton('one', '{\"n\": 2}', 'k')");
     cr_expect_str_eq(a, b, "a second run while the first is pending");
     c = itest_bytea_json("SELECT data FROM runs WHERE run_id = $1", a);
     cr_expect_str_eq(c, "{\"n\":1}", "the first input stays");
     /* Ended: the next start is a new run (no window). */
-    itest_query("UPDATE runs SET status = 'completed', ended_at = now() WHERE run_id = $1", a);
+    PQclear(
+        itest_query("UPDATE runs SET status = 'completed', ended_at = now() WHERE run_id = $1", a));
     e = itest_str("SELECT start_run_singleton('one', '{\"n\": 3}', 'k')");
     cr_expect_str_neq(a, e);
     /* With a window, even an ended run counts while the window lasts. */
-    itest_query("UPDATE runs SET status = 'completed', ended_at = now() WHERE run_id = $1", e);
+    PQclear(
+        itest_query("UPDATE runs SET status = 'completed', ended_at = now() WHERE run_id = $1", e));
     free(b);
     b = itest_str("SELECT start_run_singleton('one', '{\"n\": 4}', 'k', 60000)");
     cr_expect_str_eq(b, e, "a start inside the window made a run");
@@ -278,17 +281,18 @@ Test(flow, sql_settings_keys_and_bad_input, ITEST_FIXTURES)
     PGresult *r;
 
     migrate_only();
-    itest_query("INSERT INTO workflows (workflow_id, max_attempts) VALUES ('s', 4)");
+    PQclear(itest_query("INSERT INTO workflows (workflow_id, max_attempts) VALUES ('s', 4)"));
     /* Keys from the input by paths, composite keys. */
     free(itest_str("SELECT set_flow_control('s', 1, 'region, who.id')"));
-    itest_query("SELECT start_run('s', '{\"region\": \"eu\", \"who\": {\"id\": 42, \"x\": [1]}}')");
-    itest_query("SELECT start_run('s', '{\"region\": \"eu\", \"who\": {\"id\": 42}}')");
-    itest_query("SELECT start_run('s', '{\"who\": {\"id\": -7}}')");
+    PQclear(itest_query(
+        "SELECT start_run('s', '{\"region\": \"eu\", \"who\": {\"id\": 42, \"x\": [1]}}')"));
+    PQclear(itest_query("SELECT start_run('s', '{\"region\": \"eu\", \"who\": {\"id\": 42}}')"));
+    PQclear(itest_query("SELECT start_run('s', '{\"who\": {\"id\": -7}}')"));
     cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue WHERE flow_key = 'eu/42'"), 2);
     cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue WHERE flow_key = '/-7'"), 1);
     /* Limit 1: the second run of eu/42 is parked, the other key runs. */
     for (int i = 0; i < 3; i++)
-        itest_query("SELECT * FROM claim(30000, 'test', '{s}')");
+        PQclear(itest_query("SELECT * FROM claim(30000, 'test', '{s}')"));
     cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue WHERE flow_parked"), 1);
     cr_expect_eq(itest_long("SELECT count(*) FROM flow_holders"), 2);
     /* Raising the limit from SQL hands the new slot over at once. */

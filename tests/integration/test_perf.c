@@ -88,14 +88,15 @@ Test(perf, claim_takes_the_oldest_across_workflows, ITEST_FIXTURES)
     for (int i = 0; i < 5; i++) {
         itest_start(wfs[i], NULL, ids[i]);
         /* distinct visible_at, oldest first */
-        itest_query("UPDATE exec_queue SET visible_at = now() - ($2::int * interval '1 second')"
-                    " WHERE run_id = $1::uuid",
-                    ids[i],
-                    i == 0   ? "50"
-                    : i == 1 ? "40"
-                    : i == 2 ? "30"
-                    : i == 3 ? "20"
-                             : "10");
+        PQclear(
+            itest_query("UPDATE exec_queue SET visible_at = now() - ($2::int * interval '1 second')"
+                        " WHERE run_id = $1::uuid",
+                        ids[i],
+                        i == 0   ? "50"
+                        : i == 1 ? "40"
+                        : i == 2 ? "30"
+                        : i == 3 ? "20"
+                                 : "10"));
     }
     itest_master_up(&o);
     cr_assert_eq(itest_wait_ended(5, 30000), 5);

@@ -439,6 +439,36 @@ Test(supervise, workers_exit_when_their_master_dies, ITEST_FIXTURES)
     itest_finish();
 }
 
+/* A worker inside a hung body when its master is SIGKILLed: its loop (which
+ * serves PDEATHSIG and the alive pipe) never runs again, so its renewal
+ * thread must see the master gone and end it (found by the chaos pass: an
+ * orphan hung forever). */
+Test(supervise, worker_in_a_hung_body_exits_when_its_master_dies, ITEST_FIXTURES)
+{
+    itest_master_opts_t opts = {.workers = 1, .extra = {"--step-timeout", "60000", NULL}};
+    itest_master_t *m;
+    char run[SK_UUID_LEN];
+    pid_t worker;
+    int64_t t0;
+
+    m = itest_master_up(&opts);
+    itest_start("hangs", "null", run);
+    cr_assert_eq(wait_count(run, "hang", 1, 10000), 1);
+    worker = holder_pid(run);
+    cr_assert_eq(kill(m->pid, SIGKILL), 0);
+    cr_assert_eq(waitpid(m->pid, &m->status, 0), m->pid);
+    m->reaped = 1;
+    t0 = now_ms();
+    while (kill(worker, 0) == 0 && now_ms() - t0 < 5000)
+        nap(10);
+    cr_expect_neq(kill(worker, 0), 0, "the hung worker outlived its master by 5 s");
+    cr_log_info("hung worker gone %lld ms after its master", (long long)(now_ms() - t0));
+    if (kill(worker, 0) == 0)
+        kill(worker, SIGKILL);
+    itest_allow_error("event=master_gone_during_body");
+    itest_finish();
+}
+
 Test(supervise, workers_reconnect_after_their_backends_are_terminated, ITEST_FIXTURES)
 {
     itest_master_opts_t opts = {.workers = 2};

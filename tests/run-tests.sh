@@ -21,6 +21,7 @@
 #   STEPKIT_TEST_LOGDIR    absolute path of $BUILD/tests/logs, emptied at each
 #                          run: daemon logs (one per pid), sanitizer reports,
 #                          and a copy of the cluster log at the end
+#   STEPKIT_TEST_SANITIZE  SANITIZE's value in a sanitizer build (timing slack)
 #   STEPKIT_TEST_PGLOG     the throwaway cluster's log (unset with an external
 #                          POSTGRES_TEST_URL)
 set -eu
@@ -125,7 +126,9 @@ if [ -n "$SANITIZE" ]; then
     # already in the environment come last and win.
     ASAN_OPTIONS="detect_leaks=$leaks:abort_on_error=1:log_path=$STEPKIT_TEST_LOGDIR/asan${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$STEPKIT_TEST_LOGDIR/ubsan${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
-    export ASAN_OPTIONS UBSAN_OPTIONS
+    # Contract time bounds get slack in an instrumented build (itest.h).
+    STEPKIT_TEST_SANITIZE=$SANITIZE
+    export ASAN_OPTIONS UBSAN_OPTIONS STEPKIT_TEST_SANITIZE
     say "SANITIZE=$SANITIZE: ASAN_OPTIONS=$ASAN_OPTIONS"
     say "UBSAN_OPTIONS=$UBSAN_OPTIONS"
 fi

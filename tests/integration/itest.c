@@ -989,3 +989,10 @@ void itest_cmd_free(itest_cmd_t *res)
     free(res->err);
     memset(res, 0, sizeof(*res));
 }
+
+int itest_timing_slack_ms(void)
+{
+    const char *san = getenv("STEPKIT_TEST_SANITIZE");
+
+    return san != NULL && *san != '\0' ? 1000 : 0;
+}

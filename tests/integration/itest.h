@@ -109,6 +109,10 @@ int itest_log_wait(const itest_master_t *m, const char *needle, int timeout_ms);
 int itest_log_wait_count(const itest_master_t *m, const char *needle, int n, int timeout_ms);
 /* Number of lines of the master's log containing `needle`. */
 int itest_log_count(const itest_master_t *m, const char *needle);
+/* Extra ms a contract time bound allows in a sanitizer build (make asan):
+ * 0 otherwise.  The bounds are checked exactly by the plain build; the
+ * instrumented one runs several times slower and checks memory. */
+int itest_timing_slack_ms(void);
 /* Number of lines containing every one of `needles` (NULL-terminated). */
 int itest_log_count_all(const itest_master_t *m, const char *const *needles);
 

@@ -25,6 +25,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "sk_duration.h"
 #include "sk_log.h"
 #include "stepkit.h"
 
@@ -66,6 +67,7 @@ typedef struct {
 
 static int default_workers(void);
 static int schema_name_valid(const char *s);
+static int retention_valid(const char *s);
 
 #define FIELD(f)      offsetof(sk_config_t, f), sizeof(((sk_config_t *)0)->f)
 #define LIST_ENTRY(f) offsetof(sk_config_t, f), sizeof(((sk_config_t *)0)->f[0])
@@ -184,6 +186,18 @@ static const opt_t options[] = {
      .def = "info",
      .metavar = "LEVEL",
      .help = "One of error, warn, info, debug."},
+    {.flag = "retention",
+     .env = "STEPKIT_RETENTION",
+     .type = OPT_STRING,
+     FIELD(retention),
+     .def = "off",
+     .valid = retention_valid,
+     .rule = "off or a duration of at least 1s (e.g. 12h, 30d)",
+     .metavar = "DURATION",
+     .help = "Delete finished runs (with their steps and history) that ended longer ago than "
+             "this, in small batches, by whichever worker takes the schema's prune lock. "
+             "off: keep everything (prune with `stepkit prune`). An event id or idempotency "
+             "key is remembered only as long as its runs are kept."},
     {.flag = "help", .type = OPT_ACTION, .action = ACT_HELP, .help = "Print this help and exit."},
     {.flag = "help-markdown",
      .type = OPT_ACTION,
@@ -439,6 +453,13 @@ done:
 }
 
 /* Same rule as sk_pg_schema_valid(); kept here so sk_config has no libpq dependency. */
+static int retention_valid(const char *s)
+{
+    int64_t ms;
+
+    return strcmp(s, "off") == 0 || (sk_duration_parse(s, &ms) == SK_OK && ms >= 1000);
+}
+
 static int schema_name_valid(const char *s)
 {
     size_t i;

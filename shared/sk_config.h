@@ -28,8 +28,9 @@ typedef struct {
     int shutdown_timeout_ms; /* drain grace before SIGKILL */
     int restart_base_ms;     /* worker respawn backoff */
     int restart_max_ms;
-    int no_migrate; /* 1: refuse to migrate, only check */
-    int log_level;  /* sk_log_level_t */
+    int no_migrate;     /* 1: refuse to migrate, only check */
+    int log_level;      /* sk_log_level_t */
+    char retention[16]; /* "off" or a duration (sk_duration): workers prune older finished runs */
     int n_libraries;
     char libraries[SK_MAX_LIBRARIES][SK_PATH_MAX]; /* --workflows, repeatable */
 } sk_config_t;

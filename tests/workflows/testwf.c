@@ -25,6 +25,7 @@
 #include "wfcount.h"
 
 #include "cronwf.h"
+#include "runswf.h"
 #include "stepwf.h"
 
 #define NO_DELAY SK_RETRY(0, 1, 0)
@@ -319,7 +320,7 @@ SK_WORKFLOWS(reg)
         if (sk_register(reg, &wfs[i]) != SK_OK)
             return SK_ERROR;
     }
-    if (testwf_cron_register(reg) != SK_OK)
+    if (testwf_cron_register(reg) != SK_OK || runswf_register(reg) != SK_OK)
         return SK_ERROR;
     return stepwf_register(reg);
 }

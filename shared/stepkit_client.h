@@ -11,6 +11,11 @@
  *       ... res.status, res.output ...
  *   sk_run_result_clear(&res);
  *   sk_client_close(c);
+ *
+ * A workflow that fails because its input is invalid ends with error
+ * {name: "InvalidInputError", message: "Invalid input", retryable: false,
+ *  cause: {name: "ValidationError", message, issues: [{path, expected,
+ *  message}, ...]}}: the issues are in error.cause.issues.
  */
 #ifndef STEPKIT_CLIENT_H
 #define STEPKIT_CLIENT_H

@@ -320,8 +320,8 @@ static int cmd_cancel(sk_client_t *cl, const sk_cli_runs_opts_t *o, const char *
         else if (o->yes)
             printf("cancelled %lld run%s\n", n, n == 1 ? "" : "s");
         else
-            printf("%lld run%s match; nothing was cancelled: add --yes to cancel them\n", n,
-                   n == 1 ? "" : "s");
+            printf("%lld %s; nothing was cancelled: add --yes to cancel them\n", n,
+                   n == 1 ? "run matches" : "runs match");
     }
     return 0;
 }

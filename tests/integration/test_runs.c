@@ -744,3 +744,62 @@ Test(runs, prune_by_command, ITEST_FIXTURES)
     itest_cmd_free(&r);
     itest_finish();
 }
+
+/* The SQL functions run in the caller's transaction: a rollback undoes a
+ * cancel, a retry and a keyed start. */
+Test(runs, sql_functions_follow_the_callers_transaction, ITEST_FIXTURES)
+{
+    char *run;
+
+    migrate_only();
+    itest_exec_sql("INSERT INTO workflows (workflow_id, max_attempts) VALUES ('wa', 1)");
+    run = itest_str("SELECT start_run('wa')::text");
+    itest_exec_sql("BEGIN; SELECT cancel_run(run_id, 'oops') FROM runs; ROLLBACK");
+    expect_status(run, "pending");
+    itest_exec_sql("BEGIN; SELECT start_run('wa', 'null', key => 'k1'); ROLLBACK");
+    cr_expect_eq(itest_long("SELECT count(*) FROM runs WHERE idempotency_key = 'k1'"), 0);
+    cr_expect_eq(itest_long("SELECT cancel_run($1::uuid)", run), 1);
+    itest_exec_sql("BEGIN; SELECT retry_run(run_id) FROM runs; ROLLBACK");
+    expect_status(run, "cancelled");
+    cr_expect_eq(itest_long("SELECT count(*) FROM run_retries"), 0);
+    free(run);
+    itest_finish();
+}
+
+/* The human views: stepkit run with children and retries, send --json. */
+Test(runs, cli_shows_relatives_and_history, ITEST_FIXTURES)
+{
+    const char *send[] = {"send", "nobody.listens", "--json", NULL};
+    const char *show[3] = {"run", NULL, NULL};
+    char parent[SK_UUID_LEN], child[SK_UUID_LEN], err[256];
+    itest_cmd_t r;
+    int retry;
+
+    itest_master_up(NULL);
+    itest_start("runs-parent", "{\"signal\": \"cli-show\"}", parent);
+    cr_assert_eq(
+        wait_for("SELECT count(*) FROM waiting_signals WHERE signal = $1", "cli-show", 1, 10000),
+        1);
+    child_of(parent, child);
+    cr_expect_eq(cancel(parent, "shown"), 2);
+    cr_assert_eq(sk_client_retry(itest.client, parent, &retry, err, sizeof(err)), SK_OK, "%s", err);
+    show[1] = parent;
+    itest_cli(show, &r);
+    cr_expect_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "children  ") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, child) != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "retry 1 at ") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "CancelledError: run cancelled: shown") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "cleared call") != NULL, "%s", r.out);
+    itest_cmd_free(&r);
+    show[1] = child;
+    itest_cli(show, &r);
+    cr_expect(strstr(r.out, "parent    ") != NULL && strstr(r.out, parent) != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "reason    shown") != NULL, "%s", r.out);
+    itest_cmd_free(&r);
+    itest_cli(send, &r);
+    cr_expect_eq(r.code, 0, "%s", r.err);
+    cr_expect(strncmp(r.out, "{\"run_id\":null,\"event_id\":\"", 27) == 0, "%s", r.out);
+    itest_cmd_free(&r);
+    itest_finish();
+}

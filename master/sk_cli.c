@@ -14,9 +14,11 @@
 
 #include <jansson.h>
 
+#include "sk_argv.h"
 #include "sk_cli_runs.h"
 #include "sk_config.h"
 #include "sk_json.h"
+#include "sk_limits.h"
 #include "sk_log.h"
 #include "sk_migrate.h"
 #include "sk_pg.h"
@@ -35,6 +37,9 @@ typedef struct {
     const char *args[4];
     int nargs;
     const char *data;
+    const char *data_file; /* --data-file PATH, "-" = stdin */
+    char *data_buf;        /* what --data-file read (malloc'd) */
+    size_t data_len;
     const char *event_id;
     long timeout_ms;
     int json;
@@ -75,7 +80,10 @@ static void usage(FILE *out)
             "TIME: ISO-8601 (2026-01-31T12:00:00Z) or, for --since/--until, a duration ago;\n"
             "DURATION: 500ms, 30s, 15m, 2h, 7d, 1h30m.  docs/cli.md has the details.\n"
             "\n"
-            "environment: DATABASE_URL (or DATABASE_URL_FILE), STEPKIT_SCHEMA, and libpq's PG*\n"
+            "--data-file PATH reads the JSON from a file instead (- for stdin), up to 16 MiB;\n"
+            "it and --data exclude each other.  Names are at most 255 bytes.\n"
+            "environment: DATABASE_URL (or DATABASE_URL_FILE; preferred to --database-url,\n"
+            "which other users can read in ps), STEPKIT_SCHEMA, and libpq's PG*\n"
             "exit codes: 0 ok, 1 the run failed, 2 usage, 3 timed out\n");
 }
 
@@ -83,14 +91,25 @@ static int die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 
 static int die_usage(const char *fmt, ...)
 {
+    char msg[1024], masked[1100];
     va_list ap;
 
-    fprintf(stderr, "stepkit: ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nTry 'stepkit --help'.\n");
+    /* A connection string given in the wrong place must not be echoed. */
+    sk_log_mask(msg, masked, sizeof(masked));
+    fprintf(stderr, "stepkit: %s\nTry 'stepkit --help'.\n", masked);
     return EXIT_USAGE;
+}
+
+/* An error from the library: passwords masked already, mask again anyway. */
+static void print_err(const char *err)
+{
+    char masked[1100];
+
+    sk_log_mask(err, masked, sizeof(masked));
+    fprintf(stderr, "stepkit: %s\n", masked);
 }
 
 /* 8-4-4-4-12 hexadecimal digits. */
@@ -173,7 +192,13 @@ static int parse(cli_t *c, int argc, char **argv)
         else
             return die_usage("%s needs a value", name);
         if (strcmp(name, "--database-url") == 0) {
-            c->url = val;
+            /* Copied, then scrubbed from argv below: ps must not show it. */
+            if (strlen(val) >= sizeof(c->url_buf))
+                return die_usage("--database-url: longer than %zu bytes", sizeof(c->url_buf) - 1);
+            snprintf(c->url_buf, sizeof(c->url_buf), "%s", val);
+            c->url = c->url_buf;
+        } else if (strcmp(name, "--data-file") == 0) {
+            c->data_file = val;
         } else if (strcmp(name, "--schema") == 0) {
             c->schema = val;
         } else if (strcmp(name, "--data") == 0) {
@@ -196,23 +221,125 @@ static int parse(cli_t *c, int argc, char **argv)
                 return die_usage("unknown option '%s'", name);
         }
     }
+    sk_argv_scrub(argc, argv, "--database-url");
+    sk_log_add_secrets(c->url);
+    if (c->url != NULL && *c->url != '\0') {
+        /* A malformed connection string is a usage error; libpq's message
+         * may quote the password's bad token: masked in die_usage. */
+        char *perr = NULL;
+        PQconninfoOption *opts = PQconninfoParse(c->url, &perr);
+        if (opts == NULL) {
+            int rc = die_usage("invalid connection string: %.*s",
+                               perr ? (int)strcspn(perr, "\n") : 13, perr ? perr : "out of memory");
+            PQfreemem(perr);
+            return rc;
+        }
+        PQconninfoFree(opts);
+    }
     if (c->command == NULL) {
         usage(stderr);
         return EXIT_USAGE;
     }
+    if (c->data != NULL && c->data_file != NULL)
+        return die_usage("%s", "--data and --data-file exclude each other: give one");
     if (!sk_pg_schema_valid(c->schema))
         return die_usage("--schema: '%s' is not a valid schema name ([a-z_][a-z0-9_]*)", c->schema);
     return 0;
 }
 
-static int pack_data(const cli_t *c, msgpack_sbuffer *buf)
+/* Read --data-file (at most SK_PAYLOAD_MAX bytes) into c->data_buf. */
+static int read_data_file(cli_t *c)
+{
+    int is_stdin = strcmp(c->data_file, "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(c->data_file, "rb");
+    const char *shown = is_stdin ? "- (stdin)" : c->data_file;
+    size_t cap = 64 * 1024, len = 0, n;
+    char *buf = NULL, *p;
+    int rc = SK_ERROR;
+
+    if (f == NULL) {
+        fprintf(stderr, "stepkit: --data-file %s: %s\n", shown, strerror(errno));
+        return SK_ERROR;
+    }
+    for (;;) {
+        if (len == cap || buf == NULL) {
+            /* One byte past the limit tells "too big" from "just fits". */
+            cap = buf == NULL ? cap : cap * 2;
+            if (cap > (size_t)SK_PAYLOAD_MAX + 1)
+                cap = (size_t)SK_PAYLOAD_MAX + 1;
+            p = realloc(buf, cap + 1);
+            if (p == NULL) {
+                fprintf(stderr, "stepkit: --data-file %s: out of memory\n", shown);
+                goto done;
+            }
+            buf = p;
+        }
+        n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (len > SK_PAYLOAD_MAX) {
+            fprintf(stderr, "stepkit: --data-file %s: larger than the payload limit of %u bytes\n",
+                    shown, SK_PAYLOAD_MAX);
+            goto done;
+        }
+        if (n == 0)
+            break;
+    }
+    if (ferror(f)) {
+        fprintf(stderr, "stepkit: --data-file %s: %s\n", shown, strerror(errno));
+        goto done;
+    }
+    buf[len] = '\0';
+    c->data_buf = buf;
+    c->data_len = len;
+    buf = NULL;
+    rc = SK_OK;
+done:
+    free(buf);
+    if (!is_stdin)
+        fclose(f);
+    return rc;
+}
+
+static int pack_data(cli_t *c, msgpack_sbuffer *buf)
 {
     char err[256];
+    const char *text = c->data;
+    size_t len;
 
-    if (c->data == NULL)
+    if (c->data_file != NULL) {
+        if (read_data_file(c) != SK_OK)
+            return SK_ERROR;
+        text = c->data_buf;
+    }
+    if (text == NULL)
         return SK_OK;
-    if (sk_json_to_msgpack(c->data, strlen(c->data), buf, err, sizeof(err)) != SK_OK) {
-        fprintf(stderr, "stepkit: --data is not valid JSON: %s\n", err);
+    len = c->data_file != NULL ? c->data_len : strlen(text);
+    if (len == 0) {
+        fprintf(stderr, "stepkit: %s is empty: give a JSON value (null for none)\n",
+                c->data_file != NULL ? "--data-file" : "--data");
+        return SK_ERROR;
+    }
+    if (sk_json_to_msgpack(text, len, buf, err, sizeof(err)) != SK_OK) {
+        fprintf(stderr, "stepkit: %s is not valid JSON: %s\n",
+                c->data_file != NULL ? "--data-file" : "--data", err);
+        return SK_ERROR;
+    }
+    return SK_OK;
+}
+
+/* The name the command acts on, checked before connecting. */
+static int check_arg_name(const cli_t *c)
+{
+    char err[256];
+    const char *what = strcmp(c->command, "signal") == 0 ? "signal name"
+                       : strcmp(c->command, "send") == 0 ? "event name"
+                                                         : "workflow id";
+    int flags = strcmp(c->command, "signal") == 0 ? 0 : SK_NAME_NO_BREAKS;
+
+    if (strcmp(c->command, "run") == 0)
+        return SK_OK;
+    if (sk_name_check(what, c->args[0], flags, err, sizeof(err)) != SK_OK) {
+        print_err(err);
         return SK_ERROR;
     }
     return SK_OK;
@@ -268,7 +395,7 @@ static int cmd_migrate(const cli_t *c)
     PGconn *pg = sk_pg_connect(c->url, c->schema, "stepkit-migrate", err, sizeof(err));
 
     if (pg == NULL) {
-        fprintf(stderr, "stepkit: %s\n", err);
+        print_err(err);
         return EXIT_FAILED;
     }
     if (sk_migrate(pg, c->schema, &applied, err, sizeof(err)) != SK_OK) {
@@ -356,7 +483,7 @@ static int cmd_send(sk_client_t *cl, const cli_t *c, const msgpack_sbuffer *buf)
 
     if (sk_client_send_event(cl, c->args[0], buf->data, buf->size, c->event_id, &ev, err,
                              sizeof(err)) != SK_OK) {
-        fprintf(stderr, "stepkit: %s\n", err);
+        print_err(err);
         return EXIT_FAILED;
     }
     if (c->json) {
@@ -398,7 +525,7 @@ int main(int argc, char **argv)
     if (sk_cli_runs_is_command(c.command)) {
         cl = sk_client_connect(c.url, c.schema, err, sizeof(err));
         if (cl == NULL) {
-            fprintf(stderr, "stepkit: %s\n", err);
+            print_err(err);
             rc = EXIT_FAILED;
             goto done;
         }
@@ -419,13 +546,17 @@ int main(int argc, char **argv)
         rc = die_usage("%s takes exactly one argument", c.command);
         goto done;
     }
-    if (pack_data(&c, &buf) != SK_OK) {
+    if ((c.data != NULL || c.data_file != NULL) && strcmp(c.command, "run") == 0) {
+        rc = die_usage("%s", "run takes no --data or --data-file");
+        goto done;
+    }
+    if (check_arg_name(&c) != SK_OK || pack_data(&c, &buf) != SK_OK) {
         rc = EXIT_USAGE;
         goto done;
     }
     cl = sk_client_connect(c.url, c.schema, err, sizeof(err));
     if (cl == NULL) {
-        fprintf(stderr, "stepkit: %s\n", err);
+        print_err(err);
         rc = EXIT_FAILED;
         goto done;
     }
@@ -434,7 +565,7 @@ int main(int argc, char **argv)
     } else if (strcmp(c.command, "signal") == 0) {
         if (sk_client_signal(cl, c.args[0], buf.data, buf.size, run_id, err, sizeof(err)) !=
             SK_OK) {
-            fprintf(stderr, "stepkit: %s\n", err);
+            print_err(err);
             rc = EXIT_FAILED;
             goto done;
         }
@@ -450,7 +581,7 @@ int main(int argc, char **argv)
                     c.timeout_ms);
             rc = EXIT_TIMEOUT;
         } else if (r != SK_OK) {
-            fprintf(stderr, "stepkit: %s\n", err);
+            print_err(err);
             rc = EXIT_FAILED;
         } else {
             rc = print_result(&res);
@@ -458,7 +589,7 @@ int main(int argc, char **argv)
     } else {
         char *json = sk_client_run_json(cl, c.args[0], err, sizeof(err));
         if (json == NULL) {
-            fprintf(stderr, "stepkit: %s\n", err);
+            print_err(err);
             rc = EXIT_FAILED;
             goto done;
         }
@@ -470,6 +601,7 @@ int main(int argc, char **argv)
         rc = 0;
     }
 done:
+    free(c.data_buf);
     sk_run_result_clear(&res);
     sk_client_close(cl);
     msgpack_sbuffer_destroy(&buf);

@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "sk_duration.h"
+#include "sk_log.h"
 #include "stepkit.h"
 
 #define EXIT_FAILED 1
@@ -53,6 +54,15 @@ static int usage_error(const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\nTry 'stepkit --help'.\n");
     return EXIT_USAGE;
+}
+
+/* A database message may quote the connection string: masked like sk_cli.c's. */
+static void print_err(const char *err)
+{
+    char masked[1100];
+
+    sk_log_mask(err, masked, sizeof(masked));
+    fprintf(stderr, "stepkit: %s\n", masked);
 }
 
 void sk_cli_runs_init(sk_cli_runs_opts_t *o)
@@ -195,7 +205,7 @@ int sk_cli_runs_start(sk_client_t *cl, const sk_cli_runs_opts_t *o, const char *
 
     if (sk_client_start_opts(cl, workflow, data, len, &so, run_id, event_id, &created, err,
                              sizeof(err)) != SK_OK) {
-        fprintf(stderr, "stepkit: %s\n", err);
+        print_err(err);
         return EXIT_FAILED;
     }
     if (json)
@@ -229,7 +239,7 @@ static int cmd_runs(sk_client_t *cl, const sk_cli_runs_opts_t *o, int json)
     size_t i;
 
     if (text == NULL) {
-        fprintf(stderr, "stepkit: %s\n", err);
+        print_err(err);
         return EXIT_FAILED;
     }
     arr = json_loads(text, 0, NULL);
@@ -286,7 +296,7 @@ static int cmd_cancel(sk_client_t *cl, const sk_cli_runs_opts_t *o, const char *
         if (o->workflow != NULL || o->status != NULL || o->yes)
             return usage_error("cancel <run-id> takes no filter (--workflow, --status, --yes)");
         if (sk_client_cancel(cl, args[0], o->reason, &n, err, sizeof(err)) != SK_OK) {
-            fprintf(stderr, "stepkit: %s\n", err);
+            print_err(err);
             return EXIT_FAILED;
         }
         if (json) {
@@ -312,7 +322,7 @@ static int cmd_cancel(sk_client_t *cl, const sk_cli_runs_opts_t *o, const char *
         long long n = 0;
         if (sk_client_cancel_where(cl, o->workflow, o->status, o->reason, !o->yes, &n, err,
                                    sizeof(err)) != SK_OK) {
-            fprintf(stderr, "stepkit: %s\n", err);
+            print_err(err);
             return EXIT_FAILED;
         }
         if (json)
@@ -334,7 +344,7 @@ static int cmd_retry(sk_client_t *cl, const char *const *args, int nargs, int js
     if (nargs != 1)
         return usage_error("retry takes exactly one run id");
     if (sk_client_retry(cl, args[0], &retry, err, sizeof(err)) != SK_OK) {
-        fprintf(stderr, "stepkit: %s\n", err);
+        print_err(err);
         return EXIT_FAILED;
     }
     if (json)
@@ -356,7 +366,7 @@ static int cmd_prune(sk_client_t *cl, const sk_cli_runs_opts_t *o, int nargs, in
     if (o->older_than_ms < 0)
         return usage_error("prune needs --older-than DURATION (e.g. 30d)");
     if (sk_client_prune(cl, o->older_than_ms, o->batch, &n, err, sizeof(err)) != SK_OK) {
-        fprintf(stderr, "stepkit: %s\n", err);
+        print_err(err);
         return EXIT_FAILED;
     }
     if (json)
@@ -377,7 +387,7 @@ static int cmd_stats(sk_client_t *cl, int nargs, int json)
         return usage_error("stats takes no arguments");
     text = sk_client_stats_json(cl, err, sizeof(err));
     if (text == NULL) {
-        fprintf(stderr, "stepkit: %s\n", err);
+        print_err(err);
         return EXIT_FAILED;
     }
     arr = json_loads(text, 0, NULL);

@@ -31,6 +31,7 @@
 #include <ev.h>
 #include <libpq-fe.h>
 
+#include "sk_argv.h"
 #include "sk_config.h"
 #include "sk_heritage.h"
 #include "sk_log.h"
@@ -48,7 +49,7 @@
 #define CONNECT_FIRST_DELAY_MS 200
 #define CONNECT_MAX_DELAY_MS   5000
 #define CONNECT_DEADLINE_MS    60000
-#define HEARTBEAT_CHECK_S      5.0
+#define HEARTBEAT_CHECK_S      0.25 /* step deadlines are checked this often */
 #define STALL_MIN_MS           60000
 
 typedef struct {
@@ -534,14 +535,20 @@ done:
 int main(int argc, char **argv)
 {
     master_t *m = &the_master;
-    char err[512];
+    char err[512], masked[600];
     int rc;
 
     rc = sk_config_load(&m->cfg, argc, argv, stdout, err, sizeof(err));
+    /* The value is copied: hide its password from ps before any worker is
+     * forked (they share these pages), and mask it wherever it may appear. */
+    sk_argv_scrub(argc, argv, "--database-url");
+    sk_log_add_secrets(m->cfg.database_url);
     if (rc == SK_AGAIN)
         return EXIT_CLEAN; /* --help, --version, --help-markdown */
     if (rc != SK_OK) {
-        fprintf(stderr, "stepkit-master: %s\nTry 'stepkit-master --help' for the options.\n", err);
+        sk_log_mask(err, masked, sizeof(masked));
+        fprintf(stderr, "stepkit-master: %s\nTry 'stepkit-master --help' for the options.\n",
+                masked);
         return EXIT_FATAL;
     }
     if (m->cfg.n_libraries == 0) {
@@ -554,8 +561,9 @@ int main(int argc, char **argv)
         char *perr = NULL;
         PQconninfoOption *opts = PQconninfoParse(m->cfg.database_url, &perr);
         if (opts == NULL) {
+            sk_log_mask(perr ? perr : "out of memory\n", masked, sizeof(masked));
             fprintf(stderr, "stepkit-master: --database-url: invalid connection string: %s",
-                    perr ? perr : "out of memory\n");
+                    masked);
             PQfreemem(perr);
             return EXIT_FATAL;
         }

@@ -25,6 +25,7 @@
 #define EXIT_FATAL 2 /* a worker's "configuration or schema" exit code */
 
 static void spawn(sk_sup_t *sup, sk_sup_slot_t *slot);
+static void respawn_in(sk_sup_t *sup, sk_sup_slot_t *slot, int64_t delay, const char *why);
 
 static const char *signal_name(int sig)
 {
@@ -116,12 +117,48 @@ static int record_crash(sk_sup_t *sup, sk_sup_slot_t *slot, int64_t now, int64_t
     delay = backoff_ms(sup, slot->crash_count);
     if (slot->crash_count < 62)
         slot->crash_count++;
+    respawn_in(sup, slot, delay, "died_at_start");
+    return SK_OK;
+}
+
+/* Schedule a respawn in delay_ms (0: now, from this callback). */
+static void respawn_in(sk_sup_t *sup, sk_sup_slot_t *slot, int64_t delay, const char *why)
+{
+    sk_log_info("event=worker_respawn_scheduled slot=%d delay_ms=%lld crashes_in_a_row=%d "
+                "reason=%s",
+                slot->index, (long long)delay, slot->crash_count, why);
+    if (delay <= 0) {
+        slot->state = SK_SUP_EMPTY;
+        spawn(sup, slot);
+        return;
+    }
     slot->state = SK_SUP_BACKOFF;
     ev_timer_set(&slot->respawn, (double)delay / 1000.0, 0.);
     ev_timer_start(sup->p.loop, &slot->respawn);
-    sk_log_info("event=worker_respawn_scheduled slot=%d delay_ms=%lld crashes_in_a_row=%d",
-                slot->index, (long long)delay, slot->crash_count);
-    return SK_OK;
+}
+
+/*
+ * How the worker of `slot` ended, for its next worker: only when the dead
+ * one published what it held (else the record of an earlier death, whose
+ * item is still unclaimed, stays).  Written before the next fork.
+ */
+static void record_death(sk_sup_t *sup, sk_sup_slot_t *slot, pid_t pid, int status, int64_t now)
+{
+    sk_death_t *d = sk_shm_death(sup->p.shm, slot->index);
+    const sk_worker_slot_t *ws = sk_shm_slot(sup->p.shm, slot->index);
+    sk_inflight_t h;
+
+    if (sk_shm_slot_held(ws, &h) != SK_OK || h.pid != (int32_t)pid)
+        return;
+    atomic_store_explicit(&d->cause, slot->killed_timeout ? SK_DEATH_STEP_TIMEOUT : SK_DEATH_CRASH,
+                          memory_order_relaxed);
+    atomic_store_explicit(&d->code, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&d->signo, WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+                          memory_order_relaxed);
+    atomic_store_explicit(&d->at_ms, now, memory_order_relaxed);
+    atomic_fetch_add_explicit(&d->seq, 1, memory_order_relaxed);
+    atomic_store_explicit(&d->pid, (int32_t)pid, memory_order_release);
 }
 
 static void notify(sk_sup_t *sup, sk_sup_slot_t *slot, sk_sup_event_t ev)
@@ -136,8 +173,9 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     int status = w->rstatus, code = -1;
     pid_t pid = w->rpid;
     sk_sup_slot_t *slot;
+    const sk_worker_slot_t *ws;
     int64_t now, uptime;
-    int expected;
+    int expected, ready;
 
     (void)loop;
     (void)revents;
@@ -149,6 +187,11 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     }
     now = sk_shm_now_ms();
     uptime = now - slot->started_ms;
+    ws = sk_shm_slot(sup->p.shm, slot->index);
+    /* Trust the slot only if this process had claimed it. */
+    ready = atomic_load_explicit(&ws->pid, memory_order_acquire) == (int32_t)pid &&
+            atomic_load_explicit(&ws->ready, memory_order_acquire);
+    record_death(sup, slot, pid, status, now);
     slot->pid = 0;
     slot->state = SK_SUP_EMPTY;
     slot->stalled = 0;
@@ -179,7 +222,19 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
         notify(sup, slot, SK_SUP_EXITED);
         return;
     }
-    /* Running normally: any exit, even 0, is a crash. */
+    /* Running normally: any exit, even 0, is a crash.  One that had served
+     * is replaced at once; one that died before is a start-up failure. */
+    if (ready || slot->killed_timeout) {
+        slot->crash_count = 0;
+        respawn_in(sup, slot, 0, slot->killed_timeout ? "step_timeout" : "died_after_start");
+        notify(sup, slot, SK_SUP_CRASHED);
+        return;
+    }
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+        respawn_in(sup, slot, backoff_ms(sup, slot->crash_count), "killed_at_start");
+        notify(sup, slot, SK_SUP_CRASHED);
+        return;
+    }
     if (record_crash(sup, slot, now, uptime) != SK_OK) {
         notify(sup, slot, SK_SUP_CRASH_LOOP);
         return;
@@ -237,7 +292,9 @@ static _Noreturn void run_child(sk_sup_t *sup, sk_sup_slot_t *slot)
     close(sup->p.alive_write_fd); /* else the pipe never reports EOF */
 
     sk_log_set_role("worker", slot->index);
-    sk_shm_slot_claim(sk_shm_slot(sup->p.shm, slot->index), getpid());
+    if (sk_shm_slot_claim(sk_shm_slot(sup->p.shm, slot->index), getpid()))
+        sk_log_warn("event=slot_recovered reason=odd_sequence note=\"the previous worker died "
+                    "mid-write; its item is left to its lease\"");
 
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -277,6 +334,7 @@ static void spawn(sk_sup_t *sup, sk_sup_slot_t *slot)
     slot->started_ms = sk_shm_now_ms();
     slot->generation++;
     slot->stalled = 0;
+    slot->killed_timeout = 0;
     sk_log_info("event=worker_start slot=%d pid=%d generation=%llu", slot->index, (int)pid,
                 (unsigned long long)slot->generation);
 }
@@ -368,7 +426,7 @@ void sk_sup_check_stalls(sk_sup_t *sup, int64_t now_ms, int64_t stall_ms)
         sk_sup_slot_t *slot = &sup->slots[i];
         const sk_worker_slot_t *ws;
         int32_t st;
-        int64_t hb;
+        int64_t hb, deadline;
 
         if (slot->state != SK_SUP_RUNNING)
             continue;
@@ -376,6 +434,27 @@ void sk_sup_check_stalls(sk_sup_t *sup, int64_t now_ms, int64_t stall_ms)
         /* A slot still showing an earlier process is not this worker's yet. */
         if (atomic_load_explicit(&ws->pid, memory_order_acquire) != (int32_t)slot->pid)
             continue;
+        deadline = atomic_load_explicit(&ws->deadline_ms, memory_order_acquire);
+        if (deadline != 0) {
+            sk_inflight_t h;
+            if (now_ms <= deadline || slot->killed_timeout)
+                continue;
+            /* Bounded read: a stopped writer must not hold the master. */
+            (void)sk_shm_slot_held(ws, &h);
+            if (kill(slot->pid, SIGKILL) != 0) {
+                sk_log_warn("event=kill_failed slot=%d pid=%d signal=SIGKILL error=\"%s\"", i,
+                            (int)slot->pid, strerror(errno));
+                continue;
+            }
+            slot->killed_timeout = 1;
+            slot->killed_ms = now_ms;
+            sk_log_warn("event=step_timeout slot=%d pid=%d run=%s step=%s timeout_ms=%lld "
+                        "overdue_ms=%lld action=SIGKILL",
+                        i, (int)slot->pid, h.run_id[0] ? h.run_id : "unknown",
+                        h.step_id[0] ? h.step_id : "unknown", (long long)h.timeout_ms,
+                        (long long)(now_ms - deadline));
+            continue;
+        }
         st = atomic_load_explicit(&ws->state, memory_order_relaxed);
         if (st != SK_WORKER_BUSY && st != SK_WORKER_IDLE)
             continue;

@@ -8,12 +8,24 @@
  * and a generation (forks so far).  It never writes the shared slots: the
  * worker owns its slot; the supervisor only reads heartbeats.
  *
- * Respawn delay after the n-th crash in a row (n from 0):
+ * A worker that dies after its first claim round trip (it connected and
+ * served: its slot says `ready`) is replaced at once: whatever killed it
+ * (user code, the OOM killer, an operator) is no reason to leave the pool
+ * short, and its item is handed back by the next worker of the slot.  Only
+ * deaths before that point are start-up failures, the kind a restart may
+ * fix or a broken setup repeats.  Respawn delay after the n-th such crash
+ * in a row (n from 0):
  *   min(restart_max, restart_base * 2^n) +-20% jitter;
- * n goes back to 0 once a worker has run SK_SUP_STABLE_MS.  A failed fork
- * counts as a crash.  More than SK_SUP_CRASH_LIMIT crashes of one slot within
- * SK_SUP_CRASH_WINDOW_MS is a crash loop: the supervisor stops respawning that
- * slot and tells the master, which stops everything and exits 1.
+ * n goes back to 0 once a worker of the slot gets ready (or has run
+ * SK_SUP_STABLE_MS).  A failed fork counts as a crash; a SIGKILL from
+ * outside before the first claim waits the current delay but is not
+ * counted.  More than SK_SUP_CRASH_LIMIT counted crashes of one slot within
+ * SK_SUP_CRASH_WINDOW_MS is a crash loop: the supervisor stops respawning
+ * that slot and tells the master, which stops everything and exits 1.
+ *
+ * Hang detection: a worker publishes the deadline of the body it runs; one
+ * past it (no sk_heartbeat for a step timeout) is SIGKILLed, and the death
+ * recorded in shared memory as a step timeout for the slot's next worker.
  */
 #ifndef SK_SUPERVISE_H
 #define SK_SUPERVISE_H
@@ -63,6 +75,8 @@ typedef struct {
     unsigned crash_total;                        /* crashes ever (index into the ring) */
     int stalled;                                 /* a stall was logged for heartbeat `stalled_hb` */
     int64_t stalled_hb;
+    int killed_timeout; /* we SIGKILLed it for passing its step deadline */
+    int64_t killed_ms;  /* when */
     ev_timer respawn;
     sk_sup_t *sup;
 } sk_sup_slot_t;
@@ -100,8 +114,10 @@ void sk_sup_stop_respawning(sk_sup_t *sup);
 int sk_sup_signal_all(sk_sup_t *sup, int sig);
 /* Workers not reaped yet. */
 int sk_sup_live(const sk_sup_t *sup);
-/* Log `event=worker_stalled` once per stall of a BUSY/IDLE worker whose
- * heartbeat is older than stall_ms (never kills it). */
+/* SIGKILL every worker whose running body is past its step deadline (the
+ * death is recorded as a step timeout); log `event=worker_stalled` once per
+ * stall of a BUSY/IDLE worker outside a body whose heartbeat is older than
+ * stall_ms. */
 void sk_sup_check_stalls(sk_sup_t *sup, int64_t now_ms, int64_t stall_ms);
 /* Stop the watchers (the loop stays). */
 void sk_sup_close(sk_sup_t *sup);

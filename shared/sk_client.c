@@ -12,6 +12,7 @@
 
 #include "sk_client_int.h"
 #include "sk_json.h"
+#include "sk_limits.h"
 #include "sk_pg.h"
 #include "stepkit.h"
 
@@ -111,10 +112,8 @@ static int start(sk_client_t *c, const char *workflow, const char *data, size_t 
     PGresult *res;
     int rc = SK_ERROR;
 
-    if (workflow == NULL || *workflow == '\0') {
-        snprintf(err, errlen, "a workflow id is required");
+    if (sk_name_check("a workflow id", workflow, SK_NAME_NO_BREAKS, err, errlen) != SK_OK)
         return SK_ERROR;
-    }
     if (payload(&data, &len, err, errlen) != SK_OK)
         return SK_ERROR;
     params[0] = workflow;
@@ -349,10 +348,8 @@ int sk_client_signal(sk_client_t *c, const char *signal, const char *data, size_
     int rc = SK_ERROR;
 
     run_id[0] = '\0';
-    if (signal == NULL || *signal == '\0') {
-        snprintf(err, errlen, "a signal name is required");
+    if (sk_name_check("a signal name", signal, 0, err, errlen) != SK_OK)
         return SK_ERROR;
-    }
     if (payload(&data, &len, err, errlen) != SK_OK)
         return SK_ERROR;
     params[0] = signal;
@@ -387,10 +384,8 @@ int sk_client_send_event(sk_client_t *c, const char *name, const char *data, siz
     int rc = SK_ERROR, n;
 
     memset(out, 0, sizeof(*out));
-    if (name == NULL || *name == '\0') {
-        snprintf(err, errlen, "an event name is required");
+    if (sk_name_check("an event name", name, SK_NAME_NO_BREAKS, err, errlen) != SK_OK)
         return SK_ERROR;
-    }
     if (event_id != NULL && !uuid_ok(event_id)) {
         snprintf(err, errlen, "'%s' is not an event id (a UUID)", event_id);
         return SK_ERROR;

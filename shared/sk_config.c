@@ -151,6 +151,17 @@ static const opt_t options[] = {
      .max = 86400000,
      .metavar = "MS",
      .help = "How long a claim holds a work item before another worker may take it over."},
+    {.flag = "step-timeout",
+     .env = "STEPKIT_STEP_TIMEOUT_MS",
+     .type = OPT_INT,
+     FIELD(step_timeout_ms),
+     .def = "300000",
+     .min = 100,
+     .max = 86400000,
+     .metavar = "MS",
+     .help = "How long a step body may run without progress (sk_heartbeat) before the master "
+             "kills its worker and the attempt fails with StepTimeoutError. Workflows and steps "
+             "may set their own."},
     {.flag = "shutdown-timeout",
      .env = "STEPKIT_SHUTDOWN_TIMEOUT_MS",
      .type = OPT_INT,
@@ -900,7 +911,12 @@ void sk_config_write_markdown(FILE *out)
             "  `host=db dbname=app user=stepkit`). Left empty, libpq uses its own `PG*`\n"
             "  variables and `~/.pgpass`. With Kubernetes, mount the secret as a file and set\n"
             "  `DATABASE_URL_FILE`; setting both variables (or both flags) is an error.\n"
-            "  Passwords never appear in logs.\n"
+            "  Passwords never appear in logs or error messages (URL userinfo,\n"
+            "  `?password=` and `password=` pairs are masked). Prefer `DATABASE_URL` or\n"
+            "  `DATABASE_URL_FILE` to `--database-url`: the flag's value is overwritten in\n"
+            "  the process's arguments at start, before workers are forked, so `ps` shows\n"
+            "  `password=***`, but it is visible in between and in your shell's history.\n"
+            "  Migration role versus runtime role: [security.md](security.md).\n"
             "- **Workers.** Without `--workers` the master forks one worker per CPU it may\n"
             "  use: the affinity mask (`taskset`, `--cpuset-cpus`), bounded by the cgroup v2\n"
             "  CPU quota (`/sys/fs/cgroup/cpu.max`, that is the container's CPU limit)\n"

@@ -15,6 +15,7 @@
 #include <uuid/uuid.h>
 
 #include "sk_json.h"
+#include "sk_limits.h"
 
 #define OP_BUCKETS_MIN  64
 #define COUNTER_BUCKETS 64
@@ -63,6 +64,8 @@ struct sk_ctx {
     char run_id[ID_MAX];
     char event_id[ID_MAX];
     sk_before_body_fn before_body;
+    sk_body_hook_fn body_hook;
+    sk_heartbeat_fn heartbeat;
     void *hook_arg;
     int handler_attempt;
 
@@ -110,6 +113,7 @@ struct sk_ctx {
         void *arg;
         int has_retry;
         sk_retry_t retry;
+        int timeout_ms;
     } cand;
     size_t ndispatch, capdispatch;
     unp_t *unps;
@@ -695,6 +699,8 @@ sk_ctx_t *sk_ctx_new(const sk_ctx_params_t *p)
     snprintf(ctx->run_id, sizeof(ctx->run_id), "%s", p->run_id ? p->run_id : "");
     snprintf(ctx->event_id, sizeof(ctx->event_id), "%s", p->event_id ? p->event_id : "");
     ctx->before_body = p->before_body;
+    ctx->body_hook = p->body_hook;
+    ctx->heartbeat = p->heartbeat;
     ctx->hook_arg = p->hook_arg;
     ctx->handler_attempt = p->handler_attempt > 0 ? p->handler_attempt : 1;
     snprintf(ctx->target, sizeof(ctx->target), "%s", p->target ? p->target : "");
@@ -826,7 +832,7 @@ static int record_error(sk_ctx_t *ctx, const char *key, const char *id, sk_op_st
 }
 
 static int execute_body(sk_ctx_t *ctx, const char *key, const char *id, sk_op_t *prev,
-                        sk_body_fn body, void *arg, const sk_retry_t *retry)
+                        sk_body_fn body, void *arg, const sk_retry_t *retry, int timeout_ms)
 {
     msgpack_sbuffer out;
     msgpack_packer pk;
@@ -841,7 +847,11 @@ static int execute_body(sk_ctx_t *ctx, const char *key, const char *id, sk_op_t 
     ctx->body_id = id;
     ctx->body_attempt = attempt;
     ctx->raised = NULL;
+    if (ctx->body_hook != NULL)
+        ctx->body_hook(ctx->hook_arg, key, id, timeout_ms);
     brc = body(ctx, &pk, arg);
+    if (ctx->body_hook != NULL)
+        ctx->body_hook(ctx->hook_arg, NULL, NULL, 0);
     ctx->in_body = 0;
     if (ctx->nested) {
         rc = SK_OK; /* the entry fails with NestedStepError */
@@ -900,9 +910,10 @@ typedef struct {
     sk_body_fn body; /* run */
     void *arg;
     const sk_retry_t *retry;
-    int64_t until_ms;   /* sleep: absolute wall-clock ms */
-    int64_t timeout_ms; /* signal, invoke: relative, < 0 none */
-    const char *signal; /* signal, send */
+    int step_timeout_ms; /* run: its own step timeout, 0 = default */
+    int64_t until_ms;    /* sleep: absolute wall-clock ms */
+    int64_t timeout_ms;  /* signal, invoke: relative, < 0 none */
+    const char *signal;  /* signal, send */
     sk_validate_fn validate;
     const char *workflow; /* invoke */
     const char *data;     /* send, invoke: msgpack */
@@ -1071,6 +1082,24 @@ static int recorded_ok(sk_ctx_t *ctx, sk_op_t *op, const call_t *c, const msgpac
     return SK_OK;
 }
 
+/* Names land in indexed columns: refuse an over-long or malformed one
+ * before anything is written (a deterministic error, not retryable). */
+static int check_names(sk_ctx_t *ctx, const call_t *c)
+{
+    char err[160];
+    int bad = sk_name_check("step id", c->id, 0, err, sizeof(err)) != SK_OK ||
+              ((c->kind == K_SIGNAL || c->kind == K_SEND) &&
+               sk_name_check("signal name", c->signal, 0, err, sizeof(err)) != SK_OK) ||
+              (c->kind == K_INVOKE && sk_name_check("workflow id", c->workflow, SK_NAME_NO_BREAKS,
+                                                    err, sizeof(err)) != SK_OK);
+
+    if (!bad)
+        return SK_OK;
+    return sk_raise(ctx, sk_error_set_retryable(sk_error_new(ctx, "InvalidStepError", "%s step: %s",
+                                                             kind_names[c->kind], err),
+                                                false));
+}
+
 static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
 {
     char key[41];
@@ -1098,6 +1127,8 @@ static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
                                                      "a %s step needs an id and its arguments",
                                                      kind_names[c->kind]),
                                         false));
+    if (check_names(ctx, c) != SK_OK)
+        return SK_FAILED;
     idx = counter_next(ctx, c->id);
     if (idx < 0 || sk_op_key(c->id, idx, key) != SK_OK) {
         ctx->aborted = 1;
@@ -1146,6 +1177,7 @@ static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
             ctx->cand.has_retry = c->retry != NULL;
             if (c->retry != NULL)
                 ctx->cand.retry = *c->retry;
+            ctx->cand.timeout_ms = c->step_timeout_ms;
             if (ctx->cand.id == NULL)
                 ctx->aborted = 1;
         } else if (dispatch(ctx, key, c) != SK_OK) {
@@ -1163,7 +1195,8 @@ static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
         ctx->yield = 1;
         return SK_SUSPEND;
     }
-    if (hook != SK_OK || execute_body(ctx, key, c->id, op, c->body, c->arg, c->retry) != SK_OK) {
+    if (hook != SK_OK ||
+        execute_body(ctx, key, c->id, op, c->body, c->arg, c->retry, c->step_timeout_ms) != SK_OK) {
         ctx->aborted = 1;
         return SK_SUSPEND;
     }
@@ -1183,6 +1216,30 @@ int sk_run_retry(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg, sk_r
     call_t c = {.kind = K_RUN, .id = id, .body = body, .arg = arg, .retry = &retry};
 
     return step(ctx, &c, result);
+}
+
+int sk_run_opts(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg,
+                const sk_step_opts_t *opts, const msgpack_object **result)
+{
+    call_t c = {.kind = K_RUN, .id = id, .body = body, .arg = arg};
+
+    if (opts != NULL) {
+        if (opts->timeout_ms < 0)
+            return sk_raise(
+                ctx, sk_error_set_retryable(sk_error_new(ctx, "InvalidStepError",
+                                                         "step %s: timeout_ms %d is negative",
+                                                         id ? id : "", opts->timeout_ms),
+                                            false));
+        c.retry = opts->retry.set ? &opts->retry : NULL;
+        c.step_timeout_ms = opts->timeout_ms;
+    }
+    return step(ctx, &c, result);
+}
+
+void sk_heartbeat(sk_ctx_t *ctx)
+{
+    if (ctx != NULL && ctx->in_body && ctx->heartbeat != NULL)
+        ctx->heartbeat(ctx->hook_arg);
 }
 
 int sk_sleep(sk_ctx_t *ctx, const char *id, int64_t ms)
@@ -1385,7 +1442,7 @@ static void run_candidate(sk_ctx_t *ctx)
     }
     if (hook != SK_OK ||
         execute_body(ctx, ctx->cand.key, ctx->cand.id, NULL, ctx->cand.body, ctx->cand.arg,
-                     ctx->cand.has_retry ? &ctx->cand.retry : NULL) != SK_OK)
+                     ctx->cand.has_retry ? &ctx->cand.retry : NULL, ctx->cand.timeout_ms) != SK_OK)
         ctx->aborted = 1;
 }
 

@@ -96,6 +96,12 @@ typedef struct {
     int64_t visible_ms;
 } sk_entry_t;
 
+/* Around every body: before it with the op's key, step id and the step's
+ * own timeout (0: the workflow's default), after it with NULL, NULL, 0. */
+typedef void (*sk_body_hook_fn)(void *arg, const char *key, const char *step_id, int timeout_ms);
+/* sk_heartbeat() inside a body. */
+typedef void (*sk_heartbeat_fn)(void *arg);
+
 /* Called before a new body executes.  SK_OK: go on; SK_AGAIN: yield
  * (the handler is suspended, the entry ends YIELD); SK_ERROR: abort. */
 typedef int (*sk_before_body_fn)(sk_ctx_t *ctx, void *arg);
@@ -112,6 +118,8 @@ typedef struct {
     int handler_attempt; /* 1-based attempt of the handler this execution */
     const char *target;  /* target mode: execute only this op (a group member) */
     sk_before_body_fn before_body;
+    sk_body_hook_fn body_hook; /* optional */
+    sk_heartbeat_fn heartbeat; /* optional */
     void *hook_arg;
 } sk_ctx_params_t;
 

@@ -30,7 +30,7 @@ int sk_log_parse_level(const char *s)
 
 void sk_log_write(sk_log_level_t level, const char *fmt, ...)
 {
-    char buf[2048];
+    char buf[2048], line[2048];
     struct timespec ts;
     struct tm tm;
     size_t n;
@@ -62,53 +62,254 @@ void sk_log_write(sk_log_level_t level, const char *fmt, ...)
         if (buf[i] == '\n' || buf[i] == '\r')
             buf[i] = ' ';
     }
-    buf[n++] = '\n';
-    ssize_t rc = write(STDERR_FILENO, buf, n);
+    buf[n] = '\0';
+    /* No secret leaves in a log line, whatever the caller passed. */
+    n = sk_log_mask(buf, line, sizeof(line) - 1);
+    line[n++] = '\n';
+    ssize_t rc = write(STDERR_FILENO, line, n);
     (void)rc; /* nowhere to report a failed log write */
+}
+
+/* ---- secrets ------------------------------------------------------------------------ */
+
+#define SECRETS_MAX    4
+#define SECRET_LEN_MAX 1024
+#define MASK           "***"
+/* Known secrets shorter than this are masked only where quoted ("pw"): a
+ * two-letter password must not blank every "ab" of a line. */
+#define SECRET_BARE_MIN 4
+
+/* Passwords taken from the connection string at start-up (sk_log_add_secrets):
+ * written before any fork, read by every line; never freed. */
+static char secrets[SECRETS_MAX][SECRET_LEN_MAX];
+static size_t secret_lens[SECRETS_MAX];
+static int n_secrets;
+
+typedef struct {
+    char *out;
+    size_t cap, n;
+    int record; /* sk_log_add_secrets: remember each masked value */
+} mask_out_t;
+
+static void put(mask_out_t *o, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len && o->n + 1 < o->cap; i++)
+        o->out[o->n++] = s[i];
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Percent-decode s[0..len) into dst (at most dstlen-1 bytes); its length. */
+static size_t pct_decode(const char *s, size_t len, char *dst, size_t dstlen)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len && n + 1 < dstlen; i++) {
+        if (s[i] == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+            dst[n++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        } else {
+            dst[n++] = s[i];
+        }
+    }
+    dst[n] = '\0';
+    return n;
+}
+
+static void remember(const char *s, size_t len)
+{
+    char dec[SECRET_LEN_MAX];
+    size_t dlen;
+
+    if (len == 0 || len >= SECRET_LEN_MAX)
+        return;
+    for (int i = 0; i < n_secrets; i++) {
+        if (secret_lens[i] == len && memcmp(secrets[i], s, len) == 0)
+            return;
+    }
+    if (n_secrets < SECRETS_MAX) {
+        memcpy(secrets[n_secrets], s, len);
+        secret_lens[n_secrets++] = len;
+    }
+    /* Messages may echo either form: the raw token or the decoded value. */
+    dlen = pct_decode(s, len, dec, sizeof(dec));
+    if (dlen != len)
+        remember(dec, dlen);
+}
+
+static void mask_span(mask_out_t *o, const char *s, size_t len)
+{
+    if (o->record)
+        remember(s, len);
+    put(o, MASK, strlen(MASK));
+}
+
+/* A character that cannot be part of a key in `key=value` text. */
+static int key_stop(char c)
+{
+    return c == '\0' || strchr(" \t\r\n?&;\"'=(),{}[]<>", c) != NULL;
+}
+
+/* Whether the key ending just before in[eq] (spaces allowed before the '=')
+ * names a password: "password", "sslpassword", "PGPASSWORD", percent-encoded
+ * or not.  *uri: the key follows '?' or '&' (a URL query parameter). */
+static int password_key(const char *in, size_t eq, int *uri)
+{
+    size_t end = eq, start;
+    char key[64];
+    size_t n;
+    static const char want[] = "password";
+
+    while (end > 0 && (in[end - 1] == ' ' || in[end - 1] == '\t'))
+        end--;
+    start = end;
+    while (start > 0 && !key_stop(in[start - 1]))
+        start--;
+    if (start == end || end - start >= sizeof(key))
+        return 0;
+    n = pct_decode(in + start, end - start, key, sizeof(key));
+    if (n < sizeof(want) - 1)
+        return 0;
+    for (size_t i = 0; i < sizeof(want) - 1; i++) {
+        if ((key[n - (sizeof(want) - 1) + i] | 0x20) != want[i])
+            return 0;
+    }
+    *uri = start > 0 && (in[start - 1] == '?' || in[start - 1] == '&');
+    return 1;
+}
+
+/* The value after a password key's '=' at in[i]: returns the index after it. */
+static size_t mask_value(mask_out_t *o, const char *in, size_t i, int uri)
+{
+    size_t j;
+
+    if (!uri) {
+        while (in[i] == ' ' || in[i] == '\t')
+            put(o, &in[i++], 1);
+    }
+    if (!uri && in[i] == '\'') {
+        /* A quoted conninfo value: backslash escapes, up to the closing quote. */
+        char val[SECRET_LEN_MAX];
+        size_t n = 0;
+        for (j = i + 1; in[j] != '\0' && in[j] != '\''; j++) {
+            if (in[j] == '\\' && in[j + 1] != '\0')
+                j++;
+            if (n + 1 < sizeof(val))
+                val[n++] = in[j];
+        }
+        if (o->record)
+            remember(val, n);
+        put(o, "'" MASK "'", strlen(MASK) + 2);
+        return in[j] == '\'' ? j + 1 : j;
+    }
+    for (j = i; in[j] != '\0'; j++) {
+        char c = in[j];
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+            break;
+        if (uri && (c == '&' || c == '#' || c == '\'' || c == '"'))
+            break;
+        /* A double quote closing a log field ends the value; one inside it does not. */
+        if (!uri && c == '"' && (in[j + 1] == '\0' || in[j + 1] == ' '))
+            break;
+        if (!uri && c == '\\' && in[j + 1] != '\0')
+            j++;
+    }
+    if (j > i)
+        mask_span(o, in + i, j - i);
+    return j;
+}
+
+/* A URL's authority after "://" at in[i]: mask the password of user:password@. */
+static size_t mask_userinfo(mask_out_t *o, const char *in, size_t i)
+{
+    size_t end = i, at = 0, colon = 0;
+    int have_at = 0;
+
+    while (in[end] != '\0' && strchr("/?#\"' \t\r\n", in[end]) == NULL)
+        end++;
+    for (size_t j = i; j < end; j++) {
+        if (in[j] == '@') {
+            at = j; /* the last one: a password may hold an unencoded '@' */
+            have_at = 1;
+        }
+    }
+    if (!have_at)
+        return i;
+    for (colon = i; colon < at && in[colon] != ':'; colon++)
+        ;
+    if (colon == at)
+        return i; /* user@host: no password */
+    put(o, in + i, colon + 1 - i);
+    mask_span(o, in + colon + 1, at - colon - 1);
+    return at;
+}
+
+static void mask_text(const char *in, mask_out_t *o)
+{
+    size_t i = 0;
+
+    while (in[i] != '\0') {
+        int uri, hit = 0;
+
+        for (int s = 0; s < n_secrets && !o->record; s++) {
+            size_t len = secret_lens[s];
+            if (strncmp(in + i, secrets[s], len) == 0 &&
+                (len >= SECRET_BARE_MIN || (i > 0 && in[i - 1] == '"' && in[i + len] == '"'))) {
+                put(o, MASK, strlen(MASK));
+                i += len;
+                hit = 1;
+                break;
+            }
+        }
+        if (hit)
+            continue;
+        if (in[i] == ':' && in[i + 1] == '/' && in[i + 2] == '/') {
+            put(o, in + i, 3);
+            i = mask_userinfo(o, in, i + 3);
+            continue;
+        }
+        if (in[i] == '=' && password_key(in, i, &uri)) {
+            put(o, "=", 1);
+            i = mask_value(o, in, i + 1, uri);
+            continue;
+        }
+        put(o, in + i, 1);
+        i++;
+    }
+}
+
+size_t sk_log_mask(const char *in, char *out, size_t outlen)
+{
+    mask_out_t o = {.out = out, .cap = outlen};
+
+    if (outlen == 0)
+        return 0;
+    mask_text(in ? in : "", &o);
+    out[o.n] = '\0';
+    return o.n;
+}
+
+void sk_log_add_secrets(const char *conninfo)
+{
+    char scratch[64];
+    mask_out_t o = {.out = scratch, .cap = sizeof(scratch), .record = 1};
+
+    if (conninfo != NULL)
+        mask_text(conninfo, &o);
+}
+
+void sk_log_forget_secrets(void)
+{
+    n_secrets = 0;
 }
 
 void sk_log_mask_url(const char *url, char *out, size_t outlen)
 {
-    const char *scheme, *at, *colon, *p;
-    size_t len;
-
-    if (outlen == 0)
-        return;
-    snprintf(out, outlen, "%s", url ? url : "");
-    if (url == NULL)
-        return;
-    /* URI form: scheme://user:password@host... */
-    scheme = strstr(url, "://");
-    if (scheme != NULL) {
-        at = strchr(scheme + 3, '@');
-        colon = strchr(scheme + 3, ':');
-        if (at != NULL && colon != NULL && colon < at) {
-            len = (size_t)(colon - url) + 1;
-            snprintf(out, outlen, "%.*s***%s", (int)len, url, at);
-        }
-        return;
-    }
-    /* key=value form: password=secret (possibly quoted) */
-    p = strstr(url, "password");
-    if (p != NULL) {
-        const char *eq = strchr(p, '=');
-        const char *end;
-        if (eq == NULL)
-            return;
-        eq++;
-        while (*eq == ' ')
-            eq++;
-        if (*eq == '\'') {
-            end = eq + 1;
-            while (*end && !(*end == '\'' && end[-1] != '\\'))
-                end++;
-            if (*end)
-                end++;
-        } else {
-            end = eq;
-            while (*end && *end != ' ')
-                end++;
-        }
-        snprintf(out, outlen, "%.*s***%s", (int)(eq - url), url, end);
-    }
+    sk_log_mask(url, out, outlen);
 }

@@ -2,8 +2,8 @@
  * sk_log - one structured line per event on stderr:
  *   ts=2026-11-25T01:02:03.456Z level=info role=worker pid=42 slot=1 event=claim run=... k=v
  * Each line is formatted into one buffer and written with one write(2), so
- * lines from many processes never interleave.  Never log secrets: pass
- * connection strings through sk_log_mask_url() first.
+ * lines from many processes never interleave.  Every line goes through
+ * sk_log_mask(), so no password gets out even when a caller passes one.
  */
 #ifndef SK_LOG_H
 #define SK_LOG_H
@@ -20,8 +20,26 @@ void sk_log_set_role(const char *role, int slot);
 int sk_log_parse_level(const char *s);
 /* `fmt` continues the line with "event=... k=v" pairs. */
 void sk_log_write(sk_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Copy `url` into `out` with any password replaced by "***". */
+/*
+ * Copy `in` into `out` (always NUL-terminated, truncated to fit) with every
+ * password replaced by "***": the password of URL userinfo
+ * (scheme://user:pw@host), the value of any key ending in "password" (any
+ * case, percent-encoded or not) in URL query strings (?password=x&...) and
+ * in key=value connection strings (password=x, password = 'x y'), and the
+ * secrets remembered by sk_log_add_secrets().  Every log line goes through
+ * it; call it on any text printed outside the log (errors on stderr).
+ * Returns the length written.
+ */
+size_t sk_log_mask(const char *in, char *out, size_t outlen);
+/* sk_log_mask for a connection string (kept for its callers). */
 void sk_log_mask_url(const char *url, char *out, size_t outlen);
+/* Remember the passwords of a connection string (URL or key=value, even a
+ * malformed one), raw and percent-decoded, so that they are masked wherever
+ * they appear: libpq echoes bad tokens alone ('invalid percent-encoded
+ * token: "..."').  Call once, before forking.  Up to 4 values are kept. */
+void sk_log_add_secrets(const char *conninfo);
+/* Forget them (tests). */
+void sk_log_forget_secrets(void);
 
 #define sk_log(level, ...)                                                                         \
     do {                                                                                           \

@@ -38,10 +38,18 @@ int sk_set_search_path(PGconn *conn, const char *schema, char *err, size_t errle
 static int exec_ok(PGconn *conn, PGresult *res, const char *what, char *err, size_t errlen)
 {
     ExecStatusType st = PQresultStatus(res);
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     int rc = SK_OK;
 
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         sk_pg_error(conn, res, what, err, errlen);
+        if (state != NULL && strcmp(state, "42501") == 0) {
+            /* A runtime role facing a pending migration: say what to do. */
+            size_t n = strlen(err);
+            snprintf(err + n, errlen - n,
+                     " (a migration is pending and this role may not apply it: run `stepkit "
+                     "migrate` with the migration role, see docs/security.md)");
+        }
         rc = SK_ERROR;
     }
     PQclear(res);
@@ -100,6 +108,47 @@ done:
     return rc;
 }
 
+/* Whether every migration this binary knows is applied (read-only: a
+ * runtime role with only DML grants gets here and no further).  SK_OK with
+ * *pending set, or SK_ERROR. */
+static int pending_check(PGconn *conn, const char *schema, int *pending, char *err, size_t errlen)
+{
+    char list[16 * 64] = "{";
+    const char *params[1] = {list};
+    PGresult *res;
+    size_t n = 1;
+    int have = applied_version(conn, schema, err, errlen), rc = SK_ERROR;
+
+    *pending = 1;
+    if (have < 0)
+        return SK_ERROR;
+    if (have == 0)
+        return SK_OK; /* a fresh schema */
+    if (have > sk_schema_version_known()) {
+        snprintf(err, errlen,
+                 "schema \"%s\" is at version %d, newer than this binary knows (%d): "
+                 "upgrade stepkit",
+                 schema, have, sk_schema_version_known());
+        return SK_ERROR;
+    }
+    for (int i = 0; i < sk_migrations_count && n + 16 < sizeof(list); i++)
+        n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%d", i ? "," : "",
+                              sk_migrations[i].version);
+    snprintf(list + n, sizeof(list) - n, "}");
+    res =
+        PQexecParams(conn, "SELECT count(*) FROM schema_migrations WHERE version = ANY($1::int[])",
+                     1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        sk_pg_error(conn, res, "read schema_migrations", err, errlen);
+        goto done;
+    }
+    *pending = atoi(PQgetvalue(res, 0, 0)) != sk_migrations_count;
+    rc = SK_OK;
+done:
+    PQclear(res);
+    return rc;
+}
+
 int sk_migrate(PGconn *conn, const char *schema, int *applied, char *err, size_t errlen)
 {
     char lockkey[128];
@@ -114,6 +163,12 @@ int sk_migrate(PGconn *conn, const char *schema, int *applied, char *err, size_t
         snprintf(err, errlen, "invalid schema name '%s'", schema);
         return SK_ERROR;
     }
+    /* Nothing pending: no lock, no CREATE SCHEMA, nothing a runtime role
+     * could be refused. */
+    if (pending_check(conn, schema, &have, err, errlen) != SK_OK)
+        return SK_ERROR;
+    if (!have)
+        return SK_OK;
     /* One lock per schema: two masters starting together serialise here;
      * the second finds every file applied and changes nothing. */
     snprintf(lockkey, sizeof(lockkey), "stepkit.migrate.%s", schema);

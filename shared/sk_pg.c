@@ -10,6 +10,7 @@
 void sk_pg_error(PGconn *conn, const PGresult *res, const char *what, char *err, size_t errlen)
 {
     const char *msg = NULL;
+    char line[1024];
     size_t n;
 
     if (res != NULL)
@@ -19,7 +20,9 @@ void sk_pg_error(PGconn *conn, const PGresult *res, const char *what, char *err,
     if (msg == NULL || *msg == '\0')
         msg = "unknown error";
     n = strcspn(msg, "\n");
-    snprintf(err, errlen, "%s: %.*s", what, (int)n, msg);
+    snprintf(line, sizeof(line), "%s: %.*s", what, (int)n, msg);
+    /* libpq echoes bad connection strings, passwords included. */
+    sk_log_mask(line, err, errlen);
 }
 
 int sk_pg_schema_valid(const char *schema)
@@ -55,9 +58,11 @@ PGconn *sk_pg_connect(const char *conninfo, const char *schema, const char *app,
                  schema);
         return NULL;
     }
+    /* libpq may echo a malformed password token alone: remember it to mask it. */
+    sk_log_add_secrets(conninfo);
     conn = PQconnectdbParams(keys, vals, 1);
     if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-        sk_log_mask_url(conninfo ? conninfo : "", masked, sizeof(masked));
+        sk_log_mask(conninfo ? conninfo : "", masked, sizeof(masked));
         char msg[512];
         sk_pg_error(conn, NULL, "connect", msg, sizeof(msg));
         snprintf(err, errlen, "%s (database %s)", msg, *masked ? masked : "from PG* defaults");

@@ -7,9 +7,8 @@
 #include <string.h>
 
 #include "sk_cron.h"
+#include "sk_limits.h"
 #include "sk_pg.h"
-
-#define ID_LEN_MAX 200
 
 struct sk_registry {
     sk_wf_t *wfs;
@@ -61,23 +60,18 @@ const sk_wf_t *sk_registry_find(const sk_registry_t *reg, const char *id)
     return NULL;
 }
 
-static int name_ok(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-
-    return n > 0 && n <= ID_LEN_MAX && strpbrk(s, "\n\r") == NULL;
-}
-
 int sk_register(sk_registry_t *reg, const sk_workflow_t *wf)
 {
     sk_wf_t w;
 
     reg->err[0] = '\0';
-    if (wf == NULL || !name_ok(wf->id)) {
-        snprintf(reg->err, sizeof(reg->err),
-                 "workflow id must be 1..%d characters without newlines", ID_LEN_MAX);
+    if (wf == NULL) {
+        snprintf(reg->err, sizeof(reg->err), "no workflow given");
         return SK_ERROR;
     }
+    if (sk_name_check("workflow id", wf->id, SK_NAME_NO_BREAKS, reg->err, sizeof(reg->err)) !=
+        SK_OK)
+        return SK_ERROR;
     if (wf->handler == NULL) {
         snprintf(reg->err, sizeof(reg->err), "workflow %s: no handler", wf->id);
         return SK_ERROR;
@@ -94,19 +88,33 @@ int sk_register(sk_registry_t *reg, const sk_workflow_t *wf)
                  wf->id);
         return SK_ERROR;
     }
+    if (wf->step_timeout_ms < 0) {
+        snprintf(reg->err, sizeof(reg->err), "workflow %s: step_timeout_ms %d is negative", wf->id,
+                 wf->step_timeout_ms);
+        return SK_ERROR;
+    }
     if (sk_registry_find(reg, wf->id) != NULL) {
         snprintf(reg->err, sizeof(reg->err), "workflow %s registered twice", wf->id);
         return SK_ERROR;
     }
     for (size_t i = 0; wf->events != NULL && wf->events[i] != NULL; i++) {
-        if (!name_ok(wf->events[i])) {
-            snprintf(reg->err, sizeof(reg->err), "workflow %s: invalid event name", wf->id);
+        char nerr[200];
+        if (sk_name_check("event name", wf->events[i], SK_NAME_NO_BREAKS, nerr, sizeof(nerr)) !=
+            SK_OK) {
+            snprintf(reg->err, sizeof(reg->err), "workflow %s: %s", wf->id, nerr);
             return SK_ERROR;
         }
     }
     for (size_t i = 0; wf->schedules != NULL && wf->schedules[i] != NULL; i++) {
         char cerr[256];
-        sk_cron_t *c = sk_cron_parse(wf->schedules[i], cerr, sizeof(cerr));
+        sk_cron_t *c;
+        /* It is part of the cron ticks' primary key: same limit as names. */
+        if (sk_name_check("schedule", wf->schedules[i], SK_NAME_NO_BREAKS, cerr, sizeof(cerr)) !=
+            SK_OK) {
+            snprintf(reg->err, sizeof(reg->err), "workflow %s: %s", wf->id, cerr);
+            return SK_ERROR;
+        }
+        c = sk_cron_parse(wf->schedules[i], cerr, sizeof(cerr));
         if (c == NULL || strpbrk(wf->schedules[i], "\n\r") != NULL) {
             snprintf(reg->err, sizeof(reg->err), "workflow %s: schedule '%s': %s", wf->id,
                      wf->schedules[i], c ? "newline in schedule" : cerr);
@@ -122,6 +130,7 @@ int sk_register(sk_registry_t *reg, const sk_workflow_t *wf)
     w.retry = wf->retry.set ? wf->retry : SK_RETRY_DEFAULT;
     w.events = wf->events;
     w.schedules = wf->schedules;
+    w.step_timeout_ms = wf->step_timeout_ms;
     if (reg->n == reg->cap) {
         size_t cap = reg->cap ? reg->cap * 2 : 16;
         sk_wf_t *p = realloc(reg->wfs, cap * sizeof(*p));

@@ -22,6 +22,7 @@ typedef struct {
     sk_retry_t retry;
     const char *const *events;
     const char *const *schedules;
+    int step_timeout_ms; /* 0: the master's --step-timeout */
 } sk_wf_t;
 
 sk_registry_t *sk_registry_new(void);

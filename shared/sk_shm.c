@@ -8,9 +8,12 @@
  *     sequence check then throws that copy away (Boehm, "Can seqlocks get
  *     along with programming language memory models?", MSPC 2012).
  *   - master_state and the slot fields are lock-free atomics.
- *   - run_id is a plain char array in the public struct: it has its own
- *     seqlock (run_seq) and its bytes are accessed with the compiler's
- *     __atomic builtins, the same idea.
+ *   - What a worker holds (sk_inflight_t) is plain data in the public
+ *     struct: it has its own seqlock (run_seq) and its bytes are accessed
+ *     with the compiler's __atomic builtins, the same idea.  Its readers
+ *     (the master, the slot's next worker) retry a bounded number of times:
+ *     a writer stopped (SIGSTOP, freezer) or killed between its two counter
+ *     writes must not make them spin.
  * Only lock-free atomics work across processes (a libatomic lock would live
  * in one process's memory): the _Static_asserts below pin that.
  *
@@ -29,6 +32,7 @@
 #include <unistd.h>
 
 #include "sk_log.h"
+#include "stepkit.h"
 
 #define SLOT_ALIGN   64 /* one cache line per slot: heartbeats of two workers never share one */
 #define CONFIG_WORDS ((sizeof(sk_config_t) + sizeof(uint64_t) - 1) / sizeof(uint64_t))
@@ -51,10 +55,14 @@ typedef union {
     uint64_t w[CONFIG_WORDS];
 } config_words_t;
 
-/* Written by its worker only (see sk_worker_slot_t); read by the master and by anyone. */
+/* s: written by its worker only (see sk_worker_slot_t); d: by the master
+ * only.  Read by the master and by the slot's workers. */
 typedef struct {
     _Alignas(SLOT_ALIGN) sk_worker_slot_t s;
+    _Alignas(SLOT_ALIGN) sk_death_t d; /* own cache line: two writers never share one */
 } padded_slot_t;
+
+#define HELD_TRIES 1000 /* seqlock read attempts before "unknown" */
 
 struct sk_shm {
     shm_header_t hdr;
@@ -76,7 +84,9 @@ _Static_assert(sizeof(config_words_t) == CONFIG_WORDS * sizeof(uint64_t), "confi
 _Static_assert(offsetof(struct sk_shm, config) % _Alignof(uint64_t) == 0, "config aligned");
 _Static_assert(offsetof(struct sk_shm, slots) % SLOT_ALIGN == 0, "slots on cache lines");
 _Static_assert(sizeof(padded_slot_t) % SLOT_ALIGN == 0, "slot stride is whole cache lines");
-_Static_assert(sizeof(((sk_worker_slot_t *)0)->run_id) >= 37, "a UUID fits in run_id");
+_Static_assert(sizeof(((sk_inflight_t *)0)->run_id) >= 37, "a UUID fits in run_id");
+_Static_assert(sizeof(((sk_inflight_t *)0)->op_key) == 41, "an op key fits");
+_Static_assert(offsetof(padded_slot_t, d) % SLOT_ALIGN == 0, "death record on its own line");
 _Static_assert(SK_MASTER_EXIT <= INT32_MAX && SK_WORKER_EXITED <= INT32_MAX, "states fit int32");
 _Static_assert((uint64_t)SK_MAX_WORKERS * sizeof(padded_slot_t) < 64u * 1024 * 1024,
                "the largest region stays small");
@@ -152,8 +162,16 @@ sk_shm_t *sk_shm_create(const sk_config_t *cfg)
         atomic_init(&s->heartbeat_ms, 0);
         atomic_init(&s->steps_done, 0);
         atomic_init(&s->runs_done, 0);
+        atomic_init(&s->ready, 0);
+        atomic_init(&s->deadline_ms, 0);
         atomic_init(&s->run_seq, 0);
-        s->run_id[0] = '\0';
+        memset(&s->held, 0, sizeof(s->held));
+        atomic_init(&shm->slots[i].d.seq, 0);
+        atomic_init(&shm->slots[i].d.pid, 0);
+        atomic_init(&shm->slots[i].d.cause, SK_DEATH_NONE);
+        atomic_init(&shm->slots[i].d.code, 0);
+        atomic_init(&shm->slots[i].d.signo, 0);
+        atomic_init(&shm->slots[i].d.at_ms, 0);
     }
     sk_shm_publish_config(shm, cfg);
     return shm;
@@ -263,52 +281,111 @@ sk_worker_slot_t *sk_shm_slot(sk_shm_t *shm, int i)
     return &shm->slots[i].s;
 }
 
-void sk_shm_slot_set_run(sk_worker_slot_t *slot, const char *run_id)
+sk_death_t *sk_shm_death(sk_shm_t *shm, int i)
 {
-    const size_t cap = sizeof(slot->run_id);
-    size_t len = run_id ? strnlen(run_id, cap - 1) : 0; /* longer ids are cut: display only */
+    check_region(shm);
+    SHM_CHECK(i >= 0 && (uint32_t)i < shm->hdr.n_slots);
+    return &shm->slots[i].d;
+}
+
+static void held_store(sk_worker_slot_t *slot, const sk_inflight_t *held)
+{
+    const char *in = (const char *)held;
+    char *to = (char *)&slot->held;
+
+    for (size_t i = 0; i < sizeof(*held); i++)
+        __atomic_store_n(&to[i], in[i], __ATOMIC_RELAXED);
+}
+
+void sk_shm_slot_set_held(sk_worker_slot_t *slot, const sk_inflight_t *held)
+{
+    sk_inflight_t none;
     uint32_t seq;
 
+    if (held == NULL) {
+        memset(&none, 0, sizeof(none));
+        held = &none;
+    }
     seq = atomic_load_explicit(&slot->run_seq, memory_order_relaxed);
     SHM_CHECK((seq & 1) == 0);
     atomic_store_explicit(&slot->run_seq, seq + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
-    for (size_t i = 0; i < cap; i++)
-        __atomic_store_n(&slot->run_id[i], i < len ? run_id[i] : '\0', __ATOMIC_RELAXED);
+    held_store(slot, held);
     atomic_store_explicit(&slot->run_seq, seq + 2, memory_order_release);
 }
 
-void sk_shm_slot_run(const sk_worker_slot_t *slot, char *out, size_t outlen)
+int sk_shm_slot_held(const sk_worker_slot_t *slot, sk_inflight_t *out)
 {
     const sk_worker_slot_t *s = slot;
-    char copy[sizeof(slot->run_id)];
+    const char *from = (const char *)&s->held;
+    char *to = (char *)out;
     uint32_t before, after;
-    unsigned spins = 0;
 
-    if (outlen == 0)
-        return;
-    for (;;) {
+    for (unsigned tries = 1; tries <= HELD_TRIES; tries++) {
         before = atomic_load_explicit(&s->run_seq, memory_order_acquire);
         if ((before & 1) == 0) {
-            for (size_t i = 0; i < sizeof(copy); i++)
-                copy[i] = __atomic_load_n(&s->run_id[i], __ATOMIC_RELAXED);
+            for (size_t i = 0; i < sizeof(*out); i++)
+                to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
             atomic_thread_fence(memory_order_acquire);
             after = atomic_load_explicit(&s->run_seq, memory_order_relaxed);
-            if (after == before)
-                break;
+            if (after == before) {
+                out->run_id[sizeof(out->run_id) - 1] = '\0';
+                out->op_key[sizeof(out->op_key) - 1] = '\0';
+                out->step_id[sizeof(out->step_id) - 1] = '\0';
+                return SK_OK;
+            }
         }
-        if (++spins % 64 == 0)
+        /* The writer is mid-write (it may be descheduled): let it run. */
+        if (tries % 64 == 0)
             sched_yield();
     }
-    copy[sizeof(copy) - 1] = '\0';
-    snprintf(out, outlen, "%s", copy);
+    memset(out, 0, sizeof(*out));
+    return SK_AGAIN;
 }
 
-void sk_shm_slot_claim(sk_worker_slot_t *slot, pid_t pid)
+void sk_shm_slot_set_run(sk_worker_slot_t *slot, const char *run_id)
 {
-    sk_shm_slot_set_run(slot, NULL);
+    sk_inflight_t h;
+
+    memset(&h, 0, sizeof(h));
+    if (run_id != NULL) {
+        h.pid = (int32_t)getpid();
+        /* longer ids are cut: display only */
+        snprintf(h.run_id, sizeof(h.run_id), "%.*s", (int)sizeof(h.run_id) - 1, run_id);
+    }
+    sk_shm_slot_set_held(slot, &h);
+}
+
+int sk_shm_slot_run(const sk_worker_slot_t *slot, char *out, size_t outlen)
+{
+    sk_inflight_t h;
+    int rc;
+
+    if (outlen == 0)
+        return SK_ERROR;
+    rc = sk_shm_slot_held(slot, &h);
+    snprintf(out, outlen, "%s", rc == SK_OK ? h.run_id : "unknown");
+    return rc;
+}
+
+int sk_shm_slot_claim(sk_worker_slot_t *slot, pid_t pid)
+{
+    uint32_t seq = atomic_load_explicit(&slot->run_seq, memory_order_relaxed);
+    int torn = (seq & 1) != 0;
+
+    if (torn) {
+        /* The previous worker died between its two counter writes: what it
+         * held is torn.  Its lease expires by itself; start clean and even. */
+        sk_inflight_t none;
+        memset(&none, 0, sizeof(none));
+        held_store(slot, &none);
+        atomic_store_explicit(&slot->run_seq, seq + 1, memory_order_release);
+    }
+    atomic_store_explicit(&slot->ready, 0, memory_order_relaxed);
+    atomic_store_explicit(&slot->deadline_ms, 0, memory_order_relaxed);
     atomic_store_explicit(&slot->heartbeat_ms, sk_shm_now_ms(), memory_order_relaxed);
     atomic_store_explicit(&slot->state, SK_WORKER_CONNECTING, memory_order_relaxed);
     /* pid last: a reader that sees our pid sees the rest of the claim too */
     atomic_store_explicit(&slot->pid, (int32_t)pid, memory_order_release);
+    return torn;
 }

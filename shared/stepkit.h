@@ -65,6 +65,13 @@ extern "C" {
 #define SK_SUSPEND 1
 #define SK_FAILED  2
 
+/* Workflow ids, step ids, signal and event names: 1..255 bytes of valid
+ * UTF-8 (workflow ids and event names without line breaks).  A step given
+ * a longer name fails with InvalidStepError (not retryable) before anything
+ * is written; the client, the command line and the SQL functions refuse it
+ * too. */
+#define SK_NAME_LEN_MAX 255
+
 /* Return from the handler at once unless the step call gave SK_OK. */
 #define SK_STEP(call)                                                                              \
     do {                                                                                           \
@@ -115,6 +122,7 @@ typedef struct {
     sk_retry_t retry;             /* default retry delay of its steps and handler */
     const char *const *events;    /* NULL-terminated event names that start it */
     const char *const *schedules; /* NULL-terminated cron schedules that start it */
+    int step_timeout_ms; /* a body without progress this long is killed; 0 = --step-timeout */
 } sk_workflow_t;
 
 /* Called by the library's entry point; copies `wf` (its strings must stay
@@ -166,6 +174,25 @@ int sk_run(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg,
 /* The same with a retry delay of its own. */
 int sk_run_retry(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg, sk_retry_t retry,
                  const msgpack_object **result);
+
+/* Options of one run step; zero-initialised = every default. */
+typedef struct {
+    sk_retry_t retry; /* retry delay; .set 0: the workflow's */
+    int timeout_ms;   /* step timeout: a body showing no progress (sk_heartbeat) this long
+                       * gets its worker killed, and the attempt fails with
+                       * StepTimeoutError; 0: the workflow's, then --step-timeout */
+} sk_step_opts_t;
+
+/* sk_run with options (opts NULL = sk_run). */
+int sk_run_opts(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg,
+                const sk_step_opts_t *opts, const msgpack_object **result);
+
+/* Inside a step body: "still making progress".  Pushes the step's deadline
+ * a full step timeout out and has the run's lease renewed at once.  A body
+ * that may run longer than its step timeout calls it now and then.  The
+ * lease is renewed by itself while a body runs (up to the deadline), so
+ * bodies longer than the lease need nothing.  Outside a body: no effect. */
+void sk_heartbeat(sk_ctx_t *ctx);
 
 /* Suspend the run for `ms` milliseconds (or until `unix_ms`); holds no
  * worker meanwhile.  Result: nothing (SK_OK once the time has come). */

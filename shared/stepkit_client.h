@@ -119,7 +119,7 @@ void sk_event_result_clear(sk_event_result_t *res);
 /* ---- run management (sql/007_runs.sql; docs/cli.md) ------------------------------- */
 
 typedef struct {
-    const char *key;      /* idempotency key (1..255 characters), NULL: none */
+    const char *key;      /* idempotency key (1..255 bytes), NULL: none */
     const char *start_at; /* the run becomes visible then (ISO-8601, or any time
                            * PostgreSQL reads as timestamptz), NULL: now */
     long long delay_ms;   /* > 0: visible this much later (not with start_at) */

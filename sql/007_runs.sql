@@ -95,8 +95,8 @@ DECLARE
     v_run uuid;
     v_event uuid;
 BEGIN
-    IF p_key IS NOT NULL AND (p_key = '' OR length(p_key) > 255) THEN
-        RAISE EXCEPTION 'an idempotency key must be 1..255 characters' USING ERRCODE = '22023';
+    IF p_key IS NOT NULL AND (p_key = '' OR octet_length(p_key) > 255) THEN
+        RAISE EXCEPTION 'an idempotency key must be 1..255 bytes' USING ERRCODE = '22023';
     END IF;
     IF p_key IS NULL THEN
         SELECT s.run_id, s.event_id INTO v_run, v_event

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <endian.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,12 +12,11 @@
 #include "sk_ctx.h"
 #include "sk_json.h"
 #include "sk_log.h"
+#include "sk_renew.h"
 #include "sk_stmts.h"
 #include "stepkit.h"
 
 #define NUM_LEN 24
-/* Lease expiries in a row after which a run is failed (WorkerLostError). */
-#define SK_TAKEOVER_LIMIT 5
 
 struct sk_exec {
     sk_wconn_t *conn;
@@ -28,6 +28,9 @@ struct sk_exec {
     char worker_name[96];
     char *workflows; /* ids joined by newlines: what this worker can run */
     char lease[NUM_LEN];
+    sk_renew_t *renew;  /* keeps a running body's lease */
+    sk_inflight_t held; /* what the slot shows (published on change) */
+    char refused[700];  /* a write of the current run the database refused for good */
 };
 
 /* A claimed item with its run; pointers into `res`, which it owns. */
@@ -61,7 +64,8 @@ typedef struct {
     sk_exec_t *x;
     item_t *it;
     sk_ctx_t *ctx;
-    int lost; /* lease lost or connection gone: stop touching this item */
+    int lost;       /* lease lost or connection gone: stop touching this item */
+    int timeout_ms; /* the running body's step timeout */
 } run_state_t;
 
 static int64_t wall_now_ms(void)
@@ -356,6 +360,17 @@ static int add_claim(sk_exec_t *x, batch_t *b)
     return SK_OK;
 }
 
+/* The database refused a write with an error that every retry would meet
+ * again (sk_wconn_sqlstate_final): remember it, execute() fails the run. */
+static void note_refused(sk_exec_t *x, const item_t *it, const char *err)
+{
+    const char *state = sk_wconn_sqlstate(x->conn);
+
+    snprintf(x->refused, sizeof(x->refused), "%s (SQLSTATE %s)", err, state);
+    sk_log_warn("event=write_refused run=%s item=%s sqlstate=%s error=\"%s\"", it->run_id,
+                it->item_s, state, err);
+}
+
 /*
  * Run a batch as one transaction.  SK_OK; SK_AGAIN when the lease was lost
  * (nothing changed); SK_ERROR otherwise.  Results are kept in res (caller
@@ -370,7 +385,9 @@ static int run_batch(sk_exec_t *x, batch_t *b, const item_t *it, PGresult **res)
     if (r == NULL)
         return SK_ERROR;
     rc = sk_wconn_run(x->conn, b->cmds, b->n, r, err, sizeof(err));
-    if (rc == SK_AGAIN)
+    if (rc == SK_WCONN_REFUSED)
+        note_refused(x, it, err);
+    else if (rc == SK_AGAIN)
         sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", it->run_id, it->item_s,
                     it->epoch_s);
     else if (rc != SK_OK)
@@ -381,6 +398,68 @@ static int run_batch(sk_exec_t *x, batch_t *b, const item_t *it, PGresult **res)
         free(r);
     }
     return rc;
+}
+
+/* ---- what the slot shows ---------------------------------------------------------- */
+
+/* Publish the item this worker now holds (NULL: none). */
+static void hold_item(sk_exec_t *x, const item_t *it)
+{
+    memset(&x->held, 0, sizeof(x->held));
+    if (it != NULL) {
+        x->held.pid = (int32_t)getpid();
+        x->held.item_id = it->item_id;
+        x->held.epoch = it->epoch;
+        snprintf(x->held.run_id, sizeof(x->held.run_id), "%s", it->run_id ? it->run_id : "");
+    }
+    sk_shm_slot_set_held(x->slot, it != NULL ? &x->held : NULL);
+}
+
+static int64_t step_timeout(const run_state_t *rs, int timeout_ms)
+{
+    const sk_wf_t *wf = rs->ctx ? sk_ctx_workflow(rs->ctx) : NULL;
+
+    if (timeout_ms > 0)
+        return timeout_ms;
+    if (wf != NULL && wf->step_timeout_ms > 0)
+        return wf->step_timeout_ms;
+    return rs->x->cfg->step_timeout_ms;
+}
+
+/* Around each body: the op in flight and its deadline in the slot (the
+ * master kills a worker whose body passes it), and the lease renewal. */
+static void body_hook(void *arg, const char *key, const char *step_id, int timeout_ms)
+{
+    run_state_t *rs = arg;
+    sk_exec_t *x = rs->x;
+    int64_t deadline;
+
+    if (key == NULL) {
+        atomic_store_explicit(&x->slot->deadline_ms, 0, memory_order_release);
+        sk_renew_end(x->renew);
+        x->held.op_key[0] = x->held.step_id[0] = '\0';
+        x->held.timeout_ms = 0;
+        sk_shm_slot_set_held(x->slot, &x->held);
+        return;
+    }
+    rs->timeout_ms = (int)step_timeout(rs, timeout_ms);
+    snprintf(x->held.op_key, sizeof(x->held.op_key), "%s", key);
+    snprintf(x->held.step_id, sizeof(x->held.step_id), "%s", step_id ? step_id : "");
+    x->held.timeout_ms = rs->timeout_ms;
+    sk_shm_slot_set_held(x->slot, &x->held);
+    deadline = sk_shm_now_ms() + rs->timeout_ms;
+    atomic_store_explicit(&x->slot->deadline_ms, deadline, memory_order_release);
+    sk_renew_begin(x->renew, rs->it->item_id, rs->it->epoch, deadline);
+}
+
+/* sk_heartbeat() in a body: a new deadline, the lease renewed now. */
+static void heartbeat_hook(void *arg)
+{
+    run_state_t *rs = arg;
+    int64_t deadline = sk_shm_now_ms() + rs->timeout_ms;
+
+    atomic_store_explicit(&rs->x->slot->deadline_ms, deadline, memory_order_release);
+    sk_renew_touch(rs->x->renew, deadline);
 }
 
 /* ---- hooks and endings ------------------------------------------------------------ */
@@ -424,6 +503,8 @@ static int checkpoint_one(run_state_t *rs, const sk_op_t *op)
         sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", rs->it->run_id, rs->it->item_s,
                     rs->it->epoch_s);
         rc = SK_AGAIN;
+    } else if (rc == SK_WCONN_REFUSED) {
+        note_refused(rs->x, rs->it, err);
     } else if (rc != SK_OK) {
         sk_log_error("event=write_failed run=%s item=%s error=\"%s\"", rs->it->run_id,
                      rs->it->item_s, err);
@@ -513,7 +594,7 @@ done:
 /*
  * End the run (status "completed" with output, or "failed" with error),
  * with its pending ops, removing the item; the same transaction claims the
- * next item unless the worker is stopping.  *next gets it (SK_OK) or not.
+ * next item.  *next gets it (SK_OK) or not.
  */
 static int finish(run_state_t *rs, const char *status, const char *output, size_t output_len,
                   const char *error, size_t error_len, item_t *next, int *have_next)
@@ -558,11 +639,12 @@ static int finish(run_state_t *rs, const char *status, const char *output, size_
     }
     if (rs->ctx && add_pending_ops(&b, rs->it, rs->ctx) != SK_OK)
         goto done;
-    if (!x->stop(x->stop_arg)) {
-        claim_at = b.n;
-        if (add_claim(x, &b) != SK_OK)
-            goto done;
-    }
+    /* Claim the next item even when stopping: asking here would serve
+     * signals mid-transaction; a stopping worker hands it back at once
+     * (sk_exec_work), an extra round trip only at shutdown. */
+    claim_at = b.n;
+    if (add_claim(x, &b) != SK_OK)
+        goto done;
     res = calloc((size_t)b.n, sizeof(*res));
     if (res == NULL)
         goto done;
@@ -747,6 +829,25 @@ static int target_recorded(sk_ctx_t *ctx, const char *key)
     return 0;
 }
 
+/* End the run with the refusal noted by note_refused, in a transaction of
+ * its own without the refused ops: waiting for the lease to expire would
+ * only meet the same error on every takeover. */
+static int fail_refused(run_state_t *rs, item_t *next, int *have_next)
+{
+    run_state_t bare = {.x = rs->x, .it = rs->it};
+    char msg[800];
+    int rc;
+
+    snprintf(msg, sizeof(msg), "the database refused to record this run's progress: %s",
+             rs->x->refused);
+    rs->x->refused[0] = '\0';
+    sk_log_info("event=run_failed run=%s workflow=%s error=DatabaseError", rs->it->run_id,
+                rs->it->workflow);
+    rc = fail_simple(&bare, "DatabaseError", msg, next, have_next);
+    rs->x->refused[0] = '\0'; /* refused again: the lease expires, as for any failed write */
+    return rc;
+}
+
 static int handler_failed(run_state_t *rs, const sk_entry_t *e, item_t *next, int *have_next)
 {
     const sk_wf_t *wf = sk_ctx_workflow(rs->ctx);
@@ -774,26 +875,29 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
     int rc = SK_OK;
 
     *have_next = 0;
+    x->refused[0] = '\0';
     if (it->status == NULL || strcmp(it->status, "pending") != 0) {
         /* A stale item (its run ended, or vanished): remove it. */
         return finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
     }
-    if (it->takeovers >= SK_TAKEOVER_LIMIT) {
-        /* Every worker that held it died or stalled past its lease: a body
-         * that kills its process would otherwise kill every worker in turn. */
+    wf = sk_registry_find(x->reg, it->workflow);
+    if (wf == NULL) /* the claim filters by workflow: only a bad row gets here */
+        return release(&rs, x->cfg->lease_ms, -1, 0);
+    if (it->takeovers >= wf->max_attempts) {
+        /* A worker whose master sees it die has its item handed back at
+         * once (reclaim_item), which counts attempts.  Leases that expired
+         * are the rest: a machine or a master died, or a worker was
+         * stopped.  Each such takeover is an attempt too. */
         char msg[300];
         snprintf(msg, sizeof(msg),
-                 "run taken over %d times in a row: each worker holding it died or outlived "
-                 "its lease (%d ms)",
+                 "run lost its worker %d times in a row (lease of %d ms expired each time: "
+                 "the worker, its master or its machine stopped)",
                  it->takeovers, x->cfg->lease_ms);
         sk_log_warn("event=run_abandoned run=%s workflow=%s takeovers=%d", it->run_id, it->workflow,
                     it->takeovers);
         return fail_simple(&rs, "WorkerLostError", msg, next, have_next);
     }
-    wf = sk_registry_find(x->reg, it->workflow);
-    if (wf == NULL) /* the claim filters by workflow: only a bad row gets here */
-        return release(&rs, x->cfg->lease_ms, -1, 0);
-    sk_shm_slot_set_run(x->slot, it->run_id);
+    hold_item(x, it);
     if (sk_msgpack_check(it->data, it->data_len, err, sizeof(err)) != SK_OK) {
         char msg[400];
         snprintf(msg, sizeof(msg), "stored input is not valid msgpack: %s", err);
@@ -810,6 +914,8 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
     p.data = it->data;
     p.data_len = it->data_len;
     p.before_body = before_body;
+    p.body_hook = body_hook;
+    p.heartbeat = heartbeat_hook;
     p.hook_arg = &rs;
     p.target = it->target;
     rs.ctx = sk_ctx_new(&p);
@@ -901,7 +1007,9 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
         }
     }
 done:
-    sk_shm_slot_set_run(x->slot, NULL);
+    if (x->refused[0] != '\0')
+        rc = fail_refused(&rs, next, have_next);
+    hold_item(x, NULL);
     sk_ctx_free(rs.ctx);
     return rc;
 }
@@ -932,6 +1040,9 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
                 sk_log_error("event=claim_failed error=\"%s\"", err);
                 return SK_ERROR;
             }
+            /* Connected and served: from now on a death of this worker is
+             * not a start-up failure (the master respawns it at once). */
+            atomic_store_explicit(&x->slot->ready, 1, memory_order_release);
             if (parse_claim(res[0], &it, next_due_ms) != SK_OK)
                 return SK_OK; /* nothing visible */
             have = 1;
@@ -947,8 +1058,101 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
         if (!sk_wconn_ready(x->conn))
             return SK_ERROR;
     }
-    if (have)
+    if (have) {
+        /* Stopping with an item claimed at the end of the last run: hand it
+         * back, visible at once (fenced; not a takeover for the next). */
+        run_state_t rs = {.x = x, .it = &it};
+        if (release(&rs, 0, -1, 0) == SK_OK)
+            sk_log_info("event=item_released run=%s item=%s reason=stopping", it.run_id, it.item_s);
         PQclear(it.res);
+    }
+    return SK_OK;
+}
+
+static const char *cause_text(const sk_inflight_t *h, const sk_death_t *d, int known, char *buf,
+                              size_t len, const char **name, int *count)
+{
+    const char *what = h->op_key[0] ? "step " : "the handler";
+    const char *step = h->op_key[0] ? h->step_id : "";
+    int cause = known ? atomic_load(&d->cause) : SK_DEATH_NONE;
+    int code = atomic_load(&d->code), sig = atomic_load(&d->signo);
+
+    *name = "WorkerLostError";
+    *count = 0;
+    if (cause == SK_DEATH_STEP_TIMEOUT) {
+        *name = "StepTimeoutError";
+        *count = 1;
+        snprintf(buf, len,
+                 "%s%s showed no progress within its step timeout (%lld ms): its worker was "
+                 "killed",
+                 what, step, (long long)h->timeout_ms);
+    } else if (cause == SK_DEATH_CRASH && sig > 0) {
+        const char *abbrev = sigabbrev_np(sig);
+        /* Killed from outside (OOM killer, an operator, a kill storm) while
+         * no user code ran: not the handler's fault. */
+        *count = sig != SIGKILL;
+        snprintf(buf, len, "%s%s: its worker died of signal %d (SIG%s)", what, step, sig,
+                 abbrev ? abbrev : "?");
+    } else if (cause == SK_DEATH_CRASH) {
+        *count = 1;
+        snprintf(buf, len, "%s%s: its worker exited with status %d while it ran", what, step, code);
+    } else {
+        snprintf(buf, len, "%s%s: its worker was lost", what, step);
+    }
+    return buf;
+}
+
+int sk_exec_reclaim(sk_exec_t *x, const sk_death_t *death)
+{
+    sk_inflight_t h;
+    batch_t b;
+    sk_cmd_t *k;
+    PGresult *res[1] = {NULL};
+    char err[512], why[400], item_s[NUM_LEN], epoch_s[NUM_LEN];
+    const char *name, *outcome;
+    int known, count, rc;
+    int64_t waited;
+
+    if (sk_shm_slot_held(x->slot, &h) != SK_OK) {
+        /* Torn, or a writer that never finishes: the lease expires by itself. */
+        sk_shm_slot_set_held(x->slot, NULL);
+        return SK_OK;
+    }
+    if (h.item_id == 0 || h.pid == (int32_t)getpid())
+        return SK_OK; /* nothing left by a dead worker */
+    known = atomic_load_explicit(&death->pid, memory_order_acquire) == h.pid;
+    cause_text(&h, death, known, why, sizeof(why), &name, &count);
+    snprintf(item_s, sizeof(item_s), "%lld", (long long)h.item_id);
+    snprintf(epoch_s, sizeof(epoch_s), "%d", (int)h.epoch);
+    if (batch_init(&b, 1) != SK_OK || (k = batch_add(&b, "sk_reclaim")) == NULL) {
+        batch_free(&b);
+        return SK_ERROR;
+    }
+    param(k, item_s, 0, 0);
+    param(k, epoch_s, 0, 0);
+    param(k, h.op_key[0] ? h.op_key : NULL, 0, 0);
+    param(k, h.op_key[0] ? h.step_id : NULL, 0, 0);
+    param(k, name, 0, 0);
+    param(k, why, 0, 0);
+    param(k, count ? "true" : "false", 0, 0);
+    param(k, sk_wconn_done_channel(x->conn), 0, 0);
+    rc = sk_wconn_run(x->conn, b.cmds, 1, res, err, sizeof(err));
+    batch_free(&b);
+    if (rc != SK_OK) {
+        /* Kept in the slot: tried again after the reconnect, or by the next
+         * worker of this slot (the epoch makes it happen once). */
+        PQclear(res[0]);
+        sk_log_error("event=reclaim_failed item=%lld error=\"%s\"", (long long)h.item_id, err);
+        return SK_ERROR;
+    }
+    outcome = PQntuples(res[0]) == 1 ? PQgetvalue(res[0], 0, 0) : "?";
+    waited = known ? sk_shm_now_ms() - atomic_load(&death->at_ms) : -1;
+    sk_log_warn("event=item_reclaimed run=%s item=%lld epoch=%d dead_pid=%d step=%s error=%s "
+                "outcome=%s since_death_ms=%lld why=\"%s\"",
+                h.run_id, (long long)h.item_id, (int)h.epoch, (int)h.pid,
+                h.op_key[0] ? h.step_id : "-", name, outcome, (long long)waited, why);
+    PQclear(res[0]);
+    sk_shm_slot_set_held(x->slot, NULL);
     return SK_OK;
 }
 
@@ -971,10 +1175,16 @@ sk_exec_t *sk_exec_new(sk_wconn_t *conn, const sk_config_t *cfg, const sk_regist
     host[sizeof(host) - 1] = '\0';
     snprintf(x->worker_name, sizeof(x->worker_name), "%s:%d", host, (int)getpid());
     snprintf(x->lease, sizeof(x->lease), "%d", cfg->lease_ms);
+    x->renew = sk_renew_new(cfg);
+    if (x->renew == NULL) {
+        free(x);
+        return NULL;
+    }
     for (size_t i = 0; i < sk_registry_count(reg); i++)
         len += strlen(sk_registry_at(reg, i)->id) + 1;
     x->workflows = calloc(1, len);
     if (x->workflows == NULL) {
+        sk_renew_free(x->renew);
         free(x);
         return NULL;
     }
@@ -990,6 +1200,7 @@ void sk_exec_free(sk_exec_t *x)
 {
     if (x == NULL)
         return;
+    sk_renew_free(x->renew);
     free(x->workflows);
     free(x);
 }

@@ -34,4 +34,13 @@ void sk_exec_free(sk_exec_t *x);
  */
 int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked);
 
+/*
+ * Before the first claim of a new worker: the item a dead worker of this
+ * slot still held (the slot shows it) is handed back in one fenced
+ * statement (reclaim_item), its death counted as a failed attempt
+ * (`death`: the master's record of how it ended), and the slot cleared.
+ * SK_ERROR when the statement failed (kept for the next try).
+ */
+int sk_exec_reclaim(sk_exec_t *x, const sk_death_t *death);
+
 #endif

@@ -33,6 +33,7 @@ struct sk_wconn {
     int fatal;
     char work_channel[CHANNEL_MAX];
     char done_channel[CHANNEL_MAX];
+    char sqlstate[6]; /* of the last batch's first error; "" when none */
 };
 
 static int64_t mono_ms(void)
@@ -130,6 +131,7 @@ static int collect(sk_wconn_t *c, int n, PGresult **res, int64_t deadline, int *
 {
     int idx = 0, failed = 0;
 
+    c->sqlstate[0] = '\0';
     for (;;) {
         PGresult *r;
         while (PQisBusy(c->pg)) {
@@ -157,8 +159,11 @@ static int collect(sk_wconn_t *c, int n, PGresult **res, int64_t deadline, int *
             if (state != NULL && strcmp(state, "SK001") == 0)
                 *lease_lost = 1;
             else if (!failed) {
-                const char *m = PQresultErrorMessage(r);
+                const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+                if (m == NULL)
+                    m = PQresultErrorMessage(r);
                 snprintf(err, errlen, "%.*s", (int)strcspn(m, "\n"), m);
+                snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", state ? state : "");
             }
             failed = 1;
             break;
@@ -209,7 +214,7 @@ int sk_wconn_run(sk_wconn_t *c, sk_cmd_t *cmds, int n, PGresult **res, char *err
             snprintf(err, errlen, "lease lost");
             return SK_AGAIN;
         }
-        return SK_ERROR;
+        return sk_wconn_sqlstate_final(c->sqlstate) ? SK_WCONN_REFUSED : SK_ERROR;
     }
     return SK_OK;
 broken:
@@ -289,7 +294,9 @@ static int setup(sk_wconn_t *c)
     rc = SK_OK;
 done:
     if (rc != SK_OK && err[0] != '\0')
-        sk_log_error("event=conn_setup_failed error=\"%s\"", err);
+        /* A refusal on a live connection is ours to fix; a lost one, the network's. */
+        sk_log(PQstatus(c->pg) == CONNECTION_OK ? SK_LOG_ERROR : SK_LOG_WARN,
+               "event=conn_setup_failed error=\"%s\"", err);
     for (int i = 0; i < 3; i++)
         PQclear(res[i]);
     free(listen);
@@ -320,6 +327,12 @@ static void connect_poll(sk_wconn_t *c)
     case PGRES_POLLING_OK:
         ev_io_stop(c->loop, &c->io);
         if (setup(c) != SK_OK) {
+            /* The server answered and refused (a statement of ours failed on
+             * a live connection): a broken schema, not an outage.  Reconnecting
+             * in place would repeat it forever; exit 1 and let the master's
+             * backoff and crash-loop limit decide. */
+            if (!c->fatal && PQstatus(c->pg) == CONNECTION_OK)
+                c->fatal = 1;
             drop(c, "setup failed");
             return;
         }
@@ -444,6 +457,31 @@ int sk_wconn_take_notified(sk_wconn_t *c)
 
     c->notified = 0;
     return n;
+}
+
+/* Classes whose errors do not go away by trying again: data exceptions
+ * (22: value too long, invalid encoding...), integrity constraints (23),
+ * syntax or access rule violations (42, but not a missing privilege, which
+ * an operator may grant), program limits (54: index row too large...) and
+ * PL/pgSQL raises (P0).  Not: 40 (serialization, deadlock), 53
+ * (resources), 57 (operator intervention), 08 (connection), 55 (lock not
+ * available), XX, nor our own SK codes (SK001: lease lost). */
+int sk_wconn_sqlstate_final(const char *state)
+{
+    static const char *const classes[] = {"22", "23", "42", "54", "P0"};
+
+    if (state == NULL || strlen(state) != 5 || strcmp(state, "42501") == 0)
+        return 0;
+    for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
+        if (strncmp(state, classes[i], 2) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+const char *sk_wconn_sqlstate(const sk_wconn_t *c)
+{
+    return c->sqlstate;
 }
 
 int sk_wconn_fatal(const sk_wconn_t *c)

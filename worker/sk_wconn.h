@@ -23,6 +23,11 @@
 
 #define SK_CMD_MAX_PARAMS 12
 
+/* sk_wconn_run: the database refused the batch with an error that trying
+ * again cannot fix (sk_wconn_sqlstate_final); the transaction rolled back,
+ * the connection is fine, the lease still holds. */
+#define SK_WCONN_REFUSED (-3)
+
 typedef struct {
     const char *stmt; /* prepared statement name */
     int nparams;
@@ -54,10 +59,17 @@ void sk_wconn_quiet(sk_wconn_t *c);
  * the commands up to a sync are one implicit transaction).
  * res[i] gets each command's result (caller PQclears; NULL when it did
  * not run).  Returns SK_OK; SK_AGAIN when a command raised SK001 (lease
- * lost: the transaction rolled back); SK_ERROR on any other failure with
+ * lost: the transaction rolled back); SK_WCONN_REFUSED when a command
+ * failed deterministically (err has the server's message,
+ * sk_wconn_sqlstate() its SQLSTATE); SK_ERROR on any other failure with
  * err filled (a broken connection is dropped and reconnects by itself).
  */
 int sk_wconn_run(sk_wconn_t *c, sk_cmd_t *cmds, int n, PGresult **res, char *err, size_t errlen);
+
+/* SQLSTATE of the last batch's first error ("" when none). */
+const char *sk_wconn_sqlstate(const sk_wconn_t *c);
+/* Whether an error of this SQLSTATE would come back on every try. */
+int sk_wconn_sqlstate_final(const char *state);
 
 /* The schema's channel names, e.g. "stepkit.work". */
 const char *sk_wconn_done_channel(const sk_wconn_t *c);

@@ -213,6 +213,15 @@ static void on_ready(void *arg)
 {
     worker_t *w = arg;
 
+    if (w->busy) {
+        w->wanted = 1; /* reconnected between a run's steps: look for work after it */
+        return;
+    }
+    /* A dead worker of this slot may have left an item: hand it back before
+     * claiming anything (its lease would otherwise run out first). */
+    if (sk_exec_reclaim(w->exec, sk_shm_death(w->h->shm, w->h->slot)) != SK_OK &&
+        !sk_wconn_ready(w->conn))
+        return; /* the connection went: on_ready comes again */
     w->poll_ms = w->cfg.poll_interval_ms;
     if (w->retention_ms >= 0 && !ev_is_active(&w->prune)) {
         ev_timer_set(&w->prune, sk_prune_next_s(w->retention_ms, 0), 0.);

@@ -32,9 +32,26 @@ extern char **environ;
 itest_env_t itest;
 
 const char *const itest_test_workflows[] = {
-    "two-steps", "dup-ids",    "retry-once",       "exhausted", "non-retryable",
-    "validated", "nested",     "always-fails",     "chain5",    "chain3",
-    "slow-once", "slow-twice", "kills-its-worker", NULL,
+    "two-steps",
+    "dup-ids",
+    "retry-once",
+    "exhausted",
+    "non-retryable",
+    "validated",
+    "nested",
+    "always-fails",
+    "chain5",
+    "chain3",
+    "slow-once",
+    "slow-twice",
+    "kills-its-worker",
+    "hangs",
+    "segfaults",
+    "exits",
+    "long-step",
+    "heartbeats",
+    "handler-segfaults",
+    NULL,
 };
 
 /* ---- small helpers ------------------------------------------------------------------ */

@@ -82,9 +82,9 @@ Test(migrations, two_masters_on_a_fresh_schema_migrate_once, ITEST_FIXTURES)
 
     cr_expect_eq(itest_long("SELECT count(*) FROM schema_migrations"), n);
     cr_expect_eq(itest_long("SELECT count(DISTINCT version) FROM schema_migrations"), n);
-    /* The newest file's number (files may be numbered with gaps while branches merge). */
+    /* The highest file number (numbers may skip one while branches merge). */
     cr_expect_eq(itest_long("SELECT max(version) FROM schema_migrations"),
-                 atol(strrchr(g.gl_pathv[n - 1], '/') + 1));
+                 atol(strrchr(g.gl_pathv[g.gl_pathc - 1], '/') + 1));
     /* One of them applied each file; the other waited on the lock and found
      * nothing to do. */
     cr_expect_eq(itest_log_count(m1, "event=migration_applied") +

@@ -13,6 +13,7 @@
 
 #include "sk_config.h"
 #include "sk_shm.h"
+#include "stepkit.h"
 
 static void test_config(sk_config_t *cfg, int workers)
 {
@@ -288,5 +289,92 @@ Test(shm, seqlock_never_returns_a_torn_copy)
             break;
         }
     }
+    sk_shm_destroy(shm);
+}
+
+/* A worker killed between the two writes of its slot's sequence counter
+ * leaves it odd: readers give up after a bounded number of tries
+ * ("unknown"), and the slot's next worker starts from a clean, even one. */
+Test(shm, odd_run_seq_is_bounded_for_readers_and_reset_by_the_next_worker)
+{
+    sk_config_t cfg;
+    sk_shm_t *shm;
+    sk_worker_slot_t *slot;
+    sk_inflight_t h;
+    char run[64];
+    pid_t pid;
+
+    test_config(&cfg, 1);
+    shm = sk_shm_create(&cfg);
+    cr_assert_not_null(shm);
+    slot = sk_shm_slot(shm, 0);
+    pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        sk_shm_slot_claim(slot, getpid());
+        sk_shm_slot_set_run(slot, "first");
+        /* "killed" mid-write: odd counter, half a run id */
+        atomic_fetch_add(&slot->run_seq, 1);
+        slot->held.run_id[0] = 'X';
+        _exit(0);
+    }
+    cr_assert_eq(child_status(pid), 0);
+    cr_assert_eq(atomic_load(&slot->run_seq) % 2, 1);
+    cr_assert_eq(sk_shm_slot_run(slot, run, sizeof(run)), SK_AGAIN);
+    cr_assert_str_eq(run, "unknown");
+    cr_assert_eq(sk_shm_slot_held(slot, &h), SK_AGAIN);
+
+    pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int torn = sk_shm_slot_claim(slot, getpid());
+        sk_shm_slot_set_run(slot, "second"); /* would abort on an odd counter */
+        _exit(torn == 1 ? 0 : 3);
+    }
+    cr_assert_eq(child_status(pid), 0);
+    cr_assert_eq(atomic_load(&slot->run_seq) % 2, 0);
+    cr_assert_eq(sk_shm_slot_run(slot, run, sizeof(run)), SK_OK);
+    cr_assert_str_eq(run, "second");
+    sk_shm_destroy(shm);
+}
+
+/* What a dead worker held survives it for the slot's next worker. */
+Test(shm, held_item_survives_its_worker)
+{
+    sk_config_t cfg;
+    sk_shm_t *shm;
+    sk_worker_slot_t *slot;
+    sk_inflight_t h;
+    pid_t pid;
+
+    test_config(&cfg, 2);
+    shm = sk_shm_create(&cfg);
+    cr_assert_not_null(shm);
+    slot = sk_shm_slot(shm, 1);
+    pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        sk_inflight_t mine = {.pid = getpid(), .epoch = 7, .item_id = 42, .timeout_ms = 300};
+        sk_shm_slot_claim(slot, getpid());
+        snprintf(mine.run_id, sizeof(mine.run_id), "run-1");
+        snprintf(mine.op_key, sizeof(mine.op_key), "%040d", 1);
+        snprintf(mine.step_id, sizeof(mine.step_id), "charge");
+        sk_shm_slot_set_held(slot, &mine);
+        atomic_store(&slot->ready, 1);
+        _exit(0);
+    }
+    cr_assert_eq(child_status(pid), 0);
+    /* the next worker claims the slot: the held item stays until handed back */
+    cr_assert_eq(sk_shm_slot_claim(slot, 12345), 0);
+    cr_assert_eq(atomic_load(&slot->ready), 0);
+    cr_assert_eq(sk_shm_slot_held(slot, &h), SK_OK);
+    cr_assert_eq(h.pid, pid);
+    cr_assert_eq(h.item_id, 42);
+    cr_assert_eq(h.epoch, 7);
+    cr_assert_str_eq(h.step_id, "charge");
+    cr_assert_str_eq(h.run_id, "run-1");
+    sk_shm_slot_set_held(slot, NULL);
+    cr_assert_eq(sk_shm_slot_held(slot, &h), SK_OK);
+    cr_assert_eq(h.item_id, 0);
     sk_shm_destroy(shm);
 }

@@ -25,8 +25,10 @@
 #include "wfcount.h"
 
 #include "cronwf.h"
+#include "hostilewf.h"
 #include "runswf.h"
 #include "stepwf.h"
+#include "supwf.h"
 
 #define NO_DELAY SK_RETRY(0, 1, 0)
 
@@ -320,7 +322,9 @@ SK_WORKFLOWS(reg)
         if (sk_register(reg, &wfs[i]) != SK_OK)
             return SK_ERROR;
     }
-    if (testwf_cron_register(reg) != SK_OK || runswf_register(reg) != SK_OK)
+    if (testwf_cron_register(reg) != SK_OK || supwf_register(reg) != SK_OK)
+        return SK_ERROR;
+    if (hostilewf_register(reg) != SK_OK || runswf_register(reg) != SK_OK)
         return SK_ERROR;
     return stepwf_register(reg);
 }

@@ -5,6 +5,9 @@
 #
 #   deploy/install-deps.sh             build + test + bench + demo dependencies
 #   deploy/install-deps.sh valgrind    the same, plus valgrind (for `make valgrind`)
+#   deploy/install-deps.sh image       the same, plus mmdebstrap (for `make image`)
+#   deploy/install-deps.sh prometheus  the same, plus promtool and the server (metrics tests)
+#   deploy/install-deps.sh fuzz        the same, plus clang and libFuzzer (for `make fuzz`)
 #   deploy/install-deps.sh --check     only report what is missing (exit 1 if any)
 #
 # Each check looks for what the build actually uses (a command, a pkg-config
@@ -16,11 +19,17 @@ export DEBIAN_FRONTEND=noninteractive
 
 check_only=0
 want_valgrind=0
+want_image=0
+want_prometheus=0
+want_fuzz=0
 for arg in "$@"; do
     case $arg in
         valgrind) want_valgrind=1 ;;
+        image) want_image=1 ;;
+        prometheus) want_prometheus=1 ;;
+        fuzz) want_fuzz=1 ;;
         --check) check_only=1 ;;
-        *) echo "install-deps: unknown argument '$arg' (expected: valgrind, --check)" >&2; exit 2 ;;
+        *) echo "install-deps: unknown argument '$arg' (expected: valgrind, image, prometheus, fuzz, --check)" >&2; exit 2 ;;
     esac
 done
 
@@ -64,8 +73,36 @@ have_pc uuid        || need uuid-dev "libuuid (ids of child runs)"
 have_pg_server      || need postgresql "PostgreSQL server (initdb, pg_ctl, pgbench) for the throwaway test cluster, benches and demo"
 # Time zone data: PostgreSQL and cron schedules resolve zone names through it.
 have_deb tzdata     || need tzdata "time zone database (PostgreSQL and cron schedules)"
+have_pc libmicrohttpd || need libmicrohttpd-dev "libmicrohttpd (the HTTP process: /livez, /readyz, /metrics)"
+if [ "$want_image" = 1 ]; then
+    have_cmd mmdebstrap || need mmdebstrap "requested: the container image's root filesystem from Debian's archive"
+fi
+if [ "$want_prometheus" = 1 ]; then
+    { have_cmd promtool && have_cmd prometheus; } ||
+        need prometheus "requested: promtool check metrics/rules and a scraping server in the tests"
+    python3 -c 'import yaml' 2>/dev/null ||
+        need python3-yaml "requested: tests/deploy/check-kubernetes.py reads the rendered manifests"
+    have_cmd curl || need curl "requested: the HTTP tests send their requests with curl"
+fi
 if [ "$want_valgrind" = 1 ]; then
     have_cmd valgrind || need valgrind "requested: memory checking for 'make valgrind'"
+fi
+# libFuzzer ships in clang's runtime package, not in clang itself: link a tiny
+# fuzz target to see whether both are there.
+have_libfuzzer() {
+    have_cmd clang || return 1
+    t=$(mktemp -d) || return 1
+    printf '#include <stddef.h>\n#include <stdint.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }\n' >"$t/f.c"
+    if clang -fsanitize=fuzzer,address,undefined -o "$t/f" "$t/f.c" >/dev/null 2>&1; then
+        rm -rf "$t"
+        return 0
+    fi
+    rm -rf "$t"
+    return 1
+}
+if [ "$want_fuzz" = 1 ]; then
+    have_cmd clang || need clang "requested: 'make fuzz' builds its libFuzzer targets with clang"
+    have_libfuzzer || need libclang-rt-14-dev "requested: libFuzzer and the sanitizer runtimes for clang ('make fuzz')"
 fi
 
 if [ -z "$missing" ]; then

@@ -32,9 +32,12 @@
 #include <libpq-fe.h>
 
 #include "sk_argv.h"
+#include "sk_aux.h"
 #include "sk_config.h"
 #include "sk_heritage.h"
+#include "sk_http.h"
 #include "sk_log.h"
+#include "sk_metrics.h"
 #include "sk_migrate.h"
 #include "sk_pg.h"
 #include "sk_registry.h"
@@ -67,6 +70,9 @@ typedef struct {
     ev_timer heartbeat_timer;
     int sup_ready;
     sk_sup_t sup;
+    sk_metrics_t *metrics; /* counters of the workers, read by the HTTP process */
+    sk_aux_t aux;          /* the HTTP process (sk_aux, sk_http), unless --http off */
+    sk_http_args_t http_args;
 } master_t;
 
 static master_t the_master; /* static: the supervisor's slot table is large */
@@ -126,6 +132,11 @@ static void maybe_finish(master_t *m)
         return;
     if (sk_sup_live(&m->sup) > 0)
         return;
+    if (sk_aux_live(&m->aux)) {
+        /* The HTTP process goes last: /readyz said "draining" until now. */
+        sk_aux_stop(&m->aux, SIGTERM);
+        return; /* on_aux_exit() comes back here */
+    }
     ev_timer_stop(m->loop, &m->drain_timer);
     ev_timer_stop(m->loop, &m->heartbeat_timer);
     set_state(m, SK_MASTER_EXIT);
@@ -176,6 +187,8 @@ static void kill_workers(master_t *m, const char *why)
         set_state(m, SK_MASTER_STOPPING);
     ev_timer_stop(m->loop, &m->drain_timer);
     n = sk_sup_signal_all(&m->sup, SIGKILL);
+    if (sk_aux_live(&m->aux))
+        sk_aux_stop(&m->aux, SIGKILL);
     sk_log_warn("event=killing_workers signal=SIGKILL workers=%d reason=%s", n, why);
     maybe_finish(m);
 }
@@ -290,12 +303,57 @@ static void stop_watchers(master_t *m)
     ev_timer_stop(m->loop, &m->wait_timer);
     ev_timer_stop(m->loop, &m->drain_timer);
     ev_timer_stop(m->loop, &m->heartbeat_timer);
+    sk_aux_close(&m->aux);
 }
 
 /* In a new worker process: the master's watchers must not follow it. */
 static void in_child(void *data)
 {
     stop_watchers(data);
+}
+
+/* In the new HTTP process: neither may the supervisor's. */
+static void in_aux_child(void *data)
+{
+    master_t *m = data;
+
+    stop_watchers(m);
+    if (m->sup_ready)
+        sk_sup_close(&m->sup);
+}
+
+static void on_aux_exit(void *data)
+{
+    maybe_finish(data);
+}
+
+static int http_main(void *data)
+{
+    master_t *m = data;
+
+    return sk_http_main(&m->http_args);
+}
+
+/* The HTTP process beside the workers (sk_aux); the master only forks it. */
+static void start_http(master_t *m)
+{
+    sk_aux_params_t p;
+
+    if (strcmp(m->cfg.http, "off") == 0)
+        return;
+    m->http_args.cfg = &m->cfg;
+    m->http_args.shm = m->shm;
+    m->http_args.alive_fd = m->alive[0];
+    memset(&p, 0, sizeof(p));
+    p.loop = m->loop;
+    p.restart_base_ms = m->cfg.restart_base_ms;
+    p.restart_max_ms = m->cfg.restart_max_ms;
+    p.alive_write_fd = m->alive[1];
+    p.in_child = in_aux_child;
+    p.main = http_main;
+    p.on_exit = on_aux_exit;
+    p.arg = m;
+    sk_aux_start(&m->aux, &p);
 }
 
 /* ---- before the fork: libraries and the database --------------------------------------- */
@@ -463,6 +521,7 @@ static int start_workers(master_t *m)
     m->sup_ready = 1;
     set_state(m, SK_MASTER_STARTING);
     sk_sup_start(&m->sup);
+    start_http(m);
     set_state(m, SK_MASTER_RUN);
     ev_timer_start(m->loop, &m->heartbeat_timer);
     return SK_OK;
@@ -498,6 +557,12 @@ static int run(master_t *m)
         m->exit_code = EXIT_CRASH;
         goto done;
     }
+    m->metrics = sk_metrics_create(m->cfg.workers, m->reg);
+    if (m->metrics == NULL) {
+        sk_log_error("event=shm_failed part=metrics error=\"%s\"", strerror(errno));
+        m->exit_code = EXIT_CRASH;
+        goto done;
+    }
 
     set_state(m, SK_MASTER_MIGRATING);
     rc = prepare_database(m);
@@ -526,6 +591,7 @@ done:
         close(m->alive[1]);
     if (m->alive[0] >= 0)
         close(m->alive[0]);
+    sk_metrics_destroy(m->metrics);
     sk_shm_destroy(m->shm);
     if (m->reg != NULL)
         sk_registry_free(m->reg);
@@ -570,6 +636,7 @@ int main(int argc, char **argv)
         PQconninfoFree(opts);
     }
     sk_log_level = m->cfg.log_level;
+    sk_log_format = m->cfg.log_format;
     sk_log_set_role("master", -1);
     return run(m);
 }

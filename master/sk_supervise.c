@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "sk_log.h"
+#include "sk_metrics.h"
 #include "sk_shm.h"
 #include "stepkit.h"
 
@@ -224,6 +225,9 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     }
     /* Running normally: any exit, even 0, is a crash.  One that had served
      * is replaced at once; one that died before is a start-up failure. */
+    sk_metrics_worker_restart(slot->killed_timeout ? SK_RESTART_STEP_TIMEOUT
+                              : WIFEXITED(status)  ? SK_RESTART_EXIT
+                                                   : SK_RESTART_SIGNAL);
     if (ready || slot->killed_timeout) {
         slot->crash_count = 0;
         respawn_in(sup, slot, 0, slot->killed_timeout ? "step_timeout" : "died_after_start");
@@ -323,6 +327,7 @@ static void spawn(sk_sup_t *sup, sk_sup_slot_t *slot)
 
     if (pid < 0) {
         sk_log_error("event=fork_failed slot=%d error=\"%s\"", slot->index, strerror(saved));
+        sk_metrics_worker_restart(SK_RESTART_FORK);
         if (record_crash(sup, slot, sk_shm_now_ms(), 0) != SK_OK)
             notify(sup, slot, SK_SUP_CRASH_LOOP);
         else

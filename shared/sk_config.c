@@ -13,10 +13,12 @@
  */
 #include "sk_config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,11 +29,8 @@
 
 #include "sk_duration.h"
 #include "sk_log.h"
+#include "sk_metrics.h"
 #include "stepkit.h"
-
-#ifndef SK_VERSION
-#define SK_VERSION "0.1.0"
-#endif
 
 #define PROG_NAME "stepkit-master"
 
@@ -41,11 +40,12 @@ typedef enum {
     OPT_BOOL,   /* int field, 0/1 */
     OPT_LIST,   /* char[max][size] field and an int count at count_offset */
     OPT_LEVEL,  /* int field, sk_log_level_t */
+    OPT_LOGFMT, /* int field, sk_log_format_t */
     OPT_FILE,   /* the value names a file whose contents fill a string field */
     OPT_ACTION  /* --help, --version, --help-markdown: no field */
 } opt_type_t;
 
-typedef enum { ACT_NONE = 0, ACT_HELP, ACT_VERSION, ACT_MARKDOWN } opt_action_t;
+typedef enum { ACT_NONE = 0, ACT_HELP, ACT_VERSION, ACT_MARKDOWN, ACT_METRICS } opt_action_t;
 
 typedef struct {
     const char *flag; /* long flag without the leading "--" */
@@ -67,6 +67,7 @@ typedef struct {
 
 static int default_workers(void);
 static int schema_name_valid(const char *s);
+static int http_valid(const char *s);
 static int retention_valid(const char *s);
 
 #define FIELD(f)      offsetof(sk_config_t, f), sizeof(((sk_config_t *)0)->f)
@@ -197,6 +198,25 @@ static const opt_t options[] = {
      .def = "info",
      .metavar = "LEVEL",
      .help = "One of error, warn, info, debug."},
+    {.flag = "log-format",
+     .env = "STEPKIT_LOG_FORMAT",
+     .type = OPT_LOGFMT,
+     FIELD(log_format),
+     .def = "logfmt",
+     .metavar = "FORMAT",
+     .help = "logfmt: one key=value line per event; json: one JSON object per line with ts, "
+             "level, role, pid, worker (slot), event, run_id, workflow and the event's other "
+             "fields, for log collectors."},
+    {.flag = "http",
+     .env = "STEPKIT_HTTP",
+     .type = OPT_STRING,
+     FIELD(http),
+     .def = SK_HTTP_DEFAULT,
+     .valid = http_valid,
+     .rule = "off or ADDRESS:PORT (0.0.0.0:9464, 127.0.0.1:9464, [::]:9464, :9464)",
+     .metavar = "ADDR:PORT",
+     .help = "Where the HTTP process listens for /livez, /readyz and /metrics (Prometheus). "
+             "An IPv4 or [IPv6] address, empty for every interface; off: no HTTP process."},
     {.flag = "retention",
      .env = "STEPKIT_RETENTION",
      .type = OPT_STRING,
@@ -214,6 +234,10 @@ static const opt_t options[] = {
      .type = OPT_ACTION,
      .action = ACT_MARKDOWN,
      .help = "Print this reference as Markdown (docs/configuration.md) and exit."},
+    {.flag = "help-metrics",
+     .type = OPT_ACTION,
+     .action = ACT_METRICS,
+     .help = "Print the metrics reference as Markdown (docs/metrics.md) and exit."},
     {.flag = "version",
      .type = OPT_ACTION,
      .action = ACT_VERSION,
@@ -313,6 +337,65 @@ static int default_workers(void)
     if (n > SK_MAX_WORKERS)
         n = SK_MAX_WORKERS;
     return (int)n;
+}
+
+/* ---- the HTTP address ---------------------------------------------------------------- */
+
+int sk_config_http_addr(const char *value, sk_http_addr_t *out)
+{
+    const char *colon, *host;
+    char buf[SK_NAME_MAX];
+    size_t hlen;
+    long port;
+    char *end;
+
+    memset(out, 0, sizeof(*out));
+    if (strcmp(value, "off") == 0)
+        return SK_AGAIN;
+    colon = strrchr(value, ':');
+    if (colon == NULL || colon[1] == '\0')
+        return SK_ERROR;
+    errno = 0;
+    port = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || errno != 0 || port < 1 || port > 65535 || !isdigit((unsigned char)colon[1]))
+        return SK_ERROR;
+    host = value;
+    hlen = (size_t)(colon - value);
+    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        host++;
+        hlen -= 2;
+        out->family = AF_INET6;
+    } else {
+        out->family = AF_INET;
+    }
+    if (hlen >= sizeof(buf))
+        return SK_ERROR;
+    memcpy(buf, host, hlen);
+    buf[hlen] = '\0';
+    if (hlen == 0 || strcmp(buf, "*") == 0) {
+        if (out->family == AF_INET6)
+            return SK_ERROR; /* "[]:9464" */
+        snprintf(buf, sizeof(buf), "0.0.0.0");
+    }
+    if (out->family == AF_INET) {
+        struct in_addr a;
+        if (inet_pton(AF_INET, buf, &a) != 1)
+            return SK_ERROR;
+    } else {
+        struct in6_addr a;
+        if (inet_pton(AF_INET6, buf, &a) != 1)
+            return SK_ERROR;
+    }
+    snprintf(out->host, sizeof(out->host), "%s", buf);
+    out->port = (int)port;
+    return SK_OK;
+}
+
+static int http_valid(const char *s)
+{
+    sk_http_addr_t a;
+
+    return sk_config_http_addr(s, &a) != SK_ERROR;
 }
 
 /* ---- setting one value ------------------------------------------------------- */
@@ -441,6 +524,23 @@ static int read_file_value(char *dst, size_t size, const char *path, const char 
             break;
         len += (size_t)n;
     }
+    /* A full buffer may be only the start of the file: stripping the newlines
+     * it ends with would accept a cut-off value. */
+    if (len == sizeof(buf)) {
+        char more;
+
+        do
+            n = read(fd, &more, 1);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            snprintf(err, errlen, "%s: cannot read '%s': %s", name, path, strerror(errno));
+            goto done;
+        }
+        if (n > 0) {
+            snprintf(err, errlen, "%s: '%s' is too long (at most %zu bytes)", name, path, size - 1);
+            goto done;
+        }
+    }
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
         len--;
     if (len >= size || len >= sizeof(buf)) {
@@ -499,6 +599,14 @@ static int set_value(sk_config_t *cfg, const opt_t *o, const char *value, const 
         level = sk_log_parse_level(value);
         if (level < 0) {
             snprintf(err, errlen, "%s: '%s' is not one of error|warn|info|debug", name, value);
+            return SK_ERROR;
+        }
+        *int_field(cfg, o) = level;
+        return SK_OK;
+    case OPT_LOGFMT:
+        level = sk_log_parse_format(value);
+        if (level < 0) {
+            snprintf(err, errlen, "%s: '%s' is not one of logfmt|json", name, value);
             return SK_ERROR;
         }
         *int_field(cfg, o) = level;
@@ -702,6 +810,9 @@ int sk_config_load(sk_config_t *cfg, int argc, char **argv, FILE *out, char *err
     case ACT_MARKDOWN:
         sk_config_write_markdown(out);
         return SK_AGAIN;
+    case ACT_METRICS:
+        sk_metrics_write_markdown(out);
+        return SK_AGAIN;
     case ACT_NONE:
         break;
     }
@@ -735,6 +846,13 @@ int sk_config_validate(const sk_config_t *cfg, char *err, size_t errlen)
             v = *int_field_c(cfg, o);
             if (v < SK_LOG_ERROR || v > SK_LOG_DEBUG) {
                 snprintf(err, errlen, "--%s: %d is not a log level", o->flag, v);
+                return SK_ERROR;
+            }
+            break;
+        case OPT_LOGFMT:
+            v = *int_field_c(cfg, o);
+            if (v != SK_LOG_LOGFMT && v != SK_LOG_JSON) {
+                snprintf(err, errlen, "--%s: %d is not a log format", o->flag, v);
                 return SK_ERROR;
             }
             break;

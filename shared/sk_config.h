@@ -12,11 +12,17 @@
 #include <stddef.h>
 #include <stdio.h>
 
+/* The release, as --version and stepkit_build_info show it (-DSK_VERSION=... overrides). */
+#ifndef SK_VERSION
+#define SK_VERSION "0.1.0"
+#endif
+
 #define SK_MAX_WORKERS   256
 #define SK_MAX_LIBRARIES 16
 #define SK_URL_MAX       1024
 #define SK_PATH_MAX      512
 #define SK_NAME_MAX      64
+#define SK_HTTP_DEFAULT  "0.0.0.0:9464" /* probes and metrics; "off" disables */
 
 typedef struct {
     char database_url[SK_URL_MAX]; /* "" = libpq defaults (PG* variables) */
@@ -29,12 +35,25 @@ typedef struct {
     int shutdown_timeout_ms; /* drain grace before SIGKILL */
     int restart_base_ms;     /* worker respawn backoff */
     int restart_max_ms;
-    int no_migrate;     /* 1: refuse to migrate, only check */
-    int log_level;      /* sk_log_level_t */
+    int no_migrate;         /* 1: refuse to migrate, only check */
+    int log_level;          /* sk_log_level_t */
+    int log_format;         /* sk_log_format_t */
+    char http[SK_NAME_MAX]; /* "ADDR:PORT" of the HTTP process, or "off" */
     char retention[16]; /* "off" or a duration (sk_duration): workers prune older finished runs */
     int n_libraries;
     char libraries[SK_MAX_LIBRARIES][SK_PATH_MAX]; /* --workflows, repeatable */
 } sk_config_t;
+
+/* An --http value taken apart: family AF_INET or AF_INET6, a numeric host
+ * ("0.0.0.0" for every interface), the port. */
+typedef struct {
+    int family;
+    char host[SK_NAME_MAX];
+    int port;
+} sk_http_addr_t;
+
+/* SK_OK, SK_AGAIN for "off", SK_ERROR when the value is not ADDRESS:PORT. */
+int sk_config_http_addr(const char *value, sk_http_addr_t *out) __attribute__((warn_unused_result));
 
 /* Defaults for every field. */
 void sk_config_defaults(sk_config_t *cfg);

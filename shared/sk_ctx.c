@@ -12,10 +12,10 @@
 #include <time.h>
 
 #include <openssl/evp.h>
-#include <uuid/uuid.h>
 
 #include "sk_json.h"
 #include "sk_limits.h"
+#include "sk_uuid.h"
 
 #define OP_BUCKETS_MIN  64
 #define COUNTER_BUCKETS 64
@@ -101,6 +101,7 @@ struct sk_ctx {
     int group_depth;      /* > 0: step calls start concurrently */
     int started;          /* a new suspending op started this entry */
     int waiting;          /* a waiting op is not ready yet */
+    int64_t due_ms;       /* earliest due time of a kept run's retry; -1 none */
     int sent;             /* a signal is sent this entry */
     char (*dispatch)[41]; /* group run bodies for other workers */
     /* The first new run of a group in this entry: this worker runs it
@@ -831,8 +832,13 @@ static int record_error(sk_ctx_t *ctx, const char *key, const char *id, sk_op_st
     return ctx->exec_op ? SK_OK : SK_ERROR;
 }
 
+/* A run op's wait_info {kind: run, until}: until >= 0 on a kept member's
+ * retry (when it is due), nil on a dispatched member (its item exists). */
+static int set_run_wait(sk_op_t *op, int64_t until_ms);
+
 static int execute_body(sk_ctx_t *ctx, const char *key, const char *id, sk_op_t *prev,
-                        sk_body_fn body, void *arg, const sk_retry_t *retry, int timeout_ms)
+                        sk_body_fn body, void *arg, const sk_retry_t *retry, int timeout_ms,
+                        int kept)
 {
     msgpack_sbuffer out;
     msgpack_packer pk;
@@ -892,6 +898,11 @@ static int execute_body(sk_ctx_t *ctx, const char *key, const char *id, sk_op_t 
         ctx->exec_kind = EXEC_RETRY;
         ctx->retry_delay_ms = sk_backoff_ms(retry && retry->set ? retry : &ctx->wf->retry, attempt);
         rc = record_error(ctx, key, id, SK_OP_RETRY, attempt, e);
+        /* A group's kept member has no item of its own: the run's item
+         * brings it back, and a sibling waking the run earlier must not
+         * cut the delay short, so the op says when it is due. */
+        if (rc == SK_OK && kept)
+            rc = set_run_wait(ctx->exec_op, wall_ms() + ctx->retry_delay_ms);
     }
     if (rc == SK_OK)
         ctx->exec_op->started_ms = started;
@@ -962,6 +973,34 @@ static int pack_wait_info(msgpack_sbuffer *buf, const char *kind, int64_t until_
     return SK_OK;
 }
 
+static int set_run_wait(sk_op_t *op, int64_t until_ms)
+{
+    msgpack_sbuffer wi;
+    char *copy;
+
+    msgpack_sbuffer_init(&wi);
+    if (pack_wait_info(&wi, "run", until_ms, NULL, NULL, NULL) != SK_OK ||
+        (copy = heap_copy(wi.data, wi.size)) == NULL) {
+        msgpack_sbuffer_destroy(&wi);
+        return SK_ERROR;
+    }
+    free(op->wait_info);
+    op->wait_info = copy;
+    op->wait_len = wi.size;
+    op->until_ms = until_ms;
+    op->committed = 0;
+    msgpack_sbuffer_destroy(&wi);
+    return SK_OK;
+}
+
+/* Whether a run op in retry is a group's kept member: no wait_info (its
+ * worker died on the first attempt), or a due time.  A dispatched member
+ * has wait_info with no due time, and its own item that brings it back. */
+static int kept_retry(const sk_op_t *op)
+{
+    return op->wait_info == NULL || op->until_ms >= 0;
+}
+
 /* A new suspending op: recorded as waiting, written at the entry's end. */
 static int start_wait(sk_ctx_t *ctx, const char *key, const call_t *c)
 {
@@ -975,9 +1014,7 @@ static int start_wait(sk_ctx_t *ctx, const char *key, const call_t *c)
     int rc = SK_ERROR;
 
     if (c->kind == K_INVOKE) {
-        uuid_t u;
-        uuid_generate_random(u);
-        uuid_unparse_lower(u, child);
+        sk_uuid7(child); /* time-ordered, as every run id */
     }
     msgpack_sbuffer_init(&wi);
     if (pack_wait_info(&wi, kind_names[c->kind], until,
@@ -1030,15 +1067,23 @@ done:
 }
 
 /* Hand a group's run to other workers: a waiting op (written with the
- * queue item, so later replays never start it again) and a target item. */
+ * queue item, so later replays never start it again) and a target item.
+ * A kept member in retry stays a retry op, its attempts and last error
+ * kept (its executor counts on from them), marked as dispatched. */
 static int dispatch(sk_ctx_t *ctx, const char *key, const call_t *c)
 {
+    sk_op_t *op = op_find(ctx, key);
+
     for (size_t i = 0; i < ctx->ndispatch; i++) {
         if (strcmp(ctx->dispatch[i], key) == 0)
             return SK_OK;
     }
-    if (start_wait(ctx, key, c) != SK_OK)
+    if (op != NULL && op->status == SK_OP_RETRY) {
+        if (set_run_wait(op, -1) != SK_OK)
+            return SK_ERROR;
+    } else if (start_wait(ctx, key, c) != SK_OK) {
         return SK_ERROR;
+    }
     if (ctx->ndispatch == ctx->capdispatch) {
         size_t cap = ctx->capdispatch ? ctx->capdispatch * 2 : 8;
         char(*d)[41] = realloc(ctx->dispatch, cap * sizeof(*d));
@@ -1165,10 +1210,19 @@ static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
         if (!is_target)
             return SK_SUSPEND;
     } else if (c->kind == K_RUN && ctx->group_depth > 0) {
-        if (op != NULL) {
-            /* A failed attempt: its item comes back after the retry delay. */
+        if (op != NULL && !kept_retry(op)) {
+            /* A dispatched member's failed attempt: its item comes back
+             * after the retry delay. */
             ctx->waiting = 1;
+        } else if (op != NULL && op->until_ms > ctx->now_ms) {
+            /* The kept member's retry is not due: the run's item comes
+             * back then (a sibling may have woken it earlier). */
+            ctx->waiting = 1;
+            if (ctx->due_ms < 0 || op->until_ms < ctx->due_ms)
+                ctx->due_ms = op->until_ms;
         } else if (!ctx->cand.set) {
+            /* A new member, or the kept member's retry now due (its
+             * attempts are in the op, read by execute_body). */
             ctx->cand.set = 1;
             memcpy(ctx->cand.key, key, sizeof(key));
             ctx->cand.id = arena_strdup(ctx, c->id);
@@ -1195,8 +1249,8 @@ static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
         ctx->yield = 1;
         return SK_SUSPEND;
     }
-    if (hook != SK_OK ||
-        execute_body(ctx, key, c->id, op, c->body, c->arg, c->retry, c->step_timeout_ms) != SK_OK) {
+    if (hook != SK_OK || execute_body(ctx, key, c->id, op, c->body, c->arg, c->retry,
+                                      c->step_timeout_ms, 0) != SK_OK) {
         ctx->aborted = 1;
         return SK_SUSPEND;
     }
@@ -1441,8 +1495,9 @@ static void run_candidate(sk_ctx_t *ctx)
         return;
     }
     if (hook != SK_OK ||
-        execute_body(ctx, ctx->cand.key, ctx->cand.id, NULL, ctx->cand.body, ctx->cand.arg,
-                     ctx->cand.has_retry ? &ctx->cand.retry : NULL, ctx->cand.timeout_ms) != SK_OK)
+        execute_body(ctx, ctx->cand.key, ctx->cand.id, op_find(ctx, ctx->cand.key), ctx->cand.body,
+                     ctx->cand.arg, ctx->cand.has_retry ? &ctx->cand.retry : NULL,
+                     ctx->cand.timeout_ms, 1) != SK_OK)
         ctx->aborted = 1;
 }
 
@@ -1520,6 +1575,7 @@ static void entry_reset(sk_ctx_t *ctx)
     ctx->now_ms = wall_ms();
     ctx->group_depth = 0;
     ctx->started = ctx->waiting = ctx->sent = 0;
+    ctx->due_ms = -1;
     ctx->ndispatch = 0;
     ctx->cand.set = 0;
     unps_free(ctx);
@@ -1601,6 +1657,11 @@ int sk_ctx_enter(sk_ctx_t *ctx, sk_entry_t *out)
                 if (out->visible_ms < 0 || in < out->visible_ms)
                     out->visible_ms = in;
             }
+        }
+        if (ctx->due_ms >= 0) {
+            int64_t in = ctx->due_ms > ctx->now_ms ? ctx->due_ms - ctx->now_ms : 0;
+            if (out->visible_ms < 0 || in < out->visible_ms)
+                out->visible_ms = in;
         }
         if (ctx->sent)
             out->visible_ms = 0;

@@ -52,7 +52,8 @@ typedef struct sk_op {
     size_t len;
     int64_t started_ms; /* wall clock, first execution of this attempt */
     int committed;      /* 1 once durable */
-    int64_t until_ms;   /* waiting: wall-clock ms it ends or times out; -1 never */
+    int64_t until_ms;   /* waiting: wall-clock ms it ends or times out; -1 never;
+                         * retry of a group's kept run: when it is due */
     char *wait_info;    /* msgpack {kind, until, signal, child, workflow} */
     size_t wait_len;
     sk_intent_t intent; /* new this entry: written by its intent statement */

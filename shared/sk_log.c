@@ -1,5 +1,7 @@
 #include "sk_log.h"
 
+#include "sk_logjson.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,11 +9,13 @@
 #include <unistd.h>
 
 int sk_log_level = SK_LOG_INFO;
+int sk_log_format = SK_LOG_LOGFMT;
 
 static const char *log_role = "stepkit";
 static int log_slot = -1;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+static const char *const format_names[] = {"logfmt", "json"};
 
 void sk_log_set_role(const char *role, int slot)
 {
@@ -28,12 +32,34 @@ int sk_log_parse_level(const char *s)
     return -1;
 }
 
+int sk_log_parse_format(const char *s)
+{
+    for (int i = 0; i < (int)(sizeof(format_names) / sizeof(format_names[0])); i++) {
+        if (strcmp(s, format_names[i]) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/* One JSON line; -1 when it cannot be built (the caller writes logfmt instead). */
+static int write_json(sk_log_level_t level, const char *ts, const char *body)
+{
+    char out[4096]; /* the 2 KB logfmt line, escaped, fits */
+    int n = sk_logjson_format(out, sizeof(out), ts, level_names[level], log_role, (int)getpid(),
+                              log_slot, body);
+    if (n <= 0)
+        return -1;
+    ssize_t rc = write(STDERR_FILENO, out, (size_t)n);
+    (void)rc;
+    return 0;
+}
+
 void sk_log_write(sk_log_level_t level, const char *fmt, ...)
 {
     char buf[2048], line[2048];
     struct timespec ts;
     struct tm tm;
-    size_t n;
+    size_t n, body;
     int w;
     va_list ap;
 
@@ -50,6 +76,7 @@ void sk_log_write(sk_log_level_t level, const char *fmt, ...)
         n += (size_t)w;
     if (n >= sizeof(buf) - 2)
         n = sizeof(buf) - 2;
+    body = n;
     va_start(ap, fmt);
     w = vsnprintf(buf + n, sizeof(buf) - n - 1, fmt, ap);
     va_end(ap);
@@ -63,8 +90,19 @@ void sk_log_write(sk_log_level_t level, const char *fmt, ...)
             buf[i] = ' ';
     }
     buf[n] = '\0';
-    /* No secret leaves in a log line, whatever the caller passed. */
-    n = sk_log_mask(buf, line, sizeof(line) - 1);
+    /* No secret leaves in a log line, whatever the caller passed: the body
+     * is masked (the header is ours and holds none). */
+    memcpy(line, buf, body);
+    n = body + sk_log_mask(buf + body, line + body, sizeof(line) - 1 - body);
+    line[n] = '\0';
+    if (sk_log_format == SK_LOG_JSON) {
+        char ts_text[48];
+        /* "ts=2026-11-25T01:02:03" + ".456Z" */
+        snprintf(ts_text, sizeof(ts_text), "%.19s.%03dZ", line + 3,
+                 (int)(ts.tv_nsec / 1000000) % 1000);
+        if (write_json(level, ts_text, line + body) == 0)
+            return;
+    }
     line[n++] = '\n';
     ssize_t rc = write(STDERR_FILENO, line, n);
     (void)rc; /* nowhere to report a failed log write */

@@ -12,12 +12,17 @@
 
 typedef enum { SK_LOG_ERROR = 0, SK_LOG_WARN, SK_LOG_INFO, SK_LOG_DEBUG } sk_log_level_t;
 
-extern int sk_log_level; /* lines above this level are skipped */
+typedef enum { SK_LOG_LOGFMT = 0, SK_LOG_JSON } sk_log_format_t;
+
+extern int sk_log_level;  /* lines above this level are skipped */
+extern int sk_log_format; /* sk_log_format_t: key=value text or JSON lines (sk_logjson) */
 
 /* Who we are: "master", "worker" (with its slot), "cli".  slot < 0: none. */
 void sk_log_set_role(const char *role, int slot);
 /* Parse "error|warn|info|debug"; -1 when unknown. */
 int sk_log_parse_level(const char *s);
+/* Parse "logfmt|json"; -1 when unknown. */
+int sk_log_parse_format(const char *s);
 /* `fmt` continues the line with "event=... k=v" pairs. */
 void sk_log_write(sk_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /*

@@ -225,8 +225,16 @@ BEGIN
             END IF;
             DELETE FROM waiting_signals WHERE run_id = ANY (v_runs);
             DELETE FROM waiting_invokes WHERE parent_run_id = ANY (v_runs);
-            DELETE FROM waiting_invokes WHERE child_run_id = p_run
-            RETURNING parent_run_id, parent_op_key INTO v_parent, v_op;
+            -- A parent waiting on the run: its queue row before its wait
+            -- (the lock order of 008_lock_order's end_run).
+            SELECT w.parent_run_id INTO v_parent FROM waiting_invokes w WHERE w.child_run_id = p_run;
+            IF v_parent IS NOT NULL THEN
+                PERFORM 1 FROM exec_queue q
+                  WHERE q.run_id = v_parent AND q.op_key IS NULL FOR UPDATE;
+                v_parent := NULL;
+                DELETE FROM waiting_invokes WHERE child_run_id = p_run
+                RETURNING parent_run_id, parent_op_key INTO v_parent, v_op;
+            END IF;
             IF v_parent IS NOT NULL THEN
                 UPDATE ops SET status = 'error', result = v_err, ended_at = now()
                  WHERE run_id = v_parent AND op_key = v_op AND status = 'waiting';

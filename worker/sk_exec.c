@@ -12,6 +12,7 @@
 #include "sk_ctx.h"
 #include "sk_json.h"
 #include "sk_log.h"
+#include "sk_metrics.h"
 #include "sk_renew.h"
 #include "sk_stmts.h"
 #include "stepkit.h"
@@ -28,9 +29,13 @@ struct sk_exec {
     char worker_name[96];
     char *workflows; /* ids joined by newlines: what this worker can run */
     char lease[NUM_LEN];
-    sk_renew_t *renew;  /* keeps a running body's lease */
-    sk_inflight_t held; /* what the slot shows (published on change) */
-    char refused[700];  /* a write of the current run the database refused for good */
+    sk_renew_t *renew;       /* keeps a running body's lease */
+    sk_inflight_t held;      /* what the slot shows (published on change) */
+    char refused[700];       /* a write of the current run the database refused for good */
+    void (*more)(void *arg); /* a claim saw more ready work (sk_exec_on_more) */
+    void *more_arg;
+    int found_none;      /* the last run's end claimed and found nothing... */
+    int64_t next_due_ms; /* ...and this was its next-due answer */
 };
 
 /* A claimed item with its run; pointers into `res`, which it owns. */
@@ -136,6 +141,9 @@ static int parse_claim(PGresult *res, item_t *it, int64_t *next_due_ms)
         it->attempt_ops = get_i32(res, 0, SK_CLAIM_ATTEMPT_OPS);
         it->created_ms = get_i64(res, 0, SK_CLAIM_CREATED_MS);
     }
+    sk_metrics_count(SK_MC_CLAIMS);
+    if (it->takeovers > 0)
+        sk_metrics_count(SK_MC_LEASE_TAKEOVERS);
     return SK_OK;
 }
 
@@ -385,12 +393,13 @@ static int run_batch(sk_exec_t *x, batch_t *b, const item_t *it, PGresult **res)
     if (r == NULL)
         return SK_ERROR;
     rc = sk_wconn_run(x->conn, b->cmds, b->n, r, err, sizeof(err));
-    if (rc == SK_WCONN_REFUSED)
+    if (rc == SK_WCONN_REFUSED) {
         note_refused(x, it, err);
-    else if (rc == SK_AGAIN)
+    } else if (rc == SK_AGAIN) {
         sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", it->run_id, it->item_s,
                     it->epoch_s);
-    else if (rc != SK_OK)
+        sk_metrics_count(SK_MC_FENCE_REFUSALS);
+    } else if (rc != SK_OK)
         sk_log_error("event=write_failed run=%s item=%s error=\"%s\"", it->run_id, it->item_s, err);
     if (res == NULL) {
         for (int i = 0; i < b->n; i++)
@@ -502,6 +511,7 @@ static int checkpoint_one(run_state_t *rs, const sk_op_t *op)
     if (rc == SK_OK && strcmp(PQcmdTuples(res[0]), "1") != 0) {
         sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", rs->it->run_id, rs->it->item_s,
                     rs->it->epoch_s);
+        sk_metrics_count(SK_MC_FENCE_REFUSALS);
         rc = SK_AGAIN;
     } else if (rc == SK_WCONN_REFUSED) {
         note_refused(rs->x, rs->it, err);
@@ -568,8 +578,10 @@ static int release(run_state_t *rs, int64_t delay_ms, int attempt, int attempt_o
     int pending = rs->ctx ? count_pending(rs->ctx) : 0;
     size_t nd = rs->ctx ? sk_ctx_dispatch_count(rs->ctx) : 0;
 
-    if (batch_init(&b, 2 * pending + (int)nd + 3) != SK_OK)
+    if (batch_init(&b, 2 * pending + (int)nd + 4) != SK_OK)
         return SK_ERROR;
+    if (pending == 0 && nd == 0 && attempt < 0 && batch_add(&b, "sk_lease_only") == NULL)
+        goto done;
     if (add_fence(&b, rs->it, FENCE_RELEASE, delay_ms) != SK_OK ||
         (rs->ctx && add_pending_ops(&b, rs->it, rs->ctx) != SK_OK))
         goto done;
@@ -652,11 +664,19 @@ static int finish(run_state_t *rs, const char *status, const char *output, size_
     if (rc == SK_OK) {
         if (rs->ctx)
             mark_committed(x, rs->ctx);
-        if (status != NULL)
+        if (status != NULL) {
             atomic_fetch_add(&x->slot->runs_done, 1);
+            sk_metrics_run_end(rs->it->workflow, strcmp(status, "completed") == 0,
+                               (double)(wall_now_ms() - rs->it->created_ms) / 1000.0);
+        }
         if (claim_at >= 0 && res[claim_at] != NULL) {
-            *have_next = parse_claim(res[claim_at], next, NULL) == SK_OK;
+            int64_t more = -1;
+            *have_next = parse_claim(res[claim_at], next, &more) == SK_OK;
             res[claim_at] = NULL;
+            if (*have_next && more == 0 && x->more != NULL)
+                x->more(x->more_arg);
+            x->found_none = !*have_next; /* no second claim to learn that again */
+            x->next_due_ms = more;
         }
     }
 done:
@@ -865,6 +885,18 @@ static int handler_failed(run_state_t *rs, const sk_entry_t *e, item_t *next, in
     return release(rs, sk_backoff_ms(&wf->retry, attempt), attempt, final_ops);
 }
 
+/* A body ended: counted by outcome, timed from its attempt's start. */
+static void count_step(const item_t *it, const sk_op_t *op, sk_metric_wf_t outcome)
+{
+    if (op != NULL)
+        sk_metrics_step(it->workflow, outcome, (double)(wall_now_ms() - op->started_ms) / 1000.0);
+}
+
+static sk_metric_wf_t done_outcome(const sk_op_t *op)
+{
+    return op != NULL && op->status == SK_OP_ERROR ? SK_MC_STEPS_FAILED : SK_MC_STEPS_EXECUTED;
+}
+
 static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
 {
     run_state_t rs = {.x = x, .it = it};
@@ -936,6 +968,8 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
         rc = finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
         goto done;
     }
+    if (it->target == NULL && it->attempt == 0 && sk_ctx_first_op(rs.ctx) == NULL)
+        sk_metrics_count_wf(it->workflow, SK_MC_RUNS_STARTED);
     sk_ctx_set_handler_attempt(
         rs.ctx, it->attempt_ops == (int)sk_ctx_final_ops(rs.ctx) ? it->attempt + 1 : 1);
     if (it->target == NULL && resolve_timeouts(&rs) != SK_OK)
@@ -952,6 +986,7 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
             /* A group member's body on its own item. */
             switch (e.kind) {
             case SK_ENTRY_STEP_DONE:
+                count_step(it, e.op, done_outcome(e.op));
                 rc = target_done(&rs);
                 goto done;
             case SK_ENTRY_FAILED:
@@ -975,6 +1010,7 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
         }
         switch (e.kind) {
         case SK_ENTRY_STEP_DONE:
+            count_step(it, e.op, done_outcome(e.op));
             continue; /* replay at once, the new result still in memory */
         case SK_ENTRY_SUSPENDED:
             sk_log_debug("event=run_suspended run=%s visible_ms=%lld", it->run_id,
@@ -989,9 +1025,11 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
             rc = finish(&rs, "completed", e.output, e.output_len, NULL, 0, next, have_next);
             goto done;
         case SK_ENTRY_FAILED:
+            count_step(it, e.op, SK_MC_STEPS_FAILED);
             rc = handler_failed(&rs, &e, next, have_next);
             goto done;
         case SK_ENTRY_STEP_RETRY:
+            count_step(it, e.op, SK_MC_STEPS_RETRIED);
             sk_log_info("event=step_retry run=%s step=%s attempt=%d delay_ms=%d", it->run_id,
                         e.op->step_id, e.op->attempts, e.retry_delay_ms);
             rc = release(&rs, e.retry_delay_ms, -1, 0);
@@ -1021,7 +1059,7 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
     item_t it, next;
     int have = 0, have_next;
     batch_t b;
-    PGresult *res[1] = {NULL};
+    PGresult *res[2] = {NULL, NULL};
     char err[512];
     int rc;
 
@@ -1029,25 +1067,32 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
     *worked = 0;
     while (!x->stop(x->stop_arg)) {
         if (!have) {
-            if (batch_init(&b, 1) != SK_OK || add_claim(x, &b) != SK_OK) {
+            /* A claim alone only moves a lease: no flush wait (sk_lease_only). */
+            if (batch_init(&b, 2) != SK_OK || batch_add(&b, "sk_lease_only") == NULL ||
+                add_claim(x, &b) != SK_OK) {
                 batch_free(&b);
                 return SK_ERROR;
             }
-            rc = sk_wconn_run(x->conn, b.cmds, 1, res, err, sizeof(err));
+            rc = sk_wconn_run(x->conn, b.cmds, 2, res, err, sizeof(err));
             batch_free(&b);
+            PQclear(res[0]);
             if (rc != SK_OK) {
-                PQclear(res[0]);
+                PQclear(res[1]);
                 sk_log_error("event=claim_failed error=\"%s\"", err);
                 return SK_ERROR;
             }
             /* Connected and served: from now on a death of this worker is
              * not a start-up failure (the master respawns it at once). */
             atomic_store_explicit(&x->slot->ready, 1, memory_order_release);
-            if (parse_claim(res[0], &it, next_due_ms) != SK_OK)
+            if (parse_claim(res[1], &it, next_due_ms) != SK_OK)
                 return SK_OK; /* nothing visible */
             have = 1;
+            if (*next_due_ms == 0 && x->more != NULL)
+                x->more(x->more_arg); /* 0 with an item: more are ready */
+            *next_due_ms = -1;
         }
         *worked = 1;
+        x->found_none = 0;
         rc = execute(x, &it, &next, &have_next);
         PQclear(it.res);
         have = 0;
@@ -1057,6 +1102,10 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
         }
         if (!sk_wconn_ready(x->conn))
             return SK_ERROR;
+        if (rc == SK_OK && x->found_none) {
+            *next_due_ms = x->next_due_ms; /* the end's own claim found nothing */
+            return SK_OK;
+        }
     }
     if (have) {
         /* Stopping with an item claimed at the end of the last run: hand it
@@ -1194,6 +1243,12 @@ sk_exec_t *sk_exec_new(sk_wconn_t *conn, const sk_config_t *cfg, const sk_regist
         strcat(x->workflows, sk_registry_at(reg, i)->id);
     }
     return x;
+}
+
+void sk_exec_on_more(sk_exec_t *x, void (*more)(void *arg), void *arg)
+{
+    x->more = more;
+    x->more_arg = arg;
 }
 
 void sk_exec_free(sk_exec_t *x)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sk_log.h"
 #include "sk_migrate.h"
@@ -15,6 +16,7 @@
 
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 5000
+#define TRANSIENT_TRIES  3 /* runs of a batch a deadlock or serialization failure undid */
 #define CHANNEL_MAX      (SK_NAME_MAX + 8)
 
 typedef enum { CONN_DOWN, CONN_CONNECTING, CONN_READY } conn_state_t;
@@ -183,7 +185,7 @@ static int send_sql(sk_wconn_t *c, const char *sql)
     return PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0);
 }
 
-int sk_wconn_run(sk_wconn_t *c, sk_cmd_t *cmds, int n, PGresult **res, char *err, size_t errlen)
+static int run_once(sk_wconn_t *c, sk_cmd_t *cmds, int n, PGresult **res, char *err, size_t errlen)
 {
     int64_t deadline = mono_ms() + c->timeout_ms;
     int lease_lost = 0, rc;
@@ -229,6 +231,34 @@ broken:
     return SK_ERROR;
 }
 
+/* A deadlock or serialization failure rolled the whole batch back and
+ * says nothing about the batch itself: the same commands may simply run
+ * again (PostgreSQL's advice for 40P01 and 40001). */
+static int transient(const char *state)
+{
+    return strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0;
+}
+
+int sk_wconn_run(sk_wconn_t *c, sk_cmd_t *cmds, int n, PGresult **res, char *err, size_t errlen)
+{
+    int rc;
+
+    for (int attempt = 1;; attempt++) {
+        rc = run_once(c, cmds, n, res, err, errlen);
+        if (rc != SK_ERROR || c->state != CONN_READY || !transient(c->sqlstate) ||
+            attempt == TRANSIENT_TRIES)
+            return rc;
+        sk_log_info("event=batch_retried sqlstate=%s attempt=%d error=\"%s\"", c->sqlstate, attempt,
+                    err);
+        for (int i = 0; i < n && res != NULL; i++) {
+            PQclear(res[i]);
+            res[i] = NULL;
+        }
+        /* A short, growing pause lets the other transaction finish. */
+        usleep((useconds_t)(attempt * 2000));
+    }
+}
+
 /* ---- connection set-up ---------------------------------------------------------- */
 
 static int setup(sk_wconn_t *c)
@@ -244,9 +274,14 @@ static int setup(sk_wconn_t *c)
     if (!PQenterPipelineMode(c->pg))
         goto done;
     /* search_path, then the schema version: refuse to run against a schema
-     * this binary does not understand. */
-    if (!PQsendQueryParams(c->pg, "SELECT pg_catalog.set_config('search_path', $1, false)", 1, NULL,
-                           params, NULL, NULL, 0) ||
+     * this binary does not understand.  Every statement of a worker finds
+     * its rows by key; enable_seqscan off keeps the plans it caches (named
+     * statements, plpgsql) on the indexes even when they were made while
+     * the tables were tiny (docs/performance.md, "A burst"). */
+    if (!PQsendQueryParams(c->pg,
+                           "SELECT pg_catalog.set_config('search_path', $1, false),"
+                           "       pg_catalog.set_config('enable_seqscan', 'off', false)",
+                           1, NULL, params, NULL, NULL, 0) ||
         !PQsendQueryParams(c->pg,
                            "SELECT CASE WHEN to_regclass(quote_ident($1) || '.schema_migrations')"
                            " IS NULL THEN 0 ELSE -1 END",

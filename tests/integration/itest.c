@@ -326,6 +326,10 @@ itest_master_t *itest_master_start(const itest_master_opts_t *opts)
     argv[n++] = shutdown;
     if (o.no_migrate)
         argv[n++] = "--no-migrate";
+    /* No HTTP process unless a test asks for one in `extra` (a later flag wins):
+     * masters of parallel tests would all want the default port. */
+    argv[n++] = "--http";
+    argv[n++] = "off";
     for (int i = 0; i < 8 && o.extra[i] != NULL; i++)
         argv[n++] = o.extra[i];
     argv[n] = NULL;

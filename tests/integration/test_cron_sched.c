@@ -306,6 +306,8 @@ static master_t *master_start(void)
     argv[n++] = "2";
     argv[n++] = "--workflows";
     argv[n++] = wf;
+    argv[n++] = "--http"; /* parallel masters: no HTTP process (test_http covers it) */
+    argv[n++] = "off";
     argv[n++] = "--poll-interval";
     argv[n++] = "20";
     argv[n++] = "--poll-max";

@@ -739,7 +739,7 @@ static void start_master(void)
             close(fd);
         }
         execl(bin, bin, "--database-url", url, "--schema", schema, "--workers", "2", "--workflows",
-              lib, "--poll-interval", "20", (char *)NULL);
+              lib, "--poll-interval", "20", "--http", "off", (char *)NULL);
         _exit(127);
     }
     setpgid(pid, pid); /* also here: no window where a kill(-pid) misses */

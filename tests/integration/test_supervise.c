@@ -265,12 +265,14 @@ Test(supervise, killed_worker_item_is_handed_back_at_once_and_its_epoch_fenced, 
 
 Test(supervise, step_longer_than_the_lease_runs_once, ITEST_FIXTURES)
 {
-    itest_master_opts_t opts = {.workers = 2, .lease_ms = 400};
+    /* Renewal every lease/3 on a connection opened at the first renewal:
+     * the lease leaves room for that connect on a loaded machine. */
+    itest_master_opts_t opts = {.workers = 2, .lease_ms = 1500};
     itest_master_t *m;
     sk_run_result_t res;
 
     m = itest_master_up(&opts);
-    itest_invoke("long-step", "{\"ms\": 2000}", &res);
+    itest_invoke("long-step", "{\"ms\": 4500}", &res);
     cr_assert_str_eq(res.status, "completed");
     cr_expect_eq(itest_count(itest.counts, res.run_id, "long"), 1, "body executions");
     cr_expect_eq(itest_log_count(m, "event=lease_lost"), 0);

@@ -29,6 +29,7 @@ static const char *const env_names[] = {
     "STEPKIT_RESTART_BASE_MS",
     "STEPKIT_RESTART_MAX_MS",
     "STEPKIT_LOG_LEVEL",
+    "STEPKIT_LOG_FORMAT",
 };
 
 /* The outer environment (a CI job with DATABASE_URL set) must not leak in. */
@@ -109,6 +110,7 @@ Test(config, defaults)
     cr_assert_eq(cfg.restart_max_ms, 30000);
     cr_assert_eq(cfg.no_migrate, 0);
     cr_assert_eq(cfg.log_level, SK_LOG_INFO);
+    cr_assert_eq(cfg.log_format, SK_LOG_LOGFMT);
     cr_assert_eq(cfg.n_libraries, 0);
     /* the CPU count, bounded by the affinity mask (and any cgroup quota) */
     CPU_ZERO(&set);
@@ -134,7 +136,7 @@ Test(config, flags)
                                  "--workers", "3", "--workflows", "/opt/a.so", "--no-migrate",
                                  "--poll-interval", "50", "--poll-max", "5000", "--lease", "100",
                                  "--shutdown-timeout", "0", "--restart-base", "10", "--restart-max",
-                                 "20", "--log-level", "debug")),
+                                 "20", "--log-level", "debug", "--log-format", "json")),
                  SK_OK, "%s", err);
     cr_assert_str_eq(cfg.database_url, "postgresql://u@db/app");
     cr_assert_str_eq(cfg.schema, "jobs_2");
@@ -149,6 +151,7 @@ Test(config, flags)
     cr_assert_eq(cfg.restart_base_ms, 10);
     cr_assert_eq(cfg.restart_max_ms, 20);
     cr_assert_eq(cfg.log_level, SK_LOG_DEBUG);
+    cr_assert_eq(cfg.log_format, SK_LOG_JSON);
 }
 
 Test(config, equals_form)
@@ -183,6 +186,7 @@ Test(config, env)
     setenv("STEPKIT_RESTART_BASE_MS", "100", 1);
     setenv("STEPKIT_RESTART_MAX_MS", "1000", 1);
     setenv("STEPKIT_LOG_LEVEL", "error", 1);
+    setenv("STEPKIT_LOG_FORMAT", "json", 1);
     cr_assert_eq(load(&cfg, ARGS(NULL)), SK_OK, "%s", err);
     cr_assert_str_eq(cfg.database_url, "postgresql://env@db/app");
     cr_assert_str_eq(cfg.schema, "from_env");
@@ -198,6 +202,7 @@ Test(config, env)
     cr_assert_eq(cfg.restart_base_ms, 100);
     cr_assert_eq(cfg.restart_max_ms, 1000);
     cr_assert_eq(cfg.log_level, SK_LOG_ERROR);
+    cr_assert_eq(cfg.log_format, SK_LOG_JSON);
 }
 
 Test(config, flags_win_over_env)
@@ -461,6 +466,11 @@ Test(config, invalid_log_level)
                  "--log-level: 'loud' is not one of error|warn|info|debug");
 }
 
+Test(config, invalid_log_format)
+{
+    expect_error(ARGS("--log-format", "yaml"), "--log-format: 'yaml' is not one of logfmt|json");
+}
+
 Test(config, empty_workflows_path)
 {
     expect_error(ARGS("--workflows="), "--workflows: empty path");
@@ -570,6 +580,11 @@ Test(config, validate_checks_the_whole_struct)
     cfg.log_level = 9;
     cr_assert_eq(sk_config_validate(&cfg, err, sizeof(err)), SK_ERROR);
     cr_assert_str_eq(err, "--log-level: 9 is not a log level");
+
+    sk_config_defaults(&cfg);
+    cfg.log_format = 2;
+    cr_assert_eq(sk_config_validate(&cfg, err, sizeof(err)), SK_ERROR);
+    cr_assert_str_eq(err, "--log-format: 2 is not a log format");
 }
 
 /* ---- --retention ------------------------------------------------------------------------ */

@@ -25,6 +25,7 @@
 #include "wfcount.h"
 
 #include "cronwf.h"
+#include "groupwf.h"
 #include "hostilewf.h"
 #include "runswf.h"
 #include "stepwf.h"
@@ -322,7 +323,8 @@ SK_WORKFLOWS(reg)
         if (sk_register(reg, &wfs[i]) != SK_OK)
             return SK_ERROR;
     }
-    if (testwf_cron_register(reg) != SK_OK || supwf_register(reg) != SK_OK)
+    if (testwf_cron_register(reg) != SK_OK || supwf_register(reg) != SK_OK ||
+        groupwf_register(reg) != SK_OK)
         return SK_ERROR;
     if (hostilewf_register(reg) != SK_OK || runswf_register(reg) != SK_OK)
         return SK_ERROR;

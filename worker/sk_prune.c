@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sk_duration.h"
 #include "sk_log.h"
@@ -17,12 +18,13 @@ int64_t sk_prune_retention_ms(const sk_config_t *cfg)
     return ms;
 }
 
-double sk_prune_next_s(int64_t retention_ms, int deleted)
+double sk_prune_next_s(int64_t retention_ms, int deleted, int64_t took_ms, int workers)
 {
     double s = (double)retention_ms / 2000.0;
+    int64_t pause = took_ms * 4 * (workers > 0 ? workers : 1);
 
     if (deleted >= SK_PRUNE_BATCH)
-        return 0.05;
+        return pause > 50 ? (double)pause / 1000.0 : 0.05;
     if (s > 10.0)
         s = 10.0;
     if (s < 0.5)
@@ -30,11 +32,20 @@ double sk_prune_next_s(int64_t retention_ms, int deleted)
     return s * (0.8 + 0.4 * (double)random() / (double)RAND_MAX);
 }
 
-int sk_prune_once(sk_wconn_t *conn, int64_t retention_ms, int *deleted)
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int sk_prune_once(sk_wconn_t *conn, int64_t retention_ms, int *deleted, int64_t *took_ms)
 {
     char ms[24], batch[16], err[512];
     sk_cmd_t cmd;
     PGresult *res[1] = {NULL};
+    int64_t t0 = mono_ms();
     int rc;
 
     *deleted = 0;
@@ -46,6 +57,7 @@ int sk_prune_once(sk_wconn_t *conn, int64_t retention_ms, int *deleted)
     cmd.values[0] = ms;
     cmd.values[1] = batch;
     rc = sk_wconn_run(conn, &cmd, 1, res, err, sizeof(err));
+    *took_ms = mono_ms() - t0;
     if (rc == SK_OK && res[0] != NULL && PQntuples(res[0]) == 1)
         *deleted = atoi(PQgetvalue(res[0], 0, 0));
     else if (rc == SK_OK)
@@ -53,8 +65,8 @@ int sk_prune_once(sk_wconn_t *conn, int64_t retention_ms, int *deleted)
     if (rc != SK_OK)
         sk_log_warn("event=prune_failed error=\"%s\"", err);
     else if (*deleted > 0)
-        sk_log_info("event=runs_pruned deleted=%d retention_ms=%lld", *deleted,
-                    (long long)retention_ms);
+        sk_log_info("event=runs_pruned deleted=%d retention_ms=%lld took_ms=%lld", *deleted,
+                    (long long)retention_ms, (long long)*took_ms);
     PQclear(res[0]);
     return rc;
 }

@@ -16,13 +16,16 @@
 /* Retention in ms from the configuration: -1 when off. */
 int64_t sk_prune_retention_ms(const sk_config_t *cfg);
 
-/* Seconds until the next pass: soon after a full batch (a backlog), else
- * a fraction of the retention (at most 10 s, at least 0.5 s), jittered so
- * the workers do not all try at once. */
-double sk_prune_next_s(int64_t retention_ms, int deleted);
+/* Seconds until the next pass.  After a full batch (a backlog): 4 x
+ * `workers` times what the batch took (at least 50 ms): the workers of a
+ * master together spend at most about a fifth of one database session's
+ * time draining a backlog, and back off by themselves when the database
+ * is slow.  Else a fraction of the retention (at most 10 s, at least
+ * 0.5 s), jittered so the workers do not all try at once. */
+double sk_prune_next_s(int64_t retention_ms, int deleted, int64_t took_ms, int workers);
 
 /* One batch on `conn` (idle, no transaction open).  *deleted: runs
- * deleted, -1 when another worker holds the lock. */
-int sk_prune_once(sk_wconn_t *conn, int64_t retention_ms, int *deleted);
+ * deleted, -1 when another worker holds the lock; *took_ms: its time. */
+int sk_prune_once(sk_wconn_t *conn, int64_t retention_ms, int *deleted, int64_t *took_ms);
 
 #endif

@@ -200,16 +200,17 @@ static void prune_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     worker_t *w = t->data;
     int deleted = 0;
+    int64_t took_ms = 0;
 
     (void)loop;
     (void)revents;
     if (w->stopping || !sk_wconn_ready(w->conn))
         return; /* on_ready arms it again after a reconnect */
-    if (sk_prune_once(w->conn, w->retention_ms, &deleted) != SK_OK)
+    if (sk_prune_once(w->conn, w->retention_ms, &deleted, &took_ms) != SK_OK)
         deleted = 0;
     if (!sk_wconn_ready(w->conn))
         return;
-    ev_timer_set(&w->prune, sk_prune_next_s(w->retention_ms, deleted), 0.);
+    ev_timer_set(&w->prune, sk_prune_next_s(w->retention_ms, deleted, took_ms, w->cfg.workers), 0.);
     ev_timer_start(w->loop, &w->prune);
 }
 
@@ -228,7 +229,7 @@ static void on_ready(void *arg)
         return; /* the connection went: on_ready comes again */
     w->poll_ms = w->cfg.poll_interval_ms;
     if (w->retention_ms >= 0 && !ev_is_active(&w->prune)) {
-        ev_timer_set(&w->prune, sk_prune_next_s(w->retention_ms, 0), 0.);
+        ev_timer_set(&w->prune, sk_prune_next_s(w->retention_ms, 0, 0, w->cfg.workers), 0.);
         ev_timer_start(w->loop, &w->prune);
     }
     set_state(w, SK_WORKER_IDLE);

@@ -11,6 +11,11 @@
  *   fan-out   input {"names": [string, ...]} (at most 8): greets every name
  *             in parallel by invoking say-hi for each, and counts the letters
  *             in a parallel step; output {"greetings": [...], "letters": n}.
+ *   per-customer  input {"customer": string, "ms": int}: at most 2 runs in
+ *             progress per customer (docs/flow-control.md); one step sleeps
+ *             ms and returns {"customer", "started_ms", "ended_ms"} (wall-clock
+ *             Unix milliseconds around the sleep), so the limit can be checked
+ *             from the outputs.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,6 +160,50 @@ static int fan_out(sk_ctx_t *ctx, msgpack_packer *out)
     return sk_pack_object(out, &res->via.array.ptr[n]);
 }
 
+static void per_customer_input(const msgpack_object *data, sk_issues_t *issues)
+{
+    sk_expect(issues, data, "customer", SK_T_STRING);
+    sk_expect(issues, data, "ms", SK_T_INT);
+}
+
+static long long wall_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int customer_call(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
+{
+    const msgpack_object *d = sk_data(ctx);
+    long long ms = sk_int(sk_get(d, "ms")), started, ended;
+    struct timespec t;
+
+    (void)arg;
+    if (ms < 0)
+        ms = 0;
+    t.tv_sec = (time_t)(ms / 1000);
+    t.tv_nsec = (long)(ms % 1000) * 1000000L;
+    started = wall_ms();
+    while (nanosleep(&t, &t) != 0)
+        ; /* interrupted: sleep the rest */
+    ended = wall_ms();
+    msgpack_pack_map(out, 3);
+    sk_pack_str(out, "customer");
+    sk_pack_object(out, sk_get(d, "customer"));
+    sk_pack_str(out, "started_ms");
+    sk_pack_int(out, started);
+    sk_pack_str(out, "ended_ms");
+    return sk_pack_int(out, ended);
+}
+
+static int per_customer(sk_ctx_t *ctx, msgpack_packer *out)
+{
+    const msgpack_object *r;
+    SK_STEP(sk_run(ctx, "call", customer_call, NULL, &r));
+    return sk_pack_object(out, r);
+}
+
 static const char *const welcome_events[] = {"user.signup", NULL};
 
 SK_WORKFLOWS(reg)
@@ -169,7 +218,12 @@ SK_WORKFLOWS(reg)
         sk_register(
             reg, &(sk_workflow_t){.id = "welcome", .handler = welcome, .events = welcome_events}) ||
         sk_register(
-            reg, &(sk_workflow_t){.id = "fan-out", .handler = fan_out, .validate = fan_out_input}))
+            reg,
+            &(sk_workflow_t){.id = "fan-out", .handler = fan_out, .validate = fan_out_input}) ||
+        sk_register(reg, &(sk_workflow_t){.id = "per-customer",
+                                          .handler = per_customer,
+                                          .validate = per_customer_input,
+                                          .concurrency = {.key = "customer", .limit = 2}}))
         return SK_ERROR;
     return SK_OK;
 }

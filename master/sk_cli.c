@@ -42,49 +42,55 @@ typedef struct {
     size_t data_len;
     const char *event_id;
     long timeout_ms;
+    long priority; /* start --priority; -1: the workflow's */
     int json;
     sk_cli_runs_opts_t runs; /* run management options (sk_cli_runs.c) */
+    int require_registered;  /* --require-registered: refuse an unregistered workflow */
 } cli_t;
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: stepkit [--database-url URL] [--schema NAME] COMMAND ...\n"
-            "\n"
-            "commands:\n"
-            "  migrate                                   apply pending schema migrations\n"
-            "  start <workflow> [--data JSON] [--key K] [--at TIME | --delay DURATION] [--json]\n"
-            "                                            start a run, print its id (or\n"
-            "                                            {run_id, event_id, created}); the same\n"
-            "                                            --key again returns the first run\n"
-            "  invoke <workflow> [--data JSON] [--timeout MS]\n"
-            "                                            start a run, wait, print its output\n"
-            "  run <run-id> [--json]                     show a run and its steps\n"
-            "  signal <name> [--data JSON]               send a signal, print the receiving run\n"
-            "                                            id (or null when nobody waits)\n"
-            "  send <event> [--data JSON] [--id UUID]    send an event: start every workflow\n"
-            "                                            listening to it; print the event id,\n"
-            "                                            then one line per run started (the\n"
-            "                                            same --id again starts nothing); --json:\n"
-            "                                            one {run_id, event_id} per run\n"
-            "  runs [--workflow W] [--status S] [--since T] [--until T] [--limit N]\n"
-            "       [--after CURSOR] [--json]            list runs, newest first\n"
-            "  cancel <run-id> [--reason TEXT]           cancel a run and its child runs\n"
-            "  cancel --workflow W [--status S] [--reason TEXT] [--yes]\n"
-            "                                            count (without --yes) or cancel runs\n"
-            "  retry <run-id>                            resume a failed or cancelled run\n"
-            "  prune --older-than DURATION [--batch N]   delete runs that ended before then\n"
-            "  stats [--json]                            per workflow: queued, running, waiting,\n"
-            "                                            ended in the last hour, oldest ready\n"
-            "\n"
-            "TIME: ISO-8601 (2026-01-31T12:00:00Z) or, for --since/--until, a duration ago;\n"
-            "DURATION: 500ms, 30s, 15m, 2h, 7d, 1h30m.  docs/cli.md has the details.\n"
-            "\n"
-            "--data-file PATH reads the JSON from a file instead (- for stdin), up to 16 MiB;\n"
-            "it and --data exclude each other.  Names are at most 255 bytes.\n"
-            "environment: DATABASE_URL (or DATABASE_URL_FILE; preferred to --database-url,\n"
-            "which other users can read in ps), STEPKIT_SCHEMA, and libpq's PG*\n"
-            "exit codes: 0 ok, 1 the run failed, 2 usage, 3 timed out\n");
+    fprintf(
+        out,
+        "usage: stepkit [--database-url URL] [--schema NAME] COMMAND ...\n"
+        "\n"
+        "commands:\n"
+        "  migrate                                   apply pending schema migrations\n"
+        "  start <workflow> [--data JSON] [--require-registered] [--priority N]\n"
+        "        [--key K] [--at TIME | --delay DURATION] [--json]\n"
+        "                                            start a run, print its id (priority\n"
+        "                                            0..86400: ranks as if queued N s earlier;\n"
+        "                                            the same --key again returns the first\n"
+        "                                            run; --json: {run_id, event_id, ...})\n"
+        "  invoke <workflow> [--data JSON] [--timeout MS] [--require-registered]\n"
+        "                                            start a run, wait, print its output\n"
+        "  run <run-id> [--json]                     show a run and its steps\n"
+        "  signal <name> [--data JSON]               send a signal, print the receiving run\n"
+        "                                            id (or null when nobody waits)\n"
+        "  send <event> [--data JSON] [--id UUID]    send an event: start every workflow\n"
+        "                                            listening to it; print the event id,\n"
+        "                                            then one line per run started (the\n"
+        "                                            same --id again starts nothing); --json:\n"
+        "                                            one {run_id, event_id} per run\n"
+        "  runs [--workflow W] [--status S] [--since T] [--until T] [--limit N]\n"
+        "       [--after CURSOR] [--json]            list runs, newest first\n"
+        "  cancel <run-id> [--reason TEXT]           cancel a run and its child runs\n"
+        "  cancel --workflow W [--status S] [--reason TEXT] [--yes]\n"
+        "                                            count (without --yes) or cancel runs\n"
+        "  retry <run-id>                            resume a failed or cancelled run\n"
+        "  prune --older-than DURATION [--batch N]   delete runs that ended before then\n"
+        "  stats [--json]                            per workflow: queued, running, waiting,\n"
+        "                                            ended in the last hour, oldest ready\n"
+        "\n"
+        "TIME: ISO-8601 (2026-01-31T12:00:00Z) or, for --since/--until, a duration ago;\n"
+        "DURATION: 500ms, 30s, 15m, 2h, 7d, 1h30m.  docs/cli.md has the details.\n"
+        "A run of a workflow no master has registered yet waits until a worker that\n"
+        "serves it connects (a warning says so); --require-registered refuses it instead.\n"
+        "--data-file PATH reads the JSON from a file instead (- for stdin), up to 16 MiB;\n"
+        "it and --data exclude each other.  Names are at most 255 bytes.\n"
+        "environment: DATABASE_URL (or DATABASE_URL_FILE; preferred to --database-url,\n"
+        "which other users can read in ps), STEPKIT_SCHEMA, and libpq's PG*\n"
+        "exit codes: 0 ok, 1 the run failed, 2 usage, 3 timed out\n");
 }
 
 static int die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -149,6 +155,7 @@ static int parse(cli_t *c, int argc, char **argv)
     memset(c, 0, sizeof(*c));
     sk_cli_runs_init(&c->runs);
     c->timeout_ms = -1;
+    c->priority = -1;
     c->schema = getenv("STEPKIT_SCHEMA") ? getenv("STEPKIT_SCHEMA") : "stepkit";
     if (env_url && *env_url && env_file && *env_file)
         return die_usage("%s", "DATABASE_URL and DATABASE_URL_FILE are both set: keep one");
@@ -183,6 +190,10 @@ static int parse(cli_t *c, int argc, char **argv)
             c->json = 1;
             continue;
         }
+        if (strcmp(name, "--require-registered") == 0) {
+            c->require_registered = 1;
+            continue;
+        }
         if (sk_cli_runs_flag(&c->runs, name))
             continue;
         if (eq != NULL)
@@ -207,6 +218,12 @@ static int parse(cli_t *c, int argc, char **argv)
             if (!is_uuid(val))
                 return die_usage("--id: '%s' is not a UUID", val);
             c->event_id = val;
+        } else if (strcmp(name, "--priority") == 0) {
+            char *end;
+            errno = 0;
+            c->priority = strtol(val, &end, 10);
+            if (errno || *end || end == val || c->priority < 0 || c->priority > 86400)
+                return die_usage("--priority: '%s' is not a number 0..86400", val);
         } else if (strcmp(name, "--timeout") == 0) {
             char *end;
             errno = 0;
@@ -475,6 +492,11 @@ static void print_run_human(const char *json)
     sk_cli_runs_print_extra(json);
 }
 
+static unsigned start_flags(const cli_t *c)
+{
+    return c->require_registered ? SK_START_REQUIRE_REGISTERED : 0u;
+}
+
 /* Prints the event id, then one line per run started, and nothing else. */
 static int cmd_send(sk_client_t *cl, const cli_t *c, const msgpack_sbuffer *buf)
 {
@@ -505,7 +527,7 @@ static int cmd_send(sk_client_t *cl, const cli_t *c, const msgpack_sbuffer *buf)
 int main(int argc, char **argv)
 {
     cli_t c;
-    char err[1024], run_id[SK_UUID_LEN];
+    char err[1024], run_id[SK_UUID_LEN], event_id[SK_UUID_LEN];
     msgpack_sbuffer buf;
     sk_client_t *cl = NULL;
     sk_run_result_t res;
@@ -538,8 +560,17 @@ int main(int argc, char **argv)
         rc = die_usage("unknown command '%s'", c.command);
         goto done;
     }
+    if (c.priority >= 0 && strcmp(c.command, "start") != 0) {
+        rc = die_usage("--priority is an option of start only");
+        goto done;
+    }
     if (c.event_id != NULL && strcmp(c.command, "send") != 0) {
         rc = die_usage("--id is an option of send only");
+        goto done;
+    }
+    if (c.require_registered && strcmp(c.command, "start") != 0 &&
+        strcmp(c.command, "invoke") != 0) {
+        rc = die_usage("--require-registered is an option of start and invoke only");
         goto done;
     }
     if (c.nargs != 1) {
@@ -572,10 +603,41 @@ int main(int argc, char **argv)
         printf("%s\n", run_id[0] ? run_id : "null");
         rc = 0;
     } else if (strcmp(c.command, "start") == 0) {
-        rc = sk_cli_runs_start(cl, &c.runs, c.args[0], buf.data, buf.size, c.json);
+        if (c.runs.key != NULL || c.runs.at != NULL || c.runs.delay_ms >= 0) {
+            /* Idempotency key or delayed start (sk_cli_runs.c). */
+            if (c.priority >= 0) {
+                rc = die_usage("--priority cannot be combined with --key, --at or --delay");
+                goto done;
+            }
+            rc = sk_cli_runs_start(cl, &c.runs, c.args[0], buf.data, buf.size, c.require_registered,
+                                   c.json);
+            goto done;
+        }
+        int registered = 1;
+        if ((c.priority >= 0
+                 ? sk_client_start_priority_flags(cl, c.args[0], buf.data, buf.size,
+                                                  (int)c.priority, start_flags(&c), run_id,
+                                                  event_id, &registered, err, sizeof(err))
+                 : sk_client_start_flags(cl, c.args[0], buf.data, buf.size, start_flags(&c), run_id,
+                                         event_id, &registered, err, sizeof(err))) != SK_OK) {
+            print_err(err);
+            rc = EXIT_FAILED;
+            goto done;
+        }
+        if (!registered)
+            fprintf(stderr,
+                    "stepkit: warning: no master has registered workflow '%s' in schema \"%s\" "
+                    "yet: run %s waits until a worker that serves it connects "
+                    "(--require-registered refuses instead)\n",
+                    c.args[0], c.schema, run_id);
+        if (c.json)
+            printf("{\"run_id\":\"%s\",\"event_id\":\"%s\",\"created\":true}\n", run_id, event_id);
+        else
+            printf("%s\n", run_id);
+        rc = 0;
     } else if (strcmp(c.command, "invoke") == 0) {
-        int r = sk_client_invoke(cl, c.args[0], buf.data, buf.size, (int)c.timeout_ms, &res, err,
-                                 sizeof(err));
+        int r = sk_client_invoke_flags(cl, c.args[0], buf.data, buf.size, start_flags(&c),
+                                       (int)c.timeout_ms, &res, err, sizeof(err));
         if (r == SK_AGAIN) {
             fprintf(stderr, "stepkit: run %s did not end within %ld ms\n", res.run_id,
                     c.timeout_ms);

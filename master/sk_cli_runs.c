@@ -196,10 +196,12 @@ int sk_cli_runs_check(const sk_cli_runs_opts_t *o, const char *command)
 /* ---- start --------------------------------------------------------------------------- */
 
 int sk_cli_runs_start(sk_client_t *cl, const sk_cli_runs_opts_t *o, const char *workflow,
-                      const char *data, size_t len, int json)
+                      const char *data, size_t len, int require_registered, int json)
 {
-    sk_start_opts_t so = {
-        .key = o->key, .start_at = o->at, .delay_ms = o->delay_ms > 0 ? o->delay_ms : 0};
+    sk_start_opts_t so = {.key = o->key,
+                          .start_at = o->at,
+                          .delay_ms = o->delay_ms > 0 ? o->delay_ms : 0,
+                          .require_registered = require_registered};
     char err[1024], run_id[SK_UUID_LEN], event_id[SK_UUID_LEN];
     int created = 1;
 

@@ -45,7 +45,7 @@ int sk_cli_runs_main(sk_client_t *cl, const sk_cli_runs_opts_t *o, const char *c
 
 /* `start` with its options; prints the run id, or {run_id, event_id, created}. */
 int sk_cli_runs_start(sk_client_t *cl, const sk_cli_runs_opts_t *o, const char *workflow,
-                      const char *data, size_t len, int json);
+                      const char *data, size_t len, int require_registered, int json);
 
 /* The lines `stepkit run` adds for parent, children, cancel reason and retries. */
 void sk_cli_runs_print_extra(const char *run_json);

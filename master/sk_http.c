@@ -46,6 +46,7 @@ typedef struct {
     char workflow[WF_LABEL_MAX];
     long long ready, leased;
     double oldest_s;
+    int registered; /* some master registered the workflow */
 } wf_gauge_t;
 
 /* Written by the main thread after each refresh, copied by the request thread. */
@@ -53,8 +54,9 @@ typedef struct {
     int db_ok;
     int64_t db_ok_ms; /* CLOCK_MONOTONIC of the last success, 0: never */
     char db_error[256];
-    int schema_have;
+    sk_schema_state_t schema;
     long long wait_signal, wait_child, wait_timer;
+    long long unregistered_ready; /* ready items of workflows nobody registered */
     int n_wf;
     wf_gauge_t wf[MAX_GAUGE_WF];
 } snapshot_t;
@@ -70,6 +72,9 @@ typedef struct {
     db_state_t db;
     int64_t db_since_ms; /* when the current connect or read began */
     char *gauges_sql;
+    sk_schema_params_t schema_params;
+    char unregistered[MAX_GAUGE_WF][WF_LABEL_MAX]; /* main thread: logged as waiting */
+    int n_unregistered;
     pthread_mutex_t lock; /* guards snap */
     snapshot_t snap;
     snapshot_t next; /* being filled by the main thread */
@@ -179,34 +184,72 @@ static double num(const PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? 0 : strtod(PQgetvalue(r, row, col), NULL);
 }
 
+/* Runs waiting for a workflow no master has registered: logged when the
+ * workflow first shows in the queue, and once it is served (or gone). */
+static void log_unregistered(http_t *h, const snapshot_t *s)
+{
+    char seen[MAX_GAUGE_WF][WF_LABEL_MAX];
+    int n = 0;
+
+    for (int i = 0; i < s->n_wf; i++) {
+        const wf_gauge_t *g = &s->wf[i];
+        int known = 0;
+        if (g->registered || g->ready == 0)
+            continue;
+        for (int k = 0; k < h->n_unregistered && !known; k++)
+            known = strcmp(h->unregistered[k], g->workflow) == 0;
+        if (!known)
+            sk_log_warn("event=runs_wait_for_unregistered_workflow workflow=\"%s\" ready=%lld "
+                        "oldest_s=%.1f msg=\"no master has registered this workflow: its runs "
+                        "wait until a worker that serves it connects\"",
+                        g->workflow, g->ready, g->oldest_s);
+        snprintf(seen[n++], WF_LABEL_MAX, "%s", g->workflow);
+    }
+    for (int k = 0; k < h->n_unregistered; k++) {
+        int still = 0;
+        for (int i = 0; i < n && !still; i++)
+            still = strcmp(seen[i], h->unregistered[k]) == 0;
+        if (!still)
+            sk_log_info("event=unregistered_workflow_cleared workflow=\"%s\"", h->unregistered[k]);
+    }
+    memcpy(h->unregistered, seen, sizeof(seen[0]) * (size_t)n);
+    h->n_unregistered = n;
+}
+
 /* One result of the gauges statement into h->next, then published. */
 static int take_gauges(http_t *h, const PGresult *r)
 {
     snapshot_t *s = &h->next;
     int rows = PQntuples(r);
 
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != 8 || rows < 1)
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != 13 || rows < 1)
         return SK_ERROR;
     memset(s, 0, sizeof(*s));
-    s->schema_have = (int)num(r, 0, 0);
-    s->wait_signal = (long long)num(r, 0, 1);
-    s->wait_child = (long long)num(r, 0, 2);
-    s->wait_timer = (long long)num(r, 0, 3);
+    s->schema.have = (int)num(r, 0, 0);
+    s->schema.missing = (int)num(r, 0, 1);
+    s->schema.newer = (int)num(r, 0, 2);
+    s->schema.breaking = (int)num(r, 0, 3);
+    s->wait_signal = (long long)num(r, 0, 4);
+    s->wait_child = (long long)num(r, 0, 5);
+    s->wait_timer = (long long)num(r, 0, 6);
+    s->unregistered_ready = (long long)num(r, 0, 7);
     for (int i = 0; i < rows && s->n_wf < MAX_GAUGE_WF; i++) {
         wf_gauge_t *g;
-        if (PQgetisnull(r, i, 4))
+        if (PQgetisnull(r, i, 8))
             continue; /* the queue is empty: the one row has no workflow */
         g = &s->wf[s->n_wf++];
-        snprintf(g->workflow, sizeof(g->workflow), "%s", PQgetvalue(r, i, 4));
-        g->ready = (long long)num(r, i, 5);
-        g->oldest_s = num(r, i, 6);
-        g->leased = (long long)num(r, i, 7);
+        snprintf(g->workflow, sizeof(g->workflow), "%s", PQgetvalue(r, i, 8));
+        g->ready = (long long)num(r, i, 9);
+        g->oldest_s = num(r, i, 10);
+        g->leased = (long long)num(r, i, 11);
+        g->registered = strcmp(PQgetvalue(r, i, 12), "t") == 0;
     }
     s->db_ok = 1;
     s->db_ok_ms = now_ms();
+    log_unregistered(h, s);
     pthread_mutex_lock(&h->lock);
     if (!h->snap.db_ok)
-        sk_log_info("event=http_db_ok schema_version=%d", s->schema_have);
+        sk_log_info("event=http_db_ok schema_version=%d", s->schema.have);
     h->snap = *s;
     pthread_mutex_unlock(&h->lock);
     return SK_OK;
@@ -214,7 +257,7 @@ static int take_gauges(http_t *h, const PGresult *r)
 
 static void db_query(http_t *h)
 {
-    if (!PQsendQueryPrepared(h->pg, GAUGES_STMT, 0, NULL, NULL, NULL, 0)) {
+    if (!PQsendQueryPrepared(h->pg, GAUGES_STMT, 3, h->schema_params.values, NULL, NULL, 0)) {
         db_fail(h, "read gauges");
         return;
     }
@@ -348,7 +391,7 @@ static int readiness(http_t *h, char *reason, size_t len)
     pthread_mutex_lock(&h->lock);
     s.db_ok = h->snap.db_ok;
     s.db_ok_ms = h->snap.db_ok_ms;
-    s.schema_have = h->snap.schema_have;
+    s.schema = h->snap.schema;
     memcpy(s.db_error, h->snap.db_error, sizeof(s.db_error));
     pthread_mutex_unlock(&h->lock);
     memset(&in, 0, sizeof(in));
@@ -356,8 +399,10 @@ static int readiness(http_t *h, char *reason, size_t len)
     in.db_ok = s.db_ok;
     in.db_age_ms = s.db_ok_ms > 0 ? now_ms() - s.db_ok_ms : -1;
     in.db_error = s.db_error;
-    in.schema_have = s.schema_have;
+    in.schema_have = s.schema.have;
     in.schema_known = sk_schema_version_known();
+    in.schema_missing = s.schema.missing;
+    in.schema_breaking = s.schema.breaking;
     in.workers_connected = workers_connected(h, &in.workers_configured);
     return sk_http_ready(&in, reason, len);
 }
@@ -465,6 +510,7 @@ static char *render_metrics(http_t *h, size_t *len)
         queue_gauge(out, s, "stepkit_queue_ready_items", 0);
         queue_gauge(out, s, "stepkit_queue_oldest_ready_age_seconds", 1);
         queue_gauge(out, s, "stepkit_queue_leased_items", 2);
+        gauge(out, "stepkit_queue_unregistered_ready_items", (double)s->unregistered_ready);
         sk_metrics_write_header(out, "stepkit_runs_waiting");
         fprintf(out, "stepkit_runs_waiting{reason=\"signal\"} %lld\n", s->wait_signal);
         fprintf(out, "stepkit_runs_waiting{reason=\"child\"} %lld\n", s->wait_child);
@@ -620,24 +666,33 @@ static struct MHD_Daemon *listen_on(http_t *h, const sk_http_addr_t *addr)
  * it is double-quoted. */
 static char *gauges_sql(const char *schema)
 {
-    char id[80];
-    char *sql = NULL;
+    char id[80], table[128];
+    char *sql = NULL, *state;
     size_t len;
     FILE *f;
 
     if (!sk_pg_schema_valid(schema))
         return NULL;
     snprintf(id, sizeof(id), "\"%s\"", schema);
+    snprintf(table, sizeof(table), "%s.schema_migrations", id);
+    state = sk_schema_state_sql(table);
+    if (state == NULL)
+        return NULL;
     f = open_memstream(&sql, &len);
     if (f != NULL) {
+        /* The schema's state for this binary (sk_migrate: $1..$3), then the gauges. */
         fprintf(f,
-                "SELECT (SELECT max(version) FROM %s.schema_migrations),"
+                "SELECT st.*,"
                 " (SELECT count(DISTINCT run_id) FROM %s.waiting_signals),"
                 " (SELECT count(DISTINCT parent_run_id) FROM %s.waiting_invokes),"
                 " (SELECT count(*) FROM %s.exec_queue"
                 "   WHERE NOT leased AND visible_at > now() AND visible_at < 'infinity'),"
-                " g.workflow_id, g.ready, g.oldest, g.leased"
-                " FROM (SELECT 1) one LEFT JOIN LATERAL ("
+                " (SELECT count(*) FROM %s.exec_queue q WHERE q.visible_at <= now()"
+                "   AND NOT EXISTS (SELECT 1 FROM %s.workflows w"
+                "                    WHERE w.workflow_id = q.workflow_id)),"
+                " g.workflow_id, g.ready, g.oldest, g.leased,"
+                " EXISTS (SELECT 1 FROM %s.workflows w WHERE w.workflow_id = g.workflow_id)"
+                " FROM (%s) st LEFT JOIN LATERAL ("
                 "   SELECT workflow_id,"
                 "          count(*) FILTER (WHERE visible_at <= now()) AS ready,"
                 "          coalesce(extract(epoch FROM now() - min(visible_at)"
@@ -645,12 +700,13 @@ static char *gauges_sql(const char *schema)
                 "          count(*) FILTER (WHERE leased AND visible_at > now()) AS leased"
                 "     FROM %s.exec_queue GROUP BY workflow_id ORDER BY workflow_id LIMIT %d"
                 " ) g ON true",
-                id, id, id, id, id, MAX_GAUGE_WF);
+                id, id, id, id, id, id, state, id, MAX_GAUGE_WF);
         if (fclose(f) != 0) {
             free(sql);
             sql = NULL;
         }
     }
+    free(state);
     return sql;
 }
 
@@ -669,7 +725,7 @@ int sk_http_main(void *arg)
         return EXIT_FATAL;
     }
     h.gauges_sql = gauges_sql(a->cfg->schema);
-    if (h.gauges_sql == NULL) {
+    if (h.gauges_sql == NULL || sk_schema_state_params(&h.schema_params) != SK_OK) {
         sk_log_error("event=http_start_failed reason=gauges_statement schema=%s", a->cfg->schema);
         return EXIT_FATAL;
     }

@@ -18,8 +18,9 @@
  *          outage must not turn into restarts.
  * /readyz  200 "ready" when the master runs (not starting, not draining:
  *          false from the moment SIGTERM arrives), the last database read
- *          succeeded within 15 s, the schema is the version this binary
- *          needs, and at least one worker is connected with a fresh
+ *          succeeded within 15 s, the schema is one this binary accepts
+ *          (sk_schema_check: nothing pending, every newer migration
+ *          compatible), and at least one worker is connected with a fresh
  *          heartbeat; else 503 with a one-line reason.
  * /metrics Prometheus text format 0.0.4 (docs/metrics.md).
  *
@@ -50,6 +51,8 @@ typedef struct {
     const char *db_error; /* the last failure, "" when none */
     int schema_have;      /* version read from the database (0: unknown) */
     int schema_known;     /* this binary's */
+    int schema_missing;   /* migrations this binary knows that are not applied */
+    int schema_breaking;  /* a newer migration that refuses this binary (0: none) */
     int workers_connected;
     int workers_configured;
 } sk_http_ready_in_t;

@@ -33,11 +33,16 @@ int sk_http_ready(const sk_http_ready_in_t *in, char *reason, size_t len)
                  in->db_error[0] ? in->db_error : "no answer for over 15 s");
         return 0;
     }
-    if (in->schema_have != in->schema_known) {
-        snprintf(reason, len, "schema at version %d, this binary needs %d%s", in->schema_have,
-                 in->schema_known,
-                 in->schema_have < in->schema_known ? ": run stepkit migrate"
-                                                    : ": this binary is older than the schema");
+    if (in->schema_missing > 0) {
+        snprintf(reason, len, "schema at version %d, this binary needs %d: run stepkit migrate",
+                 in->schema_have, in->schema_known);
+        return 0;
+    }
+    if (in->schema_breaking > 0) {
+        snprintf(reason, len,
+                 "schema at version %d, this binary needs %d: this binary is older than the "
+                 "schema (migration %d refuses it)",
+                 in->schema_have, in->schema_known, in->schema_breaking);
         return 0;
     }
     if (in->workers_connected < 1) {

@@ -19,7 +19,27 @@
 /* One path for every start: start_run_msgpack (sql/002_sql_api.sql) is
  * also what stepkit.start_run() calls from SQL. */
 static const char start_sql[] =
-    "SELECT run_id::text, event_id::text FROM start_run_msgpack($1, $2::bytea, $3::bool)";
+    "SELECT s.run_id::text, s.event_id::text, to_jsonb(s) ->> 'registered'"
+    "  FROM start_run_msgpack($1, $2::bytea, $3::bool) s";
+
+/* With the typo guard (schema 9 and later).  Without it, the three-argument
+ * form above also works on the previous schema (which refused unknown
+ * workflows anyway, without a `registered` column), so a new producer runs
+ * before the migration too. */
+static const char start_guarded_sql[] =
+    "SELECT s.run_id::text, s.event_id::text, to_jsonb(s) ->> 'registered'"
+    "  FROM start_run_msgpack($1, $2::bytea, $3::bool, true) s";
+
+/* With a priority (sql/010_flow.sql): the same start, then the rank set,
+ * in one statement. */
+static const char start_prio_sql[] =
+    "SELECT s.run_id::text, s.event_id::text, to_jsonb(s) ->> 'registered',"
+    "       flow_set_priority(s.run_id, $4::int)"
+    "  FROM start_run_msgpack($1, $2::bytea, $3::bool) s";
+static const char start_guarded_prio_sql[] =
+    "SELECT s.run_id::text, s.event_id::text, to_jsonb(s) ->> 'registered',"
+    "       flow_set_priority(s.run_id, $4::int)"
+    "  FROM start_run_msgpack($1, $2::bytea, $3::bool, true) s";
 
 static const char send_event_sql[] =
     "SELECT event_id::text, run_id::text FROM send_event_msgpack($1, $2::bytea, $3::uuid)";
@@ -104,11 +124,14 @@ void sk_run_result_clear(sk_run_result_t *res)
     memset(res, 0, sizeof(*res));
 }
 
+/* priority < 0: the workflow's. */
 static int start(sk_client_t *c, const char *workflow, const char *data, size_t len, int notify,
-                 char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN], char *err, size_t errlen)
+                 unsigned flags, int priority, char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN],
+                 int *registered, char *err, size_t errlen)
 {
-    const char *params[3];
-    int lengths[3] = {0, 0, 0}, formats[3] = {0, 1, 0};
+    const char *params[4];
+    int lengths[4] = {0, 0, 0, 0}, formats[4] = {0, 1, 0, 0};
+    char prio[16];
     PGresult *res;
     int rc = SK_ERROR;
 
@@ -120,7 +143,16 @@ static int start(sk_client_t *c, const char *workflow, const char *data, size_t 
     params[1] = data;
     lengths[1] = (int)len;
     params[2] = notify ? "true" : "false";
-    res = PQexecParams(c->pg, start_sql, 3, NULL, params, lengths, formats, 0);
+    snprintf(prio, sizeof(prio), "%d", priority);
+    params[3] = prio;
+    if (priority >= 0)
+        res = PQexecParams(
+            c->pg, (flags & SK_START_REQUIRE_REGISTERED) ? start_guarded_prio_sql : start_prio_sql,
+            4, NULL, params, lengths, formats, 0);
+    else
+        res = PQexecParams(c->pg,
+                           (flags & SK_START_REQUIRE_REGISTERED) ? start_guarded_sql : start_sql, 3,
+                           NULL, params, lengths, formats, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (state != NULL && strcmp(state, SQLSTATE_UNKNOWN_WORKFLOW) == 0)
@@ -138,6 +170,8 @@ static int start(sk_client_t *c, const char *workflow, const char *data, size_t 
     snprintf(run_id, SK_UUID_LEN, "%s", PQgetvalue(res, 0, 0));
     if (event_id != NULL)
         snprintf(event_id, SK_UUID_LEN, "%s", PQgetvalue(res, 0, 1));
+    if (registered != NULL)
+        *registered = strcmp(PQgetvalue(res, 0, 2), "false") != 0;
     rc = SK_OK;
 done:
     PQclear(res);
@@ -147,7 +181,35 @@ done:
 int sk_client_start(sk_client_t *c, const char *workflow, const char *data, size_t len,
                     char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN], char *err, size_t errlen)
 {
-    return start(c, workflow, data, len, 0, run_id, event_id, err, errlen);
+    return start(c, workflow, data, len, 0, 0, -1, run_id, event_id, NULL, err, errlen);
+}
+
+int sk_client_start_flags(sk_client_t *c, const char *workflow, const char *data, size_t len,
+                          unsigned flags, char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN],
+                          int *registered, char *err, size_t errlen)
+{
+    return start(c, workflow, data, len, 0, flags, -1, run_id, event_id, registered, err, errlen);
+}
+
+int sk_client_start_priority(sk_client_t *c, const char *workflow, const char *data, size_t len,
+                             int priority, char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN],
+                             char *err, size_t errlen)
+{
+    return sk_client_start_priority_flags(c, workflow, data, len, priority, 0, run_id, event_id,
+                                          NULL, err, errlen);
+}
+
+int sk_client_start_priority_flags(sk_client_t *c, const char *workflow, const char *data,
+                                   size_t len, int priority, unsigned flags,
+                                   char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN],
+                                   int *registered, char *err, size_t errlen)
+{
+    if (priority < 0 || priority > 86400) {
+        snprintf(err, errlen, "priority %d is out of range 0..86400", priority);
+        return SK_ERROR;
+    }
+    return start(c, workflow, data, len, 0, flags, priority, run_id, event_id, registered, err,
+                 errlen);
 }
 
 static char *copy_bytes(const PGresult *res, int col, size_t *len)
@@ -325,13 +387,20 @@ int sk_client_wait(sk_client_t *c, const char *run_id, int timeout_ms, sk_run_re
 int sk_client_invoke(sk_client_t *c, const char *workflow, const char *data, size_t len,
                      int timeout_ms, sk_run_result_t *out, char *err, size_t errlen)
 {
+    return sk_client_invoke_flags(c, workflow, data, len, 0, timeout_ms, out, err, errlen);
+}
+
+int sk_client_invoke_flags(sk_client_t *c, const char *workflow, const char *data, size_t len,
+                           unsigned flags, int timeout_ms, sk_run_result_t *out, char *err,
+                           size_t errlen)
+{
     char run_id[SK_UUID_LEN];
     int rc;
 
     memset(out, 0, sizeof(*out));
     if (listen_done(c, err, errlen) != SK_OK)
         return SK_ERROR;
-    if (start(c, workflow, data, len, 1, run_id, NULL, err, errlen) != SK_OK)
+    if (start(c, workflow, data, len, 1, flags, -1, run_id, NULL, NULL, err, errlen) != SK_OK)
         return SK_ERROR;
     rc = wait_run(c, run_id, timeout_ms, 1, out, err, errlen);
     if (rc == SK_AGAIN)

@@ -107,10 +107,10 @@ int sk_client_start_opts(sk_client_t *c, const char *workflow, const char *data,
     static const char sql[] =
         "SELECT run_id::text, event_id::text, created FROM start_run_ext_msgpack($1, $2::bytea,"
         " false, $3, coalesce($4::timestamptz,"
-        "                     now() + $5::int8 * interval '1 millisecond'))";
+        "                     now() + $5::int8 * interval '1 millisecond'), $6::bool)";
     static const char nil = (char)0xc0;
-    const char *params[5];
-    int lengths[5] = {0, 0, 0, 0, 0}, formats[5] = {0, 1, 0, 0, 0};
+    const char *params[6];
+    int lengths[6] = {0, 0, 0, 0, 0, 0}, formats[6] = {0, 1, 0, 0, 0, 0};
     char delay[24];
     PGresult *res;
     int rc = SK_ERROR;
@@ -140,7 +140,8 @@ int sk_client_start_opts(sk_client_t *c, const char *workflow, const char *data,
     params[2] = opts ? opts->key : NULL;
     params[3] = opts ? opts->start_at : NULL;
     params[4] = opts && opts->delay_ms > 0 ? delay : NULL;
-    res = PQexecParams(c->pg, sql, 5, NULL, params, lengths, formats, 0);
+    params[5] = opts && opts->require_registered ? "true" : "false";
+    res = PQexecParams(c->pg, sql, 6, NULL, params, lengths, formats, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (state != NULL && strcmp(state, "SK002") == 0)

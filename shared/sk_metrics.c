@@ -300,6 +300,10 @@ static const sk_metric_doc_t docs[] = {
     {"stepkit_queue_oldest_ready_age_seconds", "gauge", "workflow",
      "How long the oldest ready item has been visible without being claimed (0 when none)."},
     {"stepkit_queue_leased_items", "gauge", "workflow", "Work items held by a live lease."},
+    {"stepkit_queue_unregistered_ready_items", "gauge", "",
+     "Ready work items of workflows no master has registered: runs started before any worker "
+     "serves their workflow (deploy in any order), or a typo in a workflow id. They wait until "
+     "a worker that serves the workflow connects."},
     {"stepkit_runs_waiting", "gauge", "reason",
      "Suspended runs, by what they wait for: signal, child (an invoked run), timer (a sleep or "
      "a retry delay)."},

@@ -60,6 +60,39 @@ const sk_wf_t *sk_registry_find(const sk_registry_t *reg, const char *id)
     return NULL;
 }
 
+/* Flow control within the bounds sql/010_flow.sql checks. */
+static int flow_check(const sk_workflow_t *wf, char *err, size_t errlen)
+{
+    const char *keys[2] = {wf->concurrency.key, wf->rate.key};
+
+    if (wf->concurrency.limit < 0 || wf->concurrency.limit > 1000000) {
+        snprintf(err, errlen, "workflow %s: concurrency limit %d is out of range 0..1000000",
+                 wf->id, wf->concurrency.limit);
+        return SK_ERROR;
+    }
+    if (wf->rate.limit < 0 || wf->rate.limit > 10000 ||
+        (wf->rate.limit > 0 && (wf->rate.period_ms < 1 || wf->rate.period_ms > 86400000))) {
+        snprintf(err, errlen,
+                 "workflow %s: rate wants limit 0..10000 and, with a limit, period_ms 1..86400000",
+                 wf->id);
+        return SK_ERROR;
+    }
+    if (wf->priority < 0 || wf->priority > 86400) {
+        snprintf(err, errlen, "workflow %s: priority %d is out of range 0..86400", wf->id,
+                 wf->priority);
+        return SK_ERROR;
+    }
+    for (int i = 0; i < 2; i++) {
+        char kerr[200];
+        if (keys[i] != NULL && keys[i][0] != '\0' &&
+            sk_name_check("flow key", keys[i], SK_NAME_NO_BREAKS, kerr, sizeof(kerr)) != SK_OK) {
+            snprintf(err, errlen, "workflow %s: %s", wf->id, kerr);
+            return SK_ERROR;
+        }
+    }
+    return SK_OK;
+}
+
 int sk_register(sk_registry_t *reg, const sk_workflow_t *wf)
 {
     sk_wf_t w;
@@ -93,6 +126,8 @@ int sk_register(sk_registry_t *reg, const sk_workflow_t *wf)
                  wf->step_timeout_ms);
         return SK_ERROR;
     }
+    if (flow_check(wf, reg->err, sizeof(reg->err)) != SK_OK)
+        return SK_ERROR;
     if (sk_registry_find(reg, wf->id) != NULL) {
         snprintf(reg->err, sizeof(reg->err), "workflow %s registered twice", wf->id);
         return SK_ERROR;
@@ -131,6 +166,9 @@ int sk_register(sk_registry_t *reg, const sk_workflow_t *wf)
     w.events = wf->events;
     w.schedules = wf->schedules;
     w.step_timeout_ms = wf->step_timeout_ms;
+    w.concurrency = wf->concurrency;
+    w.rate = wf->rate;
+    w.priority = wf->priority;
     if (reg->n == reg->cap) {
         size_t cap = reg->cap ? reg->cap * 2 : 16;
         sk_wf_t *p = realloc(reg->wfs, cap * sizeof(*p));
@@ -202,6 +240,37 @@ static char *join_lines(const char *const *list)
     return s;
 }
 
+/* The flow control a workflow declares (none declared: nothing written). */
+static int publish_flow(const sk_wf_t *w, PGconn *conn, char *err, size_t errlen)
+{
+    static const char *sql =
+        "SELECT set_flow_control($1, $2::int, $3, $4::int, $5::int, $6, $7::int)";
+    char climit[16], rlimit[16], period[16], prio[16];
+    const char *params[7] = {w->id, NULL, w->concurrency.key, NULL, NULL, w->rate.key, prio};
+    PGresult *res;
+    int rc = SK_OK;
+
+    if (w->concurrency.limit == 0 && w->rate.limit == 0 && w->priority == 0)
+        return SK_OK;
+    snprintf(climit, sizeof(climit), "%d", w->concurrency.limit);
+    snprintf(rlimit, sizeof(rlimit), "%d", w->rate.limit);
+    snprintf(period, sizeof(period), "%d", w->rate.period_ms);
+    snprintf(prio, sizeof(prio), "%d", w->priority);
+    if (w->concurrency.limit > 0)
+        params[1] = climit;
+    if (w->rate.limit > 0) {
+        params[3] = rlimit;
+        params[4] = period;
+    }
+    res = PQexecParams(conn, sql, 7, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        sk_pg_error(conn, res, "set flow control", err, errlen);
+        rc = SK_ERROR;
+    }
+    PQclear(res);
+    return rc;
+}
+
 int sk_registry_publish(const sk_registry_t *reg, PGconn *conn, char *err, size_t errlen)
 {
     static const char *sql =
@@ -233,6 +302,8 @@ int sk_registry_publish(const sk_registry_t *reg, PGconn *conn, char *err, size_
         }
         free(events);
         free(scheds);
+        if (rc == SK_OK)
+            rc = publish_flow(w, conn, err, errlen);
     }
     return rc;
 }

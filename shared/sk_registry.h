@@ -23,6 +23,9 @@ typedef struct {
     const char *const *events;
     const char *const *schedules;
     int step_timeout_ms; /* 0: the master's --step-timeout */
+    sk_concurrency_t concurrency;
+    sk_rate_t rate;
+    int priority;
 } sk_wf_t;
 
 sk_registry_t *sk_registry_new(void);
@@ -36,7 +39,9 @@ const sk_wf_t *sk_registry_at(const sk_registry_t *reg, size_t i);
 const char *sk_registry_error(const sk_registry_t *reg);
 
 /* Upsert every workflow (id, max_attempts, triggers) into the schema's
- * workflows table on a blocking connection whose search_path is set. */
+ * workflows table on a blocking connection whose search_path is set; a
+ * workflow that declares flow control has it set too (set_flow_control,
+ * sql/010_flow.sql); one that declares none keeps what SQL set. */
 int sk_registry_publish(const sk_registry_t *reg, PGconn *conn, char *err, size_t errlen);
 
 #endif

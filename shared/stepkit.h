@@ -114,6 +114,21 @@ typedef struct {
 #define SK_RETRY_DEFAULT                     SK_RETRY(1000, 2.0, 300000)
 #define SK_MAX_ATTEMPTS_DEFAULT              4
 
+/* Flow control (docs/flow-control.md).  A key is read from the run's
+ * input data by a path ("customer", "customer.id"); several paths
+ * separated by commas make a key of their values ("region,customer").
+ * key NULL: one limit for the whole workflow. */
+typedef struct {
+    const char *key;
+    int limit; /* runs in progress (first claim to end) per key; 0: no limit */
+} sk_concurrency_t;
+
+typedef struct {
+    const char *key;
+    int limit;     /* run starts per period per key (sliding window); 0: no limit */
+    int period_ms; /* 1 ms .. 1 day */
+} sk_rate_t;
+
 typedef struct {
     const char *id;               /* unique workflow id (required) */
     sk_handler_fn handler;        /* required */
@@ -123,6 +138,10 @@ typedef struct {
     const char *const *events;    /* NULL-terminated event names that start it */
     const char *const *schedules; /* NULL-terminated cron schedules that start it */
     int step_timeout_ms; /* a body without progress this long is killed; 0 = --step-timeout */
+    sk_concurrency_t concurrency; /* e.g. {.key = "customer_id", .limit = 2} */
+    sk_rate_t rate; /* e.g. {.key = "customer_id", .limit = 100, .period_ms = 60000} */
+    int priority;   /* default priority of its runs, 0..86400: a run ranks among ready runs as if
+                     * queued this many seconds earlier */
 } sk_workflow_t;
 
 /* Called by the library's entry point; copies `wf` (its strings must stay
@@ -240,6 +259,11 @@ int sk_invoke(sk_ctx_t *ctx, const char *id, const char *workflow, const char *d
  * (SK_STEP does it) while one of its steps is pending.  sk_group_await
  * gives SK_FAILED with the first failed member's error (in declaration
  * order), SK_SUSPEND while any member is pending.
+ *
+ * A member's `arg` must stay valid until sk_group_await returns: the
+ * group's first new run body executes inside sk_group_await, after the
+ * branch that declared it has returned, so never point it at a branch's
+ * local variables (the handler's are fine).
  */
 typedef struct sk_group sk_group_t;
 typedef int (*sk_branch_fn)(sk_ctx_t *ctx, msgpack_packer *out, void *arg);

@@ -45,18 +45,46 @@ sk_client_t *sk_client_connect(const char *conninfo, const char *schema, char *e
 void sk_client_close(sk_client_t *c);
 
 /* Start a run of `workflow` with msgpack `data` (NULL = nil).  Fills
- * run_id and event_id.  Fails on an unknown workflow (none registered). */
+ * run_id and event_id.  A workflow no master has registered yet is
+ * accepted: the run waits until a worker that serves it connects (deploy
+ * producers and workers in any order). */
 int sk_client_start(sk_client_t *c, const char *workflow, const char *data, size_t len,
                     char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN], char *err, size_t errlen);
+
+/* Flags of sk_client_start_flags. */
+#define SK_START_REQUIRE_REGISTERED 0x1u /* refuse a workflow no master has registered */
+
+/* sk_client_start with flags.  SK_START_REQUIRE_REGISTERED: an unknown
+ * workflow fails ("unknown workflow ...", SQLSTATE SK002), the guard
+ * against a typo.  *registered (may be NULL) tells whether some master has
+ * registered the workflow. */
+int sk_client_start_flags(sk_client_t *c, const char *workflow, const char *data, size_t len,
+                          unsigned flags, char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN],
+                          int *registered, char *err, size_t errlen);
+
+/* The same with a priority 0..86400 (sql/010_flow.sql): the run ranks among
+ * ready runs as if queued that many seconds earlier. */
+int sk_client_start_priority(sk_client_t *c, const char *workflow, const char *data, size_t len,
+                             int priority, char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN],
+                             char *err, size_t errlen);
+/* Both: a priority and the flags of sk_client_start_flags. */
+int sk_client_start_priority_flags(sk_client_t *c, const char *workflow, const char *data,
+                                   size_t len, int priority, unsigned flags,
+                                   char run_id[SK_UUID_LEN], char event_id[SK_UUID_LEN],
+                                   int *registered, char *err, size_t errlen);
 
 /* Wait until the run ends (woken by NOTIFY): SK_OK with res filled,
  * SK_AGAIN on timeout (timeout_ms < 0: forever), SK_ERROR with err. */
 int sk_client_wait(sk_client_t *c, const char *run_id, int timeout_ms, sk_run_result_t *res,
                    char *err, size_t errlen);
 
-/* start + wait. */
+/* start + wait (an unregistered workflow's run waits too: until timeout_ms). */
 int sk_client_invoke(sk_client_t *c, const char *workflow, const char *data, size_t len,
                      int timeout_ms, sk_run_result_t *res, char *err, size_t errlen);
+/* sk_client_invoke with the flags of sk_client_start_flags. */
+int sk_client_invoke_flags(sk_client_t *c, const char *workflow, const char *data, size_t len,
+                           unsigned flags, int timeout_ms, sk_run_result_t *res, char *err,
+                           size_t errlen);
 
 /* Current state of a run without waiting (status "pending" while it runs). */
 int sk_client_get(sk_client_t *c, const char *run_id, sk_run_result_t *res, char *err,
@@ -119,10 +147,11 @@ void sk_event_result_clear(sk_event_result_t *res);
 /* ---- run management (sql/007_runs.sql; docs/cli.md) ------------------------------- */
 
 typedef struct {
-    const char *key;      /* idempotency key (1..255 bytes), NULL: none */
-    const char *start_at; /* the run becomes visible then (ISO-8601, or any time
-                           * PostgreSQL reads as timestamptz), NULL: now */
-    long long delay_ms;   /* > 0: visible this much later (not with start_at) */
+    const char *key;        /* idempotency key (1..255 bytes), NULL: none */
+    const char *start_at;   /* the run becomes visible then (ISO-8601, or any time
+                             * PostgreSQL reads as timestamptz), NULL: now */
+    long long delay_ms;     /* > 0: visible this much later (not with start_at) */
+    int require_registered; /* refuse a workflow no master has registered (SK002) */
 } sk_start_opts_t;
 
 /*

@@ -71,7 +71,7 @@ RETURNS TABLE (next_ms bigint, item_id bigint, epoch int, run_id text, item_op t
                data bytea, status text, attempt int, attempt_ops int, created_ms bigint,
                op_key text, step_id text, op_status text, result bytea, attempts int,
                kind text, wait_info bytea, wake_seq int, takeovers int)
-LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
 #variable_conflict use_column
 DECLARE
     v_item bigint;
@@ -167,11 +167,12 @@ $$;
 -- and the workers' sessions (worker/sk_wconn.c), run with enable_seqscan
 -- off: they find their rows by key, where an index scan is right at any
 -- size.  (It only penalises a sequential scan; a table without a usable
--- index is still read.)
-ALTER FUNCTION deliver_signal(text, bytea) SET enable_seqscan = off;
+-- index is still read.)  jit goes off with it: the penalty would cost such
+-- a plan past jit_above_cost and have it JIT-compiled, 100s of ms each.
+ALTER FUNCTION deliver_signal(text, bytea) SET enable_seqscan = off SET jit = off;
 ALTER FUNCTION end_run(bigint, int, uuid, text, bytea, bytea, bytea, text)
-    SET enable_seqscan = off;
-ALTER FUNCTION fence(bigint, int, bigint, boolean, int) SET enable_seqscan = off;
+    SET enable_seqscan = off SET jit = off;
+ALTER FUNCTION fence(bigint, int, bigint, boolean, int) SET enable_seqscan = off SET jit = off;
 
 -- ---- the insert trigger ----------------------------------------------------
 --
@@ -184,7 +185,7 @@ ALTER FUNCTION fence(bigint, int, bigint, boolean, int) SET enable_seqscan = off
 -- workflow, so another ready one exists when the first k + 1 ready items
 -- of that workflow are k + 1.
 CREATE OR REPLACE FUNCTION notify_new_work() RETURNS trigger
-LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM new_items n WHERE n.visible_at > now())
        OR EXISTS (SELECT 1

@@ -4,8 +4,7 @@
 --   cancel_run(run, reason)   a run and its pending descendants end 'cancelled'
 --   cancel_runs(...)          the same by filter, in batches, with a dry run count
 --   retry_run(run)            a failed or cancelled run resumes; history kept
---   start_run_ext_msgpack     start with an idempotency key and/or a start time
---   start_run(..., key =>, start_at =>, delay =>)
+--   (starts with an idempotency key or a start time: 011_runs_start)
 --   prune_runs(older_than)    delete finished runs in one small batch
 --   prune_batch(ms, n)        the same for the workers, behind an advisory lock
 --   run_stats()               per workflow: queued, waiting, running, ended in the last hour
@@ -79,86 +78,9 @@ CREATE TABLE op_history (
 );
 
 -- ---- starts: idempotency keys and delayed starts ----------------------------------
-
--- Start a run (as start_run_msgpack) with an optional idempotency key and
--- start time.  With a key, a run of this workflow started earlier with the
--- same key is returned instead (created false), also when the two starts
--- race: the second waits on the unique index until the first commits, then
--- returns its run.  p_at: the run is queued and becomes visible to workers
--- at that time (no worker is held meanwhile); NULL or past: at once.
-CREATE FUNCTION start_run_ext_msgpack(p_workflow text, p_data bytea,
-                                      p_notify_end boolean DEFAULT false,
-                                      p_key text DEFAULT NULL, p_at timestamptz DEFAULT NULL)
-RETURNS TABLE (run_id uuid, event_id uuid, created boolean)
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-#variable_conflict use_column
-DECLARE
-    v_run uuid;
-    v_event uuid;
-BEGIN
-    IF p_key IS NOT NULL AND (p_key = '' OR octet_length(p_key) > 255) THEN
-        RAISE EXCEPTION 'an idempotency key must be 1..255 bytes' USING ERRCODE = '22023';
-    END IF;
-    IF p_key IS NULL THEN
-        SELECT s.run_id, s.event_id INTO v_run, v_event
-          FROM start_run_msgpack(p_workflow, p_data, p_notify_end) s;
-        IF p_at IS NOT NULL THEN
-            UPDATE exec_queue q SET visible_at = greatest(p_at, now())
-             WHERE q.run_id = v_run AND q.op_key IS NULL;
-        END IF;
-        RETURN QUERY SELECT v_run, v_event, true;
-        RETURN;
-    END IF;
-    SELECT r.run_id, r.event_id INTO v_run, v_event
-      FROM runs r WHERE r.workflow_id = p_workflow AND r.idempotency_key = p_key;
-    IF FOUND THEN
-        RETURN QUERY SELECT v_run, v_event, false;
-        RETURN;
-    END IF;
-    BEGIN
-        SELECT s.run_id, s.event_id INTO v_run, v_event
-          FROM start_run_msgpack(p_workflow, p_data, p_notify_end) s;
-        UPDATE runs r SET idempotency_key = p_key WHERE r.run_id = v_run;
-        IF p_at IS NOT NULL THEN
-            UPDATE exec_queue q SET visible_at = greatest(p_at, now())
-             WHERE q.run_id = v_run AND q.op_key IS NULL;
-        END IF;
-    EXCEPTION WHEN unique_violation THEN
-        -- A concurrent start with this key committed first: its run wins
-        -- (this statement's snapshot sees it under READ COMMITTED).
-        SELECT r.run_id, r.event_id INTO v_run, v_event
-          FROM runs r WHERE r.workflow_id = p_workflow AND r.idempotency_key = p_key;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'a concurrent start with idempotency key ''%'' is not visible to this transaction', p_key
-                USING ERRCODE = '40001', HINT = 'Retry the transaction.';
-        END IF;
-        RETURN QUERY SELECT v_run, v_event, false;
-        RETURN;
-    END;
-    RETURN QUERY SELECT v_run, v_event, true;
-END
-$$;
-
--- start_run gains named options: key => (idempotency), start_at => or
--- delay => (a delayed start).  Replaced, not overloaded: an overload with
--- more defaulted parameters would make start_run(w, i) ambiguous.
-DROP FUNCTION start_run(text, jsonb);
-CREATE FUNCTION start_run(p_workflow text, p_input jsonb DEFAULT 'null', key text DEFAULT NULL,
-                          start_at timestamptz DEFAULT NULL, delay interval DEFAULT NULL)
-RETURNS uuid
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-DECLARE
-    v_run uuid;
-BEGIN
-    IF start_run.start_at IS NOT NULL AND start_run.delay IS NOT NULL THEN
-        RAISE EXCEPTION 'give start_at or delay, not both' USING ERRCODE = '22023';
-    END IF;
-    SELECT s.run_id INTO v_run
-      FROM start_run_ext_msgpack(p_workflow, mp_payload(p_input, 'input'), false, start_run.key,
-                                 coalesce(start_run.start_at, now() + start_run.delay)) s;
-    RETURN v_run;
-END
-$$;
+--
+-- In 011_runs_start: start_run's signature is 009_operations', which
+-- comes after this file.
 
 -- ---- cancel ----------------------------------------------------------------------
 

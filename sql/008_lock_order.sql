@@ -10,7 +10,7 @@
 
 -- Wake the oldest live waiter of p_signal (see 001_core).
 CREATE OR REPLACE FUNCTION deliver_signal(p_signal text, p_data bytea) RETURNS uuid
-LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     w record;
 BEGIN
@@ -45,7 +45,7 @@ $$;
 CREATE OR REPLACE FUNCTION end_run(p_item bigint, p_epoch int, p_run uuid, p_status text,
                                    p_output bytea, p_error bytea, p_parent_error bytea,
                                    p_channel text) RETURNS boolean
-LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     v_notify boolean;
     v_parent uuid;

@@ -622,8 +622,10 @@ static int finish(run_state_t *rs, const char *status, const char *output, size_
     if (batch_init(&b, 2 * pending + 5) != SK_OK)
         return SK_ERROR;
     /* A group member ending its run locks the run's item first, as every
-     * writer touching both items does (see target_done): no deadlock. */
-    if (status != NULL && rs->it->target != NULL) {
+     * writer touching both items does (see target_done): no deadlock.  A
+     * member's item that finds its op already final (a reclaim recorded
+     * the last attempt's death) wakes the run too: nothing else would. */
+    if (rs->it->target != NULL) {
         if ((k = batch_add(&b, "sk_wake")) == NULL)
             goto done;
         param(k, rs->it->run_id, 0, 0);

@@ -268,7 +268,10 @@ static int setup(sk_wconn_t *c)
     PGresult *res[3] = {NULL, NULL, NULL};
     char err[512] = "";
     char *ident = NULL, *listen = NULL;
-    int lease_lost = 0, version, known = sk_schema_version_known(), rc = SK_ERROR;
+    char why[400], *state_sql = NULL;
+    sk_schema_params_t sp;
+    sk_schema_state_t st;
+    int lease_lost = 0, version, verdict, rc = SK_ERROR;
     size_t len;
 
     if (!PQenterPipelineMode(c->pg))
@@ -277,10 +280,14 @@ static int setup(sk_wconn_t *c)
      * this binary does not understand.  Every statement of a worker finds
      * its rows by key; enable_seqscan off keeps the plans it caches (named
      * statements, plpgsql) on the indexes even when they were made while
-     * the tables were tiny (docs/performance.md, "A burst"). */
+     * the tables were tiny (docs/performance.md, "A burst").  jit off: a
+     * scan that must stay sequential (a catalog, a small table without a
+     * usable index) is costed past jit_above_cost by that penalty and would
+     * be JIT-compiled, hundreds of ms for a statement of microseconds. */
     if (!PQsendQueryParams(c->pg,
                            "SELECT pg_catalog.set_config('search_path', $1, false),"
-                           "       pg_catalog.set_config('enable_seqscan', 'off', false)",
+                           "       pg_catalog.set_config('enable_seqscan', 'off', false),"
+                           "       pg_catalog.set_config('jit', 'off', false)",
                            1, NULL, params, NULL, NULL, 0) ||
         !PQsendQueryParams(c->pg,
                            "SELECT CASE WHEN to_regclass(quote_ident($1) || '.schema_migrations')"
@@ -293,18 +300,23 @@ static int setup(sk_wconn_t *c)
     PQclear(res[0]);
     PQclear(res[1]);
     res[0] = res[1] = NULL;
+    memset(&st, 0, sizeof(st));
     if (version == -1) {
-        if (!send_sql(c, "SELECT coalesce(max(version), 0) FROM schema_migrations") ||
+        /* The same rule as the master's start (sk_schema_check). */
+        state_sql = sk_schema_state_sql("schema_migrations");
+        if (state_sql == NULL || sk_schema_state_params(&sp) != SK_OK)
+            goto done;
+        if (!PQsendQueryParams(c->pg, state_sql, 3, NULL, sp.values, NULL, NULL, 0) ||
             !PQpipelineSync(c->pg) || flush_out(c, deadline) != SK_OK ||
             collect(c, 1, res, deadline, &lease_lost, err, sizeof(err)) != SK_OK)
             goto done;
-        version = atoi(PQgetvalue(res[0], 0, 0));
+        if (sk_schema_state_read(res[0], &st) != SK_OK)
+            goto done;
     }
-    if (version != known) {
+    verdict = sk_schema_verdict(&st, c->cfg->schema, why, sizeof(why));
+    if (verdict != SK_OK) {
         sk_log_error("event=schema_mismatch schema=%s version=%d known=%d msg=\"%s\"",
-                     c->cfg->schema, version, known,
-                     version > known ? "schema is newer than this binary: upgrade stepkit"
-                                     : "schema is older than this binary: run stepkit migrate");
+                     c->cfg->schema, st.have, sk_schema_version_known(), why);
         c->fatal = 2;
         goto done;
     }
@@ -335,6 +347,7 @@ done:
     for (int i = 0; i < 3; i++)
         PQclear(res[i]);
     free(listen);
+    free(state_sql);
     PQfreemem(ident);
     return rc;
 }

@@ -13,6 +13,11 @@ deployment relies on in the rendered objects (not in the sources):
     Service and names its port
   - PrometheusRule: the alerts that matter, `promtool check rules` on its
     spec, and (when given a metric list) only metrics StepKit exports
+  - KEDA ScaledObject (overlays with the keda component): scales the
+    Deployment (which then leaves replicas to the HPA) with a postgresql
+    trigger calling the engine's queue_depth() in the Deployment's schema
+    (a function the migrations in sql/ create), a positive target, bounds,
+    a cooldown, and a TriggerAuthentication with its own Secret
 
 usage: check-kubernetes.py [--promtool PATH] [--metrics FILE]
 """
@@ -219,7 +224,63 @@ def check_overlay(name, objs, opts, ienv):
         check_rules(rule, opts)
     elif name == "overlays/production":
         check(False, "production renders the PrometheusRule")
+    so = [o for o in objs if o["kind"] == "ScaledObject"]
+    if so:
+        check(len(so) == 1, "one ScaledObject")
+        check_keda(so[0], dep, objs, secret, args, env)
+    elif name.endswith("-keda"):
+        check(False, f"{name} renders a ScaledObject")
     return kinds
+
+
+def sql_functions():
+    names = set()
+    for f in sorted(os.listdir(os.path.join(ROOT, "sql"))):
+        if f.endswith(".sql"):
+            with open(os.path.join(ROOT, "sql", f)) as src:
+                names.update(re.findall(r"CREATE (?:OR REPLACE )?FUNCTION (\w+)\(", src.read()))
+    return names
+
+
+def check_keda(so, dep, objs, dep_secret, args, env):
+    spec = so["spec"]
+    ref = spec.get("scaleTargetRef", {})
+    check(ref.get("kind", "Deployment") == "Deployment" and ref.get("name") == dep["metadata"]["name"],
+          f"ScaledObject scales the Deployment ({ref})")
+    check(ref.get("apiVersion", "apps/v1") == "apps/v1", "scaleTargetRef apiVersion apps/v1")
+    check(so["metadata"].get("namespace") == dep["metadata"].get("namespace"), "ScaledObject in the Deployment's namespace")
+    check("replicas" not in dep["spec"], "the Deployment leaves replicas to KEDA's HPA")
+    lo, hi = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
+    check(1 <= lo <= hi, f"replica bounds 1 <= {lo} <= {hi} (cron fires from a running worker)")
+    check(spec.get("cooldownPeriod", 300) >= 60, "cooldownPeriod of a minute or more")
+    down = spec.get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("behavior", {}).get("scaleDown", {})
+    check(down.get("stabilizationWindowSeconds", 300) >= 60, "scale-down stabilization window of a minute or more")
+    trig = [t for t in spec.get("triggers", []) if t.get("type") == "postgresql"]
+    if not check(len(trig) == 1, "one postgresql trigger"):
+        return
+    md = trig[0].get("metadata", {})
+    schema = arg_value(args, "--schema") or env.get("STEPKIT_SCHEMA", {}).get("value") or "stepkit"
+    m = re.fullmatch(r"\s*SELECT\s+(\w+)\.(\w+)\((.*)\)\s*", md.get("query", ""), re.S)
+    check(m is not None and m.group(1) == schema, f"trigger query reads the Deployment's schema {schema}: {md.get('query')}")
+    check(m is not None and m.group(2) == "queue_depth" and "queue_depth" in sql_functions(),
+          "trigger query calls queue_depth(), created by a migration in sql/")
+    try:
+        target = float(md.get("targetQueryValue", "0"))
+    except ValueError:
+        target = 0
+    check(target > 0, f"targetQueryValue {md.get('targetQueryValue')} > 0")
+    check(float(md.get("activationTargetQueryValue", "0")) >= 0, "activationTargetQueryValue >= 0")
+    check("connectionFromEnv" not in md and "passwordFromEnv" not in md,
+          "the scaler's credentials come from a TriggerAuthentication, not the pod's environment")
+    auth = trig[0].get("authenticationRef", {}).get("name")
+    ta = [o for o in objs if o["kind"] == "TriggerAuthentication" and o["metadata"]["name"] == auth]
+    if check(len(ta) == 1, f"authenticationRef {auth} is rendered"):
+        refs = {r["parameter"]: r for r in ta[0]["spec"].get("secretTargetRef", [])}
+        c = refs.get("connection")
+        check(c is not None and c.get("name") and c.get("key"), "TriggerAuthentication: connection from a Secret key")
+        check(c is not None and c.get("name") != dep_secret,
+              "the scaler has its own Secret (a role with EXECUTE on queue_depth only)")
+        check(ta[0]["metadata"].get("namespace") == dep["metadata"].get("namespace"), "TriggerAuthentication in the namespace")
 
 
 def check_rules(rule, opts):

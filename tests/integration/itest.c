@@ -296,7 +296,7 @@ itest_master_t *itest_master_start(const itest_master_opts_t *opts)
     snprintf(workers, sizeof(workers), "%d", m->workers);
     snprintf(lease, sizeof(lease), "%d", o.lease_ms > 0 ? o.lease_ms : 5000);
     snprintf(shutdown, sizeof(shutdown), "%d", o.shutdown_ms > 0 ? o.shutdown_ms : 5000);
-    snprintf(bin, sizeof(bin), "%s/bin/stepkit-master", itest.build);
+    snprintf(bin, sizeof(bin), "%s/%s/stepkit-master", itest.build, o.bindir ? o.bindir : "bin");
     snprintf(testwf, sizeof(testwf), "%s/tests/testwf.so", itest.build);
     snprintf(examples, sizeof(examples), "%s/examples/examples.so", itest.build);
     snprintf(counts_env, sizeof(counts_env), "STEPKIT_TEST_COUNTS=%s", itest.counts);

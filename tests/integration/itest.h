@@ -53,6 +53,8 @@ typedef struct {
     int shutdown_ms;      /* default 5000 */
     int no_migrate;       /* add --no-migrate */
     int with_examples;    /* also load $STEPKIT_BUILD/examples/examples.so */
+    const char *bindir;   /* the master from $STEPKIT_BUILD/<bindir> (NULL: "bin"; "prev/bin":
+                             the previous release, see PREV_SCHEMA in GNUmakefile) */
     const char *extra[8]; /* more flags, NULL-terminated */
 } itest_master_opts_t;
 

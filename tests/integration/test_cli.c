@@ -151,12 +151,18 @@ Test(cli, bad_arguments_exit_2, ITEST_FIXTURES)
     itest_finish();
 }
 
-Test(cli, unknown_workflow_exits_1, ITEST_FIXTURES)
+/* Deploy in any order: a run of a workflow no master has registered waits
+ * (exit 0, a warning); --require-registered keeps the typo guard (exit 1,
+ * nothing written). */
+Test(cli, unknown_workflow_waits_unless_require_registered, ITEST_FIXTURES)
 {
     const char *migrate[] = {"migrate", NULL};
-    const char *invoke[] = {"invoke", "no-such-workflow", NULL};
-    const char *start[] = {"start", "no-such-workflow", NULL};
+    const char *invoke[] = {"invoke", "no-such-workflow", "--require-registered", NULL};
+    const char *start[] = {"start", "no-such-workflow", "--require-registered", NULL};
     const char *const *cases[] = {invoke, start};
+    const char *waits[] = {"start", "no-such-workflow", "--data", "{\"a\":1}", NULL};
+    const char *waits_invoke[] = {"invoke", "no-such-workflow", "--timeout", "300", NULL};
+    const char *misplaced[] = {"signal", "x", "--require-registered", NULL};
     itest_cmd_t r;
 
     itest_cli(migrate, &r);
@@ -168,6 +174,27 @@ Test(cli, unknown_workflow_exits_1, ITEST_FIXTURES)
         cr_expect(strstr(r.err, "unknown workflow") != NULL, "%s: stderr: %s", cases[i][0], r.err);
         itest_cmd_free(&r);
     }
-    cr_expect_eq(itest_long("SELECT count(*) FROM runs"), 0, "a run of an unknown workflow");
+    cr_expect_eq(itest_long("SELECT count(*) FROM runs"), 0, "a refused run was written");
+
+    itest_cli(waits, &r);
+    cr_expect_eq(r.code, 0, "start of an unregistered workflow exited %d: %s", r.code, r.err);
+    cr_expect(strstr(r.err, "warning: no master has registered workflow 'no-such-workflow'"),
+              "stderr: %s", r.err);
+    r.out[strcspn(r.out, "\n")] = '\0';
+    cr_expect(is_uuid(r.out), "stdout is not a run id: %s", r.out);
+    cr_expect_eq(itest_long("SELECT count(*) FROM runs r JOIN exec_queue q USING (run_id)"
+                            " WHERE r.run_id = $1::uuid AND r.status = 'pending'"
+                            "   AND q.workflow_id = 'no-such-workflow'",
+                            r.out),
+                 1, "the run waits in the queue");
+    itest_cmd_free(&r);
+
+    itest_cli(waits_invoke, &r);
+    cr_expect_eq(r.code, 3, "invoke of an unregistered workflow times out: %d %s", r.code, r.err);
+    itest_cmd_free(&r);
+
+    itest_cli(misplaced, &r);
+    cr_expect_eq(r.code, 2, "--require-registered on signal: %d", r.code);
+    itest_cmd_free(&r);
     itest_finish();
 }

@@ -460,8 +460,9 @@ Test(hostile, no_password_in_cmdline_of_master_workers_and_cli_nor_in_logs, ITES
     cr_expect(strstr(line, "S3cret") == NULL, "stepkit cmdline: %s", line);
     cr_expect(strstr(line, "invoke step-wait") != NULL, "stepkit cmdline: %s", line);
     free(line);
-    st_wait_suspended(itest_str("SELECT run_id::text FROM runs WHERE workflow_id = 'step-wait'"),
-                      "signal", 10000);
+    line = itest_str("SELECT run_id::text FROM runs WHERE workflow_id = 'step-wait'");
+    st_wait_suspended(line, "signal", 10000);
+    free(line);
     st_signal(signal, "{}", run_id);
     cr_assert_eq(waitpid(cli, &status, 0), cli);
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "stepkit exited %d", status);

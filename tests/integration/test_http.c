@@ -349,6 +349,7 @@ Test(http, a_taken_port_leaves_the_workers_running, ITEST_FIXTURES)
     itest_master_stop(a, 10000);
     itest_invoke("chain3", "{}", &res);
     cr_assert_str_eq(res.status, "completed");
+    sk_run_result_clear(&res);
     cr_assert_eq(itest_log_count(b, "event=http_start"), 1, "no restart after exit code 2");
 }
 
@@ -370,6 +371,7 @@ Test(http, json_logs_from_every_process, ITEST_FIXTURES)
     m = itest_master_up(&o);
     itest_invoke("two-steps", "{}", &res);
     cr_assert_str_eq(res.status, "completed");
+    sk_run_result_clear(&res);
     cr_assert_eq(itest_master_stop(m, 10000), 0);
     log = itest_master_log(m);
     for (line = strtok_r(log, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
@@ -428,4 +430,144 @@ Test(http, a_killed_http_process_is_restarted, ITEST_FIXTURES)
     cr_assert_eq(r.code, 200, "after the restart: %d %s", r.code, r.body);
     free(r.body);
     cr_assert_eq(itest_log_count(m, "event=worker_exit"), 0, "the workers are untouched");
+}
+
+/* Deploy in any order: runs of a workflow no master registered show in a
+ * gauge and in the log, until they are gone. */
+Test(http, runs_of_unregistered_workflows_show_in_metrics_and_logs, ITEST_FIXTURES)
+{
+    int port = free_port();
+    itest_master_t *m = master_with_http(port, 1);
+    char run_id[SK_UUID_LEN], err[256];
+    int64_t deadline;
+    double v = -1;
+    resp_t r;
+
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(sk_client_start(itest.client, "not-deployed-yet", NULL, 0, run_id, NULL, err,
+                                     sizeof(err)),
+                     SK_OK, "%s", err);
+    deadline = now_ms() + 15000;
+    while (v != 3 && now_ms() < deadline) {
+        r = get(port, "/metrics");
+        v = sample(r.body, "stepkit_queue_unregistered_ready_items");
+        free(r.body);
+        if (v != 3)
+            nap(250);
+    }
+    cr_expect_eq(v, 3, "stepkit_queue_unregistered_ready_items %g", v);
+    cr_expect(itest_log_wait(m,
+                             "event=runs_wait_for_unregistered_workflow "
+                             "workflow=\"not-deployed-yet\" ready=3",
+                             5000),
+              "no log line says the runs wait for an unregistered workflow");
+    itest_exec_sql("DELETE FROM exec_queue WHERE workflow_id = 'not-deployed-yet'");
+    cr_expect(itest_log_wait(m, "event=unregistered_workflow_cleared workflow=\"not-deployed-yet\"",
+                             15000));
+    itest_finish();
+}
+
+/* The status of GET path on 127.0.0.1:port over a plain socket (0 when
+ * nothing answers): fast enough to poll right after a signal, where
+ * starting curl would take longer than the whole drain. */
+static int raw_status(int port, const char *path)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    char req[256], buf[64];
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), code = 0;
+    ssize_t n, got = 0;
+
+    if (fd < 0)
+        return 0;
+    a.sin_port = htons((uint16_t)port);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+        n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+        if (write(fd, req, (size_t)n) == n) {
+            while (got < (ssize_t)sizeof(buf) - 1 &&
+                   (n = read(fd, buf + got, sizeof(buf) - 1 - (size_t)got)) > 0)
+                got += n;
+            buf[got] = '\0';
+            if (strncmp(buf, "HTTP/1.", 7) == 0 && got > 12)
+                code = atoi(buf + 9);
+        }
+    }
+    close(fd);
+    return code;
+}
+
+/* SIGTERM as Kubernetes sends it, under load: 200 runs through 4 workers.
+ * /readyz turns 503 at once; in-flight runs finish their step or are handed
+ * back (no lease left for the next master to wait out: the lease is 60 s),
+ * the master exits 0 within --shutdown-timeout, and a new master completes
+ * every run, each step body exactly once. */
+Test(http, sigterm_under_load_drains_in_time_and_loses_no_run, ITEST_FIXTURES)
+{
+    static char addr[64];
+    itest_master_opts_t o = {.workers = 4, .shutdown_ms = 20000, .lease_ms = 60000};
+    itest_master_opts_t after = {.workers = 4, .lease_ms = 60000, .no_migrate = 1};
+    int port = free_port(), code, ready;
+    itest_master_t *m;
+    itest_counts_t *counts;
+    char run_id[SK_UUID_LEN];
+    int64_t t0, t_ready, t_exit, t_new;
+    long at_term, at_exit, leased, ended;
+    PGresult *res;
+    resp_t r;
+
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    o.extra[0] = "--http";
+    o.extra[1] = addr;
+    m = itest_master_up(&o);
+    r = wait_code(port, "/readyz", 200, 10000);
+    cr_assert_eq(r.code, 200, "%s", r.body);
+    free(r.body);
+    for (int i = 0; i < 200; i++)
+        itest_start("chain3", "{\"sleep_ms\": 50}", run_id);
+    cr_assert_geq(itest_wait_ended(30, 30000), 30);
+
+    at_term = itest_long("SELECT count(*) FROM runs WHERE status <> 'pending'");
+    cr_assert_eq(raw_status(port, "/readyz"), 200);
+    kill(m->pid, SIGTERM);
+    t0 = now_ms();
+    do
+        ready = raw_status(port, "/readyz");
+    while (ready == 200 && now_ms() - t0 < 2000);
+    t_ready = now_ms() - t0;
+    cr_assert_eq(ready, 503, "/readyz after SIGTERM: %d (%lld ms)", ready, (long long)t_ready);
+    cr_expect_lt(t_ready, 1000, "/readyz still 200 %lld ms after SIGTERM", (long long)t_ready);
+    code = itest_master_wait_exit(m, 30000);
+    t_exit = now_ms() - t0;
+    cr_assert_eq(code, 0, "the master exited %d after SIGTERM", code);
+    cr_expect_lt(t_exit, 20000, "exit after --shutdown-timeout: %lld ms", (long long)t_exit);
+    at_exit = itest_long("SELECT count(*) FROM runs WHERE status <> 'pending'");
+    leased = itest_long("SELECT count(*) FROM exec_queue WHERE leased AND visible_at > now()");
+    cr_expect_eq(leased, 0, "%ld items still leased after the drain", leased);
+    cr_expect_eq(itest_log_count(m, "signal=9"), 0, "a worker had to be killed");
+
+    t_new = now_ms();
+    itest_master_up(&after);
+    ended = itest_wait_ended(200, 30000);
+    t_new = now_ms() - t_new;
+    cr_assert_eq(ended, 200, "%ld of 200 runs ended after a new master started", ended);
+    cr_expect_lt(t_new, 30000, "the new master waited for leases");
+    cr_expect_eq(itest_long("SELECT count(*) FROM runs WHERE status = 'completed'"), 200);
+    counts = itest_counts_load(itest.counts);
+    res = itest_query("SELECT run_id::text FROM runs");
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *id = PQgetvalue(res, i, 0);
+        for (int k = 0; k < 3; k++) {
+            static const char *const steps[] = {"s1", "s2", "s3"};
+            cr_expect_eq(itest_counts_get(counts, id, steps[k]), 1, "run %s step %s ran %d times",
+                         id, steps[k], itest_counts_get(counts, id, steps[k]));
+        }
+    }
+    PQclear(res);
+    itest_counts_free(counts);
+    cr_log_info("drain under load: /readyz 503 after %lld ms; master exit 0 after %lld ms "
+                "(--shutdown-timeout 20000, grace 35 s in the manifests); runs ended %ld at "
+                "SIGTERM, %ld at exit, 0 leased left; the next master ended the other %ld in "
+                "%lld ms, every step body once",
+                (long long)t_ready, (long long)t_exit, at_term, at_exit, 200 - at_exit,
+                (long long)t_new);
+    itest_finish();
 }

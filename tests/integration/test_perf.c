@@ -137,11 +137,18 @@ Test(perf, start_runs_in_bulk, ITEST_FIXTURES)
     cr_assert_eq(itest_long("SELECT count(*) FROM runs WHERE status = 'completed'"), 4);
 
     cr_assert_eq(itest_long("SELECT count(*) FROM start_runs('chain3', ARRAY[]::jsonb[])"), 0);
-    r = PQexec(itest.pg, "SELECT * FROM start_runs('no-such-workflow', ARRAY['1']::jsonb[])");
+    /* The typo guard on request (009_operations); without it the runs wait. */
+    r = PQexec(itest.pg, "SELECT * FROM start_runs('no-such-workflow', ARRAY['1']::jsonb[], true)");
     cr_assert_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
     cr_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "SK002");
     PQclear(r);
     cr_assert_eq(itest_long("SELECT count(*) FROM runs"), 4);
+    cr_assert_eq(itest_long("SELECT count(*) FROM start_runs('no-such-workflow',"
+                            " ARRAY['1', '2']::jsonb[])"),
+                 2);
+    cr_assert_eq(itest_long("SELECT count(*) FROM runs r JOIN exec_queue q USING (run_id)"
+                            " WHERE r.workflow_id = 'no-such-workflow' AND r.status = 'pending'"),
+                 2, "runs of an unregistered workflow wait in the queue");
     itest_allow_error("no-such-workflow");
     itest_finish();
 }

@@ -498,7 +498,10 @@ Test(sqlapi, invalid_input_raises_clear_errors)
     const char *unknown[] = {"nope"}, *empty[] = {""}, *nl[] = {"a\nb"};
 
     register_workflow("w-a", "{}");
-    expect_error("SELECT {S}.start_run($1, '{}')", 1, unknown, "SK002", "unknown workflow 'nope'");
+    expect_error("SELECT {S}.start_run($1, '{}', true)", 1, unknown, "SK002",
+                 "unknown workflow 'nope'");
+    expect_error("SELECT * FROM {S}.start_run_msgpack($1, NULL, false, true)", 1, unknown, "SK002",
+                 "unknown workflow 'nope'");
     expect_error("SELECT {S}.start_run($1)", 1, empty, "22023", "workflow id is required");
     expect_error("SELECT {S}.start_run(NULL)", 0, NULL, "22023", "workflow id is required");
     expect_error("SELECT * FROM {S}.send_event($1, '{}')", 1, empty, "22023",
@@ -532,9 +535,12 @@ Test(sqlapi, start_run_writes_what_the_client_writes)
     cbytes = c_pack(input, &clen);
     cr_assert_eq(sk_client_start(cl, "w-a", cbytes, clen, run_id, event_id, err, sizeof(err)),
                  SK_OK, "%s", err);
-    cr_expect_neq(sk_client_start(cl, "nope", cbytes, clen, run_id, event_id, err, sizeof(err)),
+    cr_expect_neq(sk_client_start_flags(cl, "nope", cbytes, clen, SK_START_REQUIRE_REGISTERED,
+                                        run_id, event_id, NULL, err, sizeof(err)),
                   SK_OK);
     cr_expect(strstr(err, "unknown workflow 'nope'") != NULL, "%s", err);
+    cr_assert_eq(sk_client_start(cl, "w-a", cbytes, clen, run_id, event_id, err, sizeof(err)),
+                 SK_OK, "%s", err);
     sk_client_close(cl);
     free(cbytes);
 
@@ -572,6 +578,115 @@ Test(sqlapi, start_run_writes_what_the_client_writes)
     free(data_sql);
     free(data_c);
     free(sql_run);
+}
+
+/* Deploy in any order: a run of a workflow nobody registered is accepted and
+ * waits in the queue, also from a trigger inside the caller's transaction;
+ * the earlier call forms (three-argument start_run_msgpack, two-argument
+ * start_run: what the previous release's binaries send) still work. */
+Test(sqlapi, unregistered_workflow_runs_are_accepted_and_wait)
+{
+    char err[512], run_id[SK_UUID_LEN], event_id[SK_UUID_LEN];
+    sk_client_t *cl;
+    char *v;
+    int registered = -1;
+
+    register_workflow("w-a", "{}");
+    v = scalar("SELECT {S}.start_run('later', '{\"x\":1}')", 0, NULL);
+    cr_assert_not_null(v);
+    free(v);
+    v = scalar("SELECT registered::text FROM {S}.start_run_msgpack('later', NULL, false)", 0, NULL);
+    cr_expect_str_eq(v, "false");
+    free(v);
+    v = scalar("SELECT registered::text FROM {S}.start_run_msgpack('w-a', NULL)", 0, NULL);
+    cr_expect_str_eq(v, "true");
+    free(v);
+    cl = sk_client_connect(env_or_fail("POSTGRES_TEST_URL"), schema, err, sizeof(err));
+    cr_assert_not_null(cl, "%s", err);
+    cr_assert_eq(sk_client_start_flags(cl, "later", NULL, 0, 0, run_id, event_id, &registered, err,
+                                       sizeof(err)),
+                 SK_OK, "%s", err);
+    cr_expect_eq(registered, 0);
+    cr_assert_eq(sk_client_start(cl, "later", NULL, 0, run_id, event_id, err, sizeof(err)), SK_OK,
+                 "%s", err);
+    sk_client_close(cl);
+
+    /* A database trigger of the user's starting runs: its transaction commits. */
+    exec_script("CREATE TABLE {S}.user_orders (id int PRIMARY KEY);"
+                "CREATE FUNCTION {S}.user_on_order() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN PERFORM {S}.start_run('ship-order', jsonb_build_object('id', NEW.id));"
+                " RETURN NEW; END $$;"
+                "CREATE TRIGGER orders_run AFTER INSERT ON {S}.user_orders"
+                " FOR EACH ROW EXECUTE FUNCTION {S}.user_on_order();"
+                "INSERT INTO {S}.user_orders VALUES (1), (2)");
+    cr_expect_eq(count_of("SELECT count(*) FROM {S}.user_orders", 0, NULL), 2);
+    cr_expect_eq(count_of("SELECT count(*) FROM {S}.runs r JOIN {S}.exec_queue q USING (run_id)"
+                          " WHERE r.workflow_id IN ('later', 'ship-order') AND r.status = 'pending'"
+                          "   AND q.visible_at <= now() AND NOT q.leased",
+                          0, NULL),
+                 6, "every run waits, ready, in the queue");
+    cr_expect_eq(count_of("SELECT count(*) FROM {S}.workflows", 0, NULL), 1,
+                 "starting a run registers nothing");
+}
+
+/* queue_depth(): ready items only (visible now, no live lease), by workflow,
+ * capped; read through exec_queue_ready, never a scan of the table. */
+Test(sqlapi, queue_depth_counts_ready_items_through_the_index)
+{
+    long seq_before, idx_before;
+
+    /* 3000 ready items of w-a, 1000 of w-b, 2000 sleeping or suspended, 500 leased. */
+    exec_script("INSERT INTO {S}.exec_queue (run_id, workflow_id, visible_at)"
+                " SELECT gen_random_uuid(), CASE WHEN i % 4 = 0 THEN 'w-b' ELSE 'w-a' END,"
+                "        now() - interval '1 minute'"
+                "   FROM generate_series(1, 4000) i;"
+                "INSERT INTO {S}.exec_queue (run_id, workflow_id, visible_at)"
+                " SELECT gen_random_uuid(), 'w-a',"
+                "        CASE WHEN i % 2 = 0 THEN 'infinity' ELSE now() + interval '1 hour' END"
+                "   FROM generate_series(1, 2000) i;"
+                "INSERT INTO {S}.exec_queue (run_id, workflow_id, visible_at, leased)"
+                " SELECT gen_random_uuid(), 'w-a', now() + interval '30 seconds', true"
+                "   FROM generate_series(1, 500) i;"
+                "ANALYZE {S}.exec_queue");
+    cr_expect_eq(count_of("SELECT {S}.queue_depth()", 0, NULL), 4000);
+    cr_expect_eq(count_of("SELECT {S}.queue_depth('{w-a}')", 0, NULL), 3000);
+    cr_expect_eq(count_of("SELECT {S}.queue_depth('{w-b,w-c}')", 0, NULL), 1000);
+    cr_expect_eq(count_of("SELECT {S}.queue_depth('{}')", 0, NULL), 0);
+    cr_expect_eq(count_of("SELECT {S}.queue_depth(NULL, 250)", 0, NULL), 250, "capped");
+    /* An expired lease is ready again (a takeover will claim it). */
+    exec_cmd("UPDATE {S}.exec_queue SET visible_at = now() - interval '1 second'"
+             " WHERE item_id IN (SELECT item_id FROM {S}.exec_queue WHERE leased LIMIT 10)");
+    cr_expect_eq(count_of("SELECT {S}.queue_depth()", 0, NULL), 4010);
+
+    /* Index, not a table scan: the statistics of this backend, flushed. */
+    PQclear(exec_ok("SELECT pg_stat_force_next_flush()", 0, NULL));
+    PQclear(exec_ok("SELECT 1", 0, NULL));
+    PQclear(exec_ok("SELECT pg_stat_clear_snapshot()", 0, NULL));
+    seq_before = count_of("SELECT seq_scan FROM pg_stat_user_tables WHERE relid ="
+                          " '{S}.exec_queue'::regclass",
+                          0, NULL);
+    idx_before = count_of("SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid ="
+                          " '{S}.exec_queue_ready'::regclass",
+                          0, NULL);
+    for (int i = 0; i < 3; i++)
+        cr_expect_eq(count_of("SELECT {S}.queue_depth('{w-a}', 100000)", 0, NULL), 3010);
+    PQclear(exec_ok("SELECT pg_stat_force_next_flush()", 0, NULL));
+    PQclear(exec_ok("SELECT 1", 0, NULL));
+    PQclear(exec_ok("SELECT pg_stat_clear_snapshot()", 0, NULL));
+    cr_expect_eq(count_of("SELECT seq_scan FROM pg_stat_user_tables WHERE relid ="
+                          " '{S}.exec_queue'::regclass",
+                          0, NULL),
+                 seq_before, "queue_depth scanned the table");
+    cr_expect_geq(count_of("SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid ="
+                           " '{S}.exec_queue_ready'::regclass",
+                           0, NULL),
+                  idx_before + 3, "queue_depth did not use exec_queue_ready");
+    /* Autoscalers call it with EXECUTE only: revoked from PUBLIC. */
+    cr_expect_eq(count_of("SELECT count(*) FROM pg_proc p, aclexplode(p.proacl) a"
+                          " WHERE p.oid = '{S}.queue_depth(text[], bigint)'::regprocedure"
+                          "   AND a.grantee = 0",
+                          0, NULL),
+                 0, "PUBLIC may execute queue_depth");
 }
 
 Test(sqlapi, send_event_fans_out_once_per_event_id)

@@ -166,6 +166,31 @@ Test(supervise, exiting_body_fails_with_worker_lost_after_max_attempts, ITEST_FI
     poison_case("exits", "exit", "step exit: its worker exited with status 0 while it ran");
 }
 
+/* A dispatched group member that crashes its worker at every attempt: its
+ * last reclaim records the final error on the member's op, the item comes
+ * back once more only to find it final, and the run must be woken to fail
+ * (it waited forever: found by the chaos pass). */
+Test(supervise, dispatched_member_crashing_every_attempt_fails_the_run, ITEST_FIXTURES)
+{
+    itest_master_opts_t opts = {.workers = 2};
+    sk_run_result_t res;
+    char *err;
+
+    itest_master_up(&opts);
+    itest_invoke("group-segfaults", "null", &res);
+    cr_assert_str_eq(res.status, "failed");
+    err = failed_error(&res);
+    cr_expect(strstr(err, "\"name\":\"WorkerLostError\"") != NULL, "%s", err);
+    cr_expect(strstr(err, "step segv: its worker died of signal 11 (SIGSEGV)") != NULL, "%s", err);
+    free(err);
+    cr_expect_eq(itest_count(itest.counts, res.run_id, "segv"), 2, "segv body executions");
+    cr_expect_eq(itest_count(itest.counts, res.run_id, "ok"), 1, "ok body executions");
+    cr_expect_eq(itest_count(itest.counts, res.run_id, "after"), 0);
+    cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue"), 0);
+    sk_run_result_clear(&res);
+    itest_finish();
+}
+
 Test(supervise, crashing_handler_counts_handler_attempts, ITEST_FIXTURES)
 {
     itest_master_opts_t opts = {.workers = 2};
@@ -301,7 +326,7 @@ Test(supervise, draining_worker_releases_the_item_it_claimed, ITEST_FIXTURES)
 {
     itest_master_opts_t opts = {.workers = 1, .lease_ms = 30000, .shutdown_ms = 20000};
     itest_master_t *m;
-    char a[SK_UUID_LEN], b[SK_UUID_LEN];
+    char a[SK_UUID_LEN], b[SK_UUID_LEN], *status_a;
     sk_run_result_t res;
 
     m = itest_master_up(&opts);
@@ -311,7 +336,9 @@ Test(supervise, draining_worker_releases_the_item_it_claimed, ITEST_FIXTURES)
     /* Drain while a's body runs: a ends, its end claims b, the worker hands b back. */
     cr_assert_eq(itest_master_stop(m, 15000), 0);
     cr_expect_eq(itest_log_count(m, "event=item_released"), 1, "%s", m->log);
-    cr_expect_str_eq(itest_str("SELECT status FROM runs WHERE run_id = $1::uuid", a), "completed");
+    status_a = itest_str("SELECT status FROM runs WHERE run_id = $1::uuid", a);
+    cr_expect_str_eq(status_a, "completed");
+    free(status_a);
     cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue WHERE run_id = $1::uuid"
                             " AND NOT leased AND visible_at <= now() AND takeovers = 0",
                             b),

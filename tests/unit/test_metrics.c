@@ -295,9 +295,15 @@ Test(readyz, each_state)
 
     in = healthy();
     in.schema_have = 2;
+    in.schema_missing = 1;
     expect(&in, 0, "schema at version 2, this binary needs 3: run stepkit migrate");
+    in.schema_missing = 0;
     in.schema_have = 4;
+    in.schema_breaking = 4;
     expect(&in, 0, "schema at version 4, this binary needs 3: this binary is older");
+    /* a newer schema whose every newer migration accepts this binary: ready */
+    in.schema_breaking = 0;
+    expect(&in, 1, "ready");
 
     in = healthy();
     in.workers_connected = 0;

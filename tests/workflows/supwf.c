@@ -141,6 +141,30 @@ static int handler_segfaults(sk_ctx_t *ctx, msgpack_packer *out)
     return segv_body(ctx, NULL, NULL);
 }
 
+static int ok_body(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
+{
+    (void)arg;
+    wf_count(ctx, "ok");
+    return sk_pack_str(out, "ok");
+}
+
+/* {run ok, run segv}: "ok" is the member the run's worker keeps, "segv"
+ * is dispatched to another worker through its own item, where it crashes
+ * its worker at every attempt. */
+static int group_segfaults(sk_ctx_t *ctx, msgpack_packer *out)
+{
+    const msgpack_object *res;
+    sk_group_t *g;
+
+    wf_count(ctx, "handler");
+    g = sk_group(ctx);
+    sk_group_run(g, "ok", ok_body, NULL);
+    sk_group_run(g, "segv", segv_body, NULL);
+    SK_STEP(sk_group_await(g, &res));
+    wf_count(ctx, "after");
+    return sk_pack_object(out, res);
+}
+
 int supwf_register(sk_registry_t *reg)
 {
     static const sk_workflow_t wfs[] = {
@@ -149,6 +173,7 @@ int supwf_register(sk_registry_t *reg)
         {.id = "exits", .handler = exits, .retry = NO_DELAY},
         {.id = "long-step", .handler = long_step, .retry = NO_DELAY},
         {.id = "heartbeats", .handler = heartbeats, .retry = NO_DELAY},
+        {.id = "group-segfaults", .handler = group_segfaults, .max_attempts = 2, .retry = NO_DELAY},
         {.id = "handler-segfaults",
          .handler = handler_segfaults,
          .max_attempts = 2,

@@ -1,0 +1,88 @@
+/* Flow-control test workflows (see flowwf.h). */
+#include "flowwf.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "wfcount.h"
+
+static long long wall_us(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* Sleep input.ms and count the interval under input.customer. */
+static int interval(sk_ctx_t *ctx)
+{
+    const msgpack_object *c = sk_get(sk_data(ctx), "customer");
+    const msgpack_object *m = sk_get(sk_data(ctx), "ms");
+    long ms = m != NULL ? (long)sk_int(m) : 0;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    long long start = wall_us();
+    char key[300];
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    snprintf(key, sizeof(key), "iv:%s:%lld:%lld", c != NULL ? sk_str(ctx, c) : "", start,
+             wall_us());
+    wf_count(ctx, key);
+    return SK_OK;
+}
+
+static int body_a(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
+{
+    (void)arg;
+    if (interval(ctx) != SK_OK)
+        return SK_ERROR;
+    return sk_pack_str(out, "a");
+}
+
+static int body_b(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
+{
+    const msgpack_object *f = sk_get(sk_data(ctx), "fail");
+
+    (void)arg;
+    if (interval(ctx) != SK_OK)
+        return SK_ERROR;
+    if (f != NULL && f->type == MSGPACK_OBJECT_BOOLEAN && f->via.boolean)
+        return sk_raise(
+            ctx, sk_error_set_retryable(sk_error_new(ctx, "Refused", "told to fail"), false));
+    return sk_pack_str(out, "b");
+}
+
+static int flow_call(sk_ctx_t *ctx, msgpack_packer *out)
+{
+    const msgpack_object *r;
+
+    SK_STEP(sk_run(ctx, "a", body_a, NULL, &r));
+    SK_STEP(sk_sleep(ctx, "between", 20));
+    SK_STEP(sk_run(ctx, "b", body_b, NULL, &r));
+    return sk_pack_str(out, "done");
+}
+
+static int flow_one(sk_ctx_t *ctx, msgpack_packer *out)
+{
+    const msgpack_object *r;
+
+    SK_STEP(sk_run(ctx, "a", body_a, NULL, &r));
+    return sk_pack_str(out, "done");
+}
+
+int flowwf_register(sk_registry_t *reg)
+{
+    if (sk_register(reg, &(sk_workflow_t){.id = "flow-call",
+                                          .handler = flow_call,
+                                          .retry = SK_RETRY(0, 1, 0),
+                                          .concurrency = {.key = "customer", .limit = 2}}) ||
+        sk_register(reg,
+                    &(sk_workflow_t){.id = "flow-rated",
+                                     .handler = flow_one,
+                                     .rate = {.key = "customer", .limit = 5, .period_ms = 1000}}) ||
+        sk_register(reg, &(sk_workflow_t){.id = "flow-plain", .handler = flow_one}))
+        return SK_ERROR;
+    return SK_OK;
+}

@@ -10,7 +10,8 @@
 --   run_stats()               per workflow: queued, waiting, running, ended in the last hour
 --
 -- Objects are created unqualified (the migrator sets search_path); every
--- function pins it with SET search_path FROM CURRENT.
+-- function pins it with SET search_path FROM CURRENT.  Written to apply
+-- again cleanly (IF NOT EXISTS, OR REPLACE), as 009.
 --
 -- SQLSTATEs raised here: P0002 no such run; 55000 a run in the wrong state
 -- for the operation (retry of a run that did not fail); 22023 an invalid
@@ -20,37 +21,37 @@
 
 -- NOT VALID: every existing row already passed the narrower check, and
 -- validating would scan the whole table inside the migration.
-ALTER TABLE runs DROP CONSTRAINT runs_status_check;
+ALTER TABLE runs DROP CONSTRAINT IF EXISTS runs_status_check;
 ALTER TABLE runs ADD CONSTRAINT runs_status_check
     CHECK (status IN ('pending', 'completed', 'failed', 'cancelled')) NOT VALID;
 
 ALTER TABLE runs
-    ADD COLUMN idempotency_key text,              -- start_run(..., key =>): one run per (workflow, key)
-    ADD COLUMN cancel_reason text,                -- cancel_run(run, reason)
-    ADD COLUMN retries int NOT NULL DEFAULT 0;    -- retry_run calls so far (run_retries rows)
+    ADD COLUMN IF NOT EXISTS idempotency_key text,              -- start_run(..., key =>): one run per (workflow, key)
+    ADD COLUMN IF NOT EXISTS cancel_reason text,                -- cancel_run(run, reason)
+    ADD COLUMN IF NOT EXISTS retries int NOT NULL DEFAULT 0;    -- retry_run calls so far (run_retries rows)
 
 -- Exactly-once starts: a second start with the same workflow and key finds
 -- this entry.  Partial: starts without a key pay nothing.
-CREATE UNIQUE INDEX runs_workflow_key ON runs (workflow_id, idempotency_key)
+CREATE UNIQUE INDEX IF NOT EXISTS runs_workflow_key ON runs (workflow_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 -- list_runs: newest first within a workflow (and across workflows, one
 -- index range per registered workflow), keyset on (created_at, run_id).
-CREATE INDEX runs_workflow_created ON runs (workflow_id, created_at, run_id);
+CREATE INDEX IF NOT EXISTS runs_workflow_created ON runs (workflow_id, created_at, run_id);
 -- list_runs --status failed|cancelled: rare rows, found without scanning
 -- the successful ones (status is a key: failed ones without reading the
 -- cancelled ones).  Entries are added only when a run fails or is cancelled.
-CREATE INDEX runs_unsuccessful ON runs (workflow_id, status, created_at, run_id)
+CREATE INDEX IF NOT EXISTS runs_unsuccessful ON runs (workflow_id, status, created_at, run_id)
     WHERE status IN ('failed', 'cancelled');
 -- Retention and stats read finished runs by end time; a pending run has no
 -- entry (ended_at NULL), so a start adds nothing here.
-CREATE INDEX runs_ended ON runs (ended_at) WHERE ended_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_ended ON runs (ended_at) WHERE ended_at IS NOT NULL;
 -- Children of a run (cancel, `stepkit run`); only child runs have an entry.
-CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 
 -- ---- history kept by retry_run ---------------------------------------------------
 
 -- One row per retry: how the run had ended before it.
-CREATE TABLE run_retries (
+CREATE TABLE IF NOT EXISTS run_retries (
     run_id        uuid NOT NULL,
     retry         int NOT NULL,                -- 1 for the first retry
     status        text NOT NULL,               -- 'failed' or 'cancelled'
@@ -63,7 +64,7 @@ CREATE TABLE run_retries (
 
 -- The ops a retry cleared (failed steps, attempts of steps in retry, waits
 -- that were dropped), as they were.
-CREATE TABLE op_history (
+CREATE TABLE IF NOT EXISTS op_history (
     run_id     uuid NOT NULL,
     retry      int NOT NULL,
     op_key     text NOT NULL,
@@ -86,7 +87,7 @@ CREATE TABLE op_history (
 
 -- The error a cancelled run ends with (and a parent waiting on it sees):
 -- msgpack {name: "CancelledError", message, retryable: false}.
-CREATE FUNCTION cancel_error(p_reason text) RETURNS bytea
+CREATE OR REPLACE FUNCTION cancel_error(p_reason text) RETURNS bytea
 LANGUAGE sql IMMUTABLE SET search_path FROM CURRENT AS $$
     SELECT '\x83'::bytea || mp_str('name') || mp_str('CancelledError')
            || mp_str('message')
@@ -102,7 +103,7 @@ $$;
 -- parent waiting on the run gets CancelledError at its invoke step; a
 -- client waiting for the end is notified.  Returns the runs cancelled, 0
 -- when the run had ended already (a no-op); P0002 when there is no such run.
-CREATE FUNCTION cancel_run(p_run uuid, p_reason text DEFAULT NULL) RETURNS int
+CREATE OR REPLACE FUNCTION cancel_run(p_run uuid, p_reason text DEFAULT NULL) RETURNS int
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     v_err bytea := cancel_error(p_reason);
@@ -181,7 +182,7 @@ $$;
 -- Unfinished runs by their queue item: 'queued' (ready, not claimed),
 -- 'running' (a worker holds it), 'waiting' (asleep, waiting for a signal or
 -- a child, a retry delay, a delayed start), NULL or 'pending': all.
-CREATE FUNCTION check_state(p_state text) RETURNS void
+CREATE OR REPLACE FUNCTION check_state(p_state text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path FROM CURRENT AS $$
 BEGIN
     IF p_state IS NOT NULL AND p_state NOT IN ('pending', 'queued', 'running', 'waiting') THEN
@@ -196,7 +197,7 @@ $$;
 -- counted too), in the caller's transaction: call it again until it
 -- returns 0 to cancel a large set in short transactions.  p_dry_run: count
 -- the matching runs, cancel nothing.
-CREATE FUNCTION cancel_runs(p_workflow text DEFAULT NULL, p_state text DEFAULT NULL,
+CREATE OR REPLACE FUNCTION cancel_runs(p_workflow text DEFAULT NULL, p_state text DEFAULT NULL,
                             p_reason text DEFAULT NULL, p_limit int DEFAULT 500,
                             p_dry_run boolean DEFAULT false) RETURNS bigint
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -246,7 +247,7 @@ $$;
 -- handler.  A sleep keeps its original wake-up time.  The earlier end
 -- (status, error, cancel reason) goes to run_retries.  Returns the retry
 -- number; 55000 when the run is pending or completed; P0002 when unknown.
-CREATE FUNCTION retry_run(p_run uuid) RETURNS int
+CREATE OR REPLACE FUNCTION retry_run(p_run uuid) RETURNS int
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     r runs%ROWTYPE;
@@ -286,7 +287,7 @@ $$;
 
 -- The state of a run as `stepkit run` shows it: the stored status once it
 -- ended, else from its queue item.
-CREATE FUNCTION run_state(p_run uuid, p_status text) RETURNS text
+CREATE OR REPLACE FUNCTION run_state(p_run uuid, p_status text) RETURNS text
 LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     SELECT CASE WHEN p_status <> 'pending' THEN p_status
                 WHEN q.leased THEN 'running'
@@ -312,7 +313,7 @@ $$;
 -- pending runs come from the queue, which holds one replay item for each.
 -- No JIT: its compile time (tens of ms) would dwarf a page's cost, which
 -- the planner overestimates (it costs a sort of rows the LIMITs never make).
-CREATE FUNCTION list_runs(p_workflow text DEFAULT NULL, p_status text DEFAULT NULL,
+CREATE OR REPLACE FUNCTION list_runs(p_workflow text DEFAULT NULL, p_status text DEFAULT NULL,
                           p_since timestamptz DEFAULT NULL, p_until timestamptz DEFAULT NULL,
                           p_limit int DEFAULT 50, p_after text DEFAULT NULL)
 RETURNS TABLE (run_id uuid, workflow_id text, status text, state text, trigger_type text,
@@ -399,7 +400,7 @@ $$;
 -- row, or a parent still pending); runs another transaction holds are
 -- skipped, not waited for.  The event ids and idempotency keys of pruned
 -- runs are forgotten with them (docs/sql-api.md, "Retention").
-CREATE FUNCTION prune_runs(p_older_than interval, p_batch int DEFAULT 500) RETURNS int
+CREATE OR REPLACE FUNCTION prune_runs(p_older_than interval, p_batch int DEFAULT 500) RETURNS int
 LANGUAGE plpgsql SET search_path FROM CURRENT SET jit = off AS $$
 DECLARE
     v_ids uuid[];
@@ -433,7 +434,7 @@ $$;
 
 -- The workers' retention pass: one batch, by whichever worker takes the
 -- schema's prune lock (-1: another transaction holds it; no leader).
-CREATE FUNCTION prune_batch(p_older_than_ms bigint, p_batch int) RETURNS int
+CREATE OR REPLACE FUNCTION prune_batch(p_older_than_ms bigint, p_batch int) RETURNS int
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('stepkit.prune.' || current_schema())) THEN
@@ -451,7 +452,7 @@ $$;
 -- the last hour by status, ready items (runs and group members) and the age
 -- of the oldest one in milliseconds (NULL: none).  The queue is small and
 -- read whole; the ended runs come from runs_ended.
-CREATE FUNCTION run_stats()
+CREATE OR REPLACE FUNCTION run_stats()
 RETURNS TABLE (workflow_id text, queued bigint, running bigint, waiting bigint,
                completed_1h bigint, failed_1h bigint, cancelled_1h bigint,
                ready_items bigint, oldest_ready_ms bigint)

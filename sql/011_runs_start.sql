@@ -5,6 +5,8 @@
 --
 --   start_run_ext_msgpack(workflow, data, notify_end, key, at, require_registered)
 --   start_run(workflow, input, require_registered, key =>, start_at =>, delay =>)
+--
+-- Written to apply again cleanly (IF EXISTS, OR REPLACE), as 009.
 
 -- Start a run (as start_run_msgpack) with an optional idempotency key and
 -- start time.  With a key, a run of this workflow started earlier with the
@@ -13,7 +15,7 @@
 -- first commits, then returns its run.  p_at: the run is queued and
 -- becomes visible to workers at that time (no worker is held meanwhile);
 -- NULL or past: at once.
-CREATE FUNCTION start_run_ext_msgpack(p_workflow text, p_data bytea,
+CREATE OR REPLACE FUNCTION start_run_ext_msgpack(p_workflow text, p_data bytea,
                                       p_notify_end boolean DEFAULT false,
                                       p_key text DEFAULT NULL, p_at timestamptz DEFAULT NULL,
                                       p_require_registered boolean DEFAULT false)
@@ -68,7 +70,7 @@ $$;
 -- delay => (a delayed start).  Replaced, not overloaded: an overload with
 -- more defaulted parameters would make start_run(w, i) ambiguous.
 DROP FUNCTION IF EXISTS start_run(text, jsonb, boolean);
-CREATE FUNCTION start_run(p_workflow text, p_input jsonb DEFAULT 'null',
+CREATE OR REPLACE FUNCTION start_run(p_workflow text, p_input jsonb DEFAULT 'null',
                           p_require_registered boolean DEFAULT false, key text DEFAULT NULL,
                           start_at timestamptz DEFAULT NULL, delay interval DEFAULT NULL)
 RETURNS uuid

@@ -208,7 +208,7 @@ $$;
 -- rank from the workflow's priority.  Items of group members (op_key set)
 -- belong to a run that holds its slot already: nothing to check.
 CREATE OR REPLACE FUNCTION flow_item() RETURNS trigger
-LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     w record;
     v_data bytea;
@@ -247,7 +247,7 @@ $$;
 -- Hand a freed slot to the best parked run of the key (or more, when the
 -- limit was raised).  The caller holds the key's flow_slots row.
 CREATE OR REPLACE FUNCTION flow_unpark(p_workflow text, p_key text, p_count int) RETURNS void
-LANGUAGE sql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+LANGUAGE sql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
     UPDATE exec_queue q
        SET flow_parked = false, visible_at = least(coalesce(q.rank_at, now()), now())
      WHERE q.item_id IN (SELECT p.item_id FROM exec_queue p
@@ -260,7 +260,7 @@ $$;
 -- A run that ends gives its slot back (any end: completed, failed, or
 -- ended by an operator).
 CREATE OR REPLACE FUNCTION flow_run_end() RETURNS trigger
-LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     v_key text;
     v_free int;
@@ -377,7 +377,7 @@ $$;
 -- Runs inside the claim's transaction: a lost claim loses its admission.
 CREATE OR REPLACE FUNCTION flow_admit(p_item bigint, p_run uuid, p_workflow text, p_key text,
                            p_rate_key text) RETURNS text
-LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     w record;
     v_n int;
@@ -470,7 +470,7 @@ RETURNS TABLE (next_ms bigint, item_id bigint, epoch int, run_id text, item_op t
                data bytea, status text, attempt int, attempt_ops int, created_ms bigint,
                op_key text, step_id text, op_status text, result bytea, attempts int,
                kind text, wait_info bytea, wake_seq int, takeovers int)
-LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
 #variable_conflict use_column
 DECLARE
     v_item bigint;
@@ -592,7 +592,7 @@ $$;
 -- Set the priority of a run not yet claimed: it ranks as if queued
 -- p_priority seconds before it was.
 CREATE OR REPLACE FUNCTION flow_set_priority(p_run uuid, p_priority int) RETURNS void
-LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
 BEGIN
     IF p_priority IS NULL THEN
         RETURN;
@@ -643,7 +643,7 @@ $$;
 -- one when the last had started already, or ended).
 CREATE OR REPLACE FUNCTION start_run_debounced(p_workflow text, p_input jsonb, p_key text,
                                     p_window_ms bigint) RETURNS uuid
-LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     v_run uuid;
     v_item bigint;
@@ -691,7 +691,7 @@ $$;
 -- is pending); then return that run and start nothing.
 CREATE OR REPLACE FUNCTION start_run_singleton(p_workflow text, p_input jsonb, p_key text,
                                     p_window_ms bigint DEFAULT NULL) RETURNS uuid
-LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     v_run uuid;
     v_at timestamptz;
@@ -716,4 +716,7 @@ BEGIN
 END
 $$;
 
-INSERT INTO schema_migrations (version, name) VALUES (10, '010_flow');
+-- Additive for binaries of schema 8 and later (009's compat rule): new
+-- columns with defaults, new tables and functions; claim() keeps its
+-- signature, and a run's end gives its slot back by trigger, whoever ends it.
+INSERT INTO schema_migrations (version, name, compat_floor) VALUES (10, '010_flow', 8);

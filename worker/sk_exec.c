@@ -1069,6 +1069,8 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
     *worked = 0;
     while (!x->stop(x->stop_arg)) {
         if (!have) {
+            if (!sk_wconn_ready(x->conn))
+                return SK_ERROR; /* dropped meanwhile: it reconnects by itself, then claims */
             /* A claim alone only moves a lease: no flush wait (sk_lease_only). */
             if (batch_init(&b, 2) != SK_OK || batch_add(&b, "sk_lease_only") == NULL ||
                 add_claim(x, &b) != SK_OK) {

@@ -96,4 +96,6 @@ END
 $$;
 
 
-INSERT INTO schema_migrations (version, name) VALUES (11, '011_runs_start');
+-- Additive for binaries of schema version 8 and later: they call
+-- start_run_msgpack (unchanged), and start_run keeps its earlier calls.
+INSERT INTO schema_migrations (version, name, compat_floor) VALUES (11, '011_runs_start', 8);

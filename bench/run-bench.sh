@@ -15,6 +15,10 @@
 #   PGBENCH_SECONDS  length of each pgbench run (default 10)
 #   RUNS_CHAIN, RUNS_SINGLE, RUNS_LATENCY  runs per workload (1000, 5000, 200)
 #   KEEP=1           keep the scratch directory (logs, cluster) afterwards
+#   MASTER_ARGS      more stepkit-master flags, word-split (e.g. "--retention 1d")
+#   PRUNE_BACKLOG    N > 0: before the master starts, N finished runs (one op
+#                    each) that ended two days ago are inserted, so a master
+#                    with --retention prunes them while the workloads run
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,6 +32,8 @@ RUNS_CHAIN=${RUNS_CHAIN:-1000}
 RUNS_SINGLE=${RUNS_SINGLE:-5000}
 RUNS_LATENCY=${RUNS_LATENCY:-200}
 KEEP=${KEEP:-0}
+MASTER_ARGS=${MASTER_ARGS:-}
+PRUNE_BACKLOG=${PRUNE_BACKLOG:-0}
 CLIENTS=8 # producers of W1 and W2, and pgbench clients
 SCHEMA=bench
 PG_SCHEMA=bench_pgbench
@@ -130,7 +136,25 @@ fresh_schema "$PG_SCHEMA"
 
 # ---- the engine ---------------------------------------------------------------
 
-"$MASTER" --schema "$SCHEMA" --workers "$W" --workflows "$WF" >"$work/master.log" 2>&1 &
+if [ "$PRUNE_BACKLOG" -gt 0 ]; then
+    "$BUILD/bin/stepkit" --schema "$SCHEMA" migrate >/dev/null 2>&1 || die "stepkit migrate failed"
+    psql_q -v n="$PRUNE_BACKLOG" >/dev/null <<'EOF'
+SET search_path = bench;
+INSERT INTO runs (run_id, workflow_id, event_id, trigger_type, trigger_name, data, status,
+                  output, created_at, ended_at)
+SELECT gen_random_uuid(), 'bench-backlog', gen_random_uuid(), 'invoke', 'bench-backlog', '\xc0',
+       'completed', '\xc0', now() - interval '2 days', now() - interval '2 days' + i * interval '1 ms'
+  FROM generate_series(1, :n) i;
+INSERT INTO ops (run_id, op_key, step_id, status, result, attempts)
+SELECT run_id, 'k', 's1', 'ok', '\xc0', 1 FROM runs WHERE workflow_id = 'bench-backlog';
+VACUUM ANALYZE runs;
+VACUUM ANALYZE ops;
+EOF
+    say "   backlog: $PRUNE_BACKLOG finished runs inserted; master flags: $MASTER_ARGS"
+fi
+
+# shellcheck disable=SC2086 # MASTER_ARGS is a list of flags
+"$MASTER" --schema "$SCHEMA" --workers "$W" --workflows "$WF" $MASTER_ARGS >"$work/master.log" 2>&1 &
 master_pid=$!
 sleep 0.2
 kill -0 "$master_pid" 2>/dev/null ||
@@ -151,6 +175,10 @@ start=$(date +%s)
 bench --workload chain --runs "$RUNS_CHAIN" --producers "$CLIENTS"
 bench --workload single --runs "$RUNS_SINGLE" --producers "$CLIENTS"
 bench --workload latency --runs "$RUNS_LATENCY"
+
+if [ "$PRUNE_BACKLOG" -gt 0 ]; then
+    say "   backlog left after the workloads: $(psql_q -c "SELECT count(*) FROM bench.runs WHERE workflow_id = 'bench-backlog'") of $PRUNE_BACKLOG runs; pruned in $(grep -c 'event=runs_pruned' "$work/master.log" || true) batches"
+fi
 
 kill -TERM "$master_pid"
 rc=0

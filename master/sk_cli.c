@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "sk_argv.h"
+#include "sk_cli_runs.h"
 #include "sk_config.h"
 #include "sk_json.h"
 #include "sk_limits.h"
@@ -42,6 +43,7 @@ typedef struct {
     const char *event_id;
     long timeout_ms;
     int json;
+    sk_cli_runs_opts_t runs; /* run management options (sk_cli_runs.c) */
 } cli_t;
 
 static void usage(FILE *out)
@@ -51,7 +53,10 @@ static void usage(FILE *out)
             "\n"
             "commands:\n"
             "  migrate                                   apply pending schema migrations\n"
-            "  start <workflow> [--data JSON]            start a run, print its id\n"
+            "  start <workflow> [--data JSON] [--key K] [--at TIME | --delay DURATION] [--json]\n"
+            "                                            start a run, print its id (or\n"
+            "                                            {run_id, event_id, created}); the same\n"
+            "                                            --key again returns the first run\n"
             "  invoke <workflow> [--data JSON] [--timeout MS]\n"
             "                                            start a run, wait, print its output\n"
             "  run <run-id> [--json]                     show a run and its steps\n"
@@ -60,7 +65,20 @@ static void usage(FILE *out)
             "  send <event> [--data JSON] [--id UUID]    send an event: start every workflow\n"
             "                                            listening to it; print the event id,\n"
             "                                            then one line per run started (the\n"
-            "                                            same --id again starts nothing)\n"
+            "                                            same --id again starts nothing); --json:\n"
+            "                                            one {run_id, event_id} per run\n"
+            "  runs [--workflow W] [--status S] [--since T] [--until T] [--limit N]\n"
+            "       [--after CURSOR] [--json]            list runs, newest first\n"
+            "  cancel <run-id> [--reason TEXT]           cancel a run and its child runs\n"
+            "  cancel --workflow W [--status S] [--reason TEXT] [--yes]\n"
+            "                                            count (without --yes) or cancel runs\n"
+            "  retry <run-id>                            resume a failed or cancelled run\n"
+            "  prune --older-than DURATION [--batch N]   delete runs that ended before then\n"
+            "  stats [--json]                            per workflow: queued, running, waiting,\n"
+            "                                            ended in the last hour, oldest ready\n"
+            "\n"
+            "TIME: ISO-8601 (2026-01-31T12:00:00Z) or, for --since/--until, a duration ago;\n"
+            "DURATION: 500ms, 30s, 15m, 2h, 7d, 1h30m.  docs/cli.md has the details.\n"
             "\n"
             "--data-file PATH reads the JSON from a file instead (- for stdin), up to 16 MiB;\n"
             "it and --data exclude each other.  Names are at most 255 bytes.\n"
@@ -129,6 +147,7 @@ static int parse(cli_t *c, int argc, char **argv)
     const char *env_url = getenv("DATABASE_URL"), *env_file = getenv("DATABASE_URL_FILE");
 
     memset(c, 0, sizeof(*c));
+    sk_cli_runs_init(&c->runs);
     c->timeout_ms = -1;
     c->schema = getenv("STEPKIT_SCHEMA") ? getenv("STEPKIT_SCHEMA") : "stepkit";
     if (env_url && *env_url && env_file && *env_file)
@@ -164,6 +183,8 @@ static int parse(cli_t *c, int argc, char **argv)
             c->json = 1;
             continue;
         }
+        if (sk_cli_runs_flag(&c->runs, name))
+            continue;
         if (eq != NULL)
             val = eq + 1;
         else if (i + 1 < argc)
@@ -193,7 +214,11 @@ static int parse(cli_t *c, int argc, char **argv)
             if (errno || *end || end == val || c->timeout_ms < 0 || c->timeout_ms > INT_MAX)
                 return die_usage("--timeout: '%s' is not a number of milliseconds", val);
         } else {
-            return die_usage("unknown option '%s'", name);
+            int taken = sk_cli_runs_option(&c->runs, name, val);
+            if (taken < 0)
+                return EXIT_USAGE;
+            if (taken == 0)
+                return die_usage("unknown option '%s'", name);
         }
     }
     sk_argv_scrub(argc, argv, "--database-url");
@@ -447,6 +472,7 @@ static void print_run_human(const char *json)
         free(tmp);
     }
     json_decref(r);
+    sk_cli_runs_print_extra(json);
 }
 
 /* Prints the event id, then one line per run started, and nothing else. */
@@ -460,6 +486,15 @@ static int cmd_send(sk_client_t *cl, const cli_t *c, const msgpack_sbuffer *buf)
         print_err(err);
         return EXIT_FAILED;
     }
+    if (c->json) {
+        /* One {run_id, event_id} per run started; run_id null when none was. */
+        for (size_t i = 0; i < ev.n_runs; i++)
+            printf("{\"run_id\":\"%s\",\"event_id\":\"%s\"}\n", ev.run_ids[i], ev.event_id);
+        if (ev.n_runs == 0)
+            printf("{\"run_id\":null,\"event_id\":\"%s\"}\n", ev.event_id);
+        sk_event_result_clear(&ev);
+        return 0;
+    }
     printf("%s\n", ev.event_id);
     for (size_t i = 0; i < ev.n_runs; i++)
         printf("%s\n", ev.run_ids[i]);
@@ -470,7 +505,7 @@ static int cmd_send(sk_client_t *cl, const cli_t *c, const msgpack_sbuffer *buf)
 int main(int argc, char **argv)
 {
     cli_t c;
-    char err[1024], run_id[SK_UUID_LEN], event_id[SK_UUID_LEN];
+    char err[1024], run_id[SK_UUID_LEN];
     msgpack_sbuffer buf;
     sk_client_t *cl = NULL;
     sk_run_result_t res;
@@ -483,6 +518,18 @@ int main(int argc, char **argv)
     msgpack_sbuffer_init(&buf);
     if (strcmp(c.command, "migrate") == 0) {
         rc = c.nargs == 0 ? cmd_migrate(&c) : die_usage("%s", "migrate takes no arguments");
+        goto done;
+    }
+    if ((rc = sk_cli_runs_check(&c.runs, c.command)) != 0)
+        goto done;
+    if (sk_cli_runs_is_command(c.command)) {
+        cl = sk_client_connect(c.url, c.schema, err, sizeof(err));
+        if (cl == NULL) {
+            print_err(err);
+            rc = EXIT_FAILED;
+            goto done;
+        }
+        rc = sk_cli_runs_main(cl, &c.runs, c.command, c.args, c.nargs, c.json);
         goto done;
     }
     if (strcmp(c.command, "start") != 0 && strcmp(c.command, "invoke") != 0 &&
@@ -525,14 +572,7 @@ int main(int argc, char **argv)
         printf("%s\n", run_id[0] ? run_id : "null");
         rc = 0;
     } else if (strcmp(c.command, "start") == 0) {
-        if (sk_client_start(cl, c.args[0], buf.data, buf.size, run_id, event_id, err,
-                            sizeof(err)) != SK_OK) {
-            print_err(err);
-            rc = EXIT_FAILED;
-            goto done;
-        }
-        printf("%s\n", run_id);
-        rc = 0;
+        rc = sk_cli_runs_start(cl, &c.runs, c.args[0], buf.data, buf.size, c.json);
     } else if (strcmp(c.command, "invoke") == 0) {
         int r = sk_client_invoke(cl, c.args[0], buf.data, buf.size, (int)c.timeout_ms, &res, err,
                                  sizeof(err));

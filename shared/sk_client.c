@@ -10,17 +10,11 @@
 
 #include <jansson.h>
 
+#include "sk_client_int.h"
 #include "sk_json.h"
 #include "sk_limits.h"
 #include "sk_pg.h"
 #include "stepkit.h"
-
-struct sk_client {
-    PGconn *pg;
-    char schema[64];
-    char done_channel[80];
-    int listening;
-};
 
 /* One path for every start: start_run_msgpack (sql/002_sql_api.sql) is
  * also what stepkit.start_run() calls from SQL. */
@@ -549,6 +543,8 @@ char *sk_client_run_json(sk_client_t *c, const char *run_id, char *err, size_t e
         json_array_append_new(steps, s);
     }
     json_object_set_new(root, "steps", steps);
+    if (sk_client_run_extra(c, run_id, root, err, errlen) != SK_OK)
+        goto done;
     out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (out == NULL)
         snprintf(err, errlen, "out of memory");

@@ -27,6 +27,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "sk_duration.h"
 #include "sk_log.h"
 #include "sk_metrics.h"
 #include "stepkit.h"
@@ -67,6 +68,7 @@ typedef struct {
 static int default_workers(void);
 static int schema_name_valid(const char *s);
 static int http_valid(const char *s);
+static int retention_valid(const char *s);
 
 #define FIELD(f)      offsetof(sk_config_t, f), sizeof(((sk_config_t *)0)->f)
 #define LIST_ENTRY(f) offsetof(sk_config_t, f), sizeof(((sk_config_t *)0)->f[0])
@@ -215,6 +217,18 @@ static const opt_t options[] = {
      .metavar = "ADDR:PORT",
      .help = "Where the HTTP process listens for /livez, /readyz and /metrics (Prometheus). "
              "An IPv4 or [IPv6] address, empty for every interface; off: no HTTP process."},
+    {.flag = "retention",
+     .env = "STEPKIT_RETENTION",
+     .type = OPT_STRING,
+     FIELD(retention),
+     .def = "off",
+     .valid = retention_valid,
+     .rule = "off or a duration of at least 1s (e.g. 12h, 30d)",
+     .metavar = "DURATION",
+     .help = "Delete finished runs (with their steps and history) that ended longer ago than "
+             "this, in small batches, by whichever worker takes the schema's prune lock. "
+             "off: keep everything (prune with `stepkit prune`). An event id or idempotency "
+             "key is remembered only as long as its runs are kept."},
     {.flag = "help", .type = OPT_ACTION, .action = ACT_HELP, .help = "Print this help and exit."},
     {.flag = "help-markdown",
      .type = OPT_ACTION,
@@ -533,6 +547,13 @@ done:
 }
 
 /* Same rule as sk_pg_schema_valid(); kept here so sk_config has no libpq dependency. */
+static int retention_valid(const char *s)
+{
+    int64_t ms;
+
+    return strcmp(s, "off") == 0 || (sk_duration_parse(s, &ms) == SK_OK && ms >= 1000);
+}
+
 static int schema_name_valid(const char *s)
 {
     size_t i;

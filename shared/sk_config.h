@@ -39,6 +39,7 @@ typedef struct {
     int log_level;          /* sk_log_level_t */
     int log_format;         /* sk_log_format_t */
     char http[SK_NAME_MAX]; /* "ADDR:PORT" of the HTTP process, or "off" */
+    char retention[16]; /* "off" or a duration (sk_duration): workers prune older finished runs */
     int n_libraries;
     char libraries[SK_MAX_LIBRARIES][SK_PATH_MAX]; /* --workflows, repeatable */
 } sk_config_t;

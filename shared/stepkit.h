@@ -126,7 +126,12 @@ typedef struct {
 } sk_workflow_t;
 
 /* Called by the library's entry point; copies `wf` (its strings must stay
- * valid while the library is loaded: literals are fine). */
+ * valid while the library is loaded: literals are fine).  Returns SK_OK, or
+ * SK_ERROR when `wf` is invalid (an id of 0 or more than 200 characters or
+ * with a line break, no handler, max_attempts outside 0..1000, a bad retry
+ * setting, an invalid event name or cron schedule) or its id is taken: the
+ * entry point should then return SK_ERROR, and the master refuses to start
+ * with the reason in its log. */
 int sk_register(sk_registry_t *reg, const sk_workflow_t *wf);
 
 /* The entry point every workflow library exports (the suffix is the ABI
@@ -149,6 +154,19 @@ int sk_attempt(const sk_ctx_t *ctx);
 const sk_error_t *sk_ctx_error(const sk_ctx_t *ctx);
 
 /* ---- steps --------------------------------------------------------------- */
+
+/*
+ * Results and buffers, for every step call below and the sk_group_* calls:
+ * - On SK_OK, *result is never NULL.  A step with no value (a sleep, a
+ *   signal wait that timed out) gives a nil object (type
+ *   MSGPACK_OBJECT_NIL), not NULL.  On SK_SUSPEND and SK_FAILED, *result is
+ *   NULL.  `result` itself may be NULL when the value is not needed.
+ * - Results are owned by the context: valid until the handler returns.
+ * - Strings and buffers you pass in (ids, signal and workflow names, the
+ *   msgpack `data` of sk_send_signal, sk_invoke and sk_group_invoke) are
+ *   copied before the call returns: they may be freed or reused right
+ *   after it.  A `data` of NULL or length 0 sends nil.
+ */
 
 /* Run `body` once, durably; its output is memoized forever. */
 int sk_run(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg,
@@ -195,9 +213,13 @@ int sk_send_signal(sk_ctx_t *ctx, const char *id, const char *signal, const char
                    const msgpack_object **result);
 
 /* Start a run of `workflow` (msgpack `data`) and wait for its end: *result
- * is its output; its failure is raised here as a non-retryable error; after
- * `timeout_ms` (< 0: none) the step fails with InvokeTimeoutError and the
- * child runs on by itself. */
+ * is its output; its failure is raised here as a non-retryable error (a
+ * cancelled child: CancelledError); after `timeout_ms` (< 0: none) the step
+ * fails with InvokeTimeoutError ("invoked run <child id> timed out") and
+ * the child runs on by itself.  The child's run id is not part of the
+ * result: a workflow that needs it lets the child return sk_run_id() in its
+ * output; operators see it with `stepkit run <parent>` ("children") or
+ * `SELECT run_id FROM runs WHERE parent_run_id = ...`. */
 int sk_invoke(sk_ctx_t *ctx, const char *id, const char *workflow, const char *data, size_t len,
               int64_t timeout_ms, const msgpack_object **result);
 
@@ -278,7 +300,7 @@ bool sk_expect(sk_issues_t *issues, const msgpack_object *data, const char *key,
 /* map[key] or NULL (also NULL when map is not a map). */
 const msgpack_object *sk_get(const msgpack_object *map, const char *key);
 /* A NUL-terminated copy of a string object, owned by ctx (valid until the
- * handler returns); "" when `o` is not a string. */
+ * handler returns); "" (never NULL) when `o` is NULL or not a string. */
 const char *sk_str(sk_ctx_t *ctx, const msgpack_object *o);
 /* Integer value (0 when not an integer). */
 long long sk_int(const msgpack_object *o);

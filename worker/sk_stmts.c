@@ -97,6 +97,8 @@ const sk_stmt_def_t sk_stmts[] = {
     {"sk_wake", "SELECT wake($1::uuid)"},
     /* A dead worker's item handed back (sql/004_reliability.sql). */
     {"sk_reclaim", "SELECT reclaim_item($1::int8, $2::int4, $3, $4, $5, $6, $7::bool, $8)"},
+    /* Retention (sk_prune): one batch behind the prune lock; -1 when another holds it. */
+    {"sk_prune", "SELECT prune_batch($1::int8, $2::int4)"},
     {"sk_wait_signal", "SELECT wait_signal($1::uuid, $2, $3, $4, $5::int8, $6::bytea, $7::int8)"},
     {"sk_send_step", "SELECT send_signal_step($1::uuid, $2, $3, $4, $5::bytea, $6::int8)"},
     {"sk_invoke_child",

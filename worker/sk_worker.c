@@ -17,6 +17,7 @@
 #include "sk_heritage.h"
 #include "sk_log.h"
 #include "sk_metrics.h"
+#include "sk_prune.h"
 #include "sk_sched.h"
 #include "sk_wconn.h"
 #include "stepkit.h"
@@ -38,8 +39,10 @@ typedef struct {
     ev_signal sig_term, sig_int, sig_quit, sig_hup;
     ev_io alive;
     ev_timer poll, due, heartbeat;
-    ev_timer defer;   /* a notification left to a lower idle sibling, looked at again */
-    ev_periodic cron; /* wall clock: the next cron tick */
+    ev_timer defer;       /* a notification left to a lower idle sibling, looked at again */
+    ev_periodic cron;     /* wall clock: the next cron tick */
+    ev_timer prune;       /* retention: the next prune batch (--retention) */
+    int64_t retention_ms; /* -1: off */
     int poll_ms;
     int busy;   /* inside sk_exec_work: callbacks only take note */
     int wanted; /* work was asked for while busy */
@@ -184,6 +187,29 @@ static void cron_fire(worker_t *w)
         work(w);
 }
 
+/*
+ * One retention batch.  Also called while a run executes: the timer fires
+ * from must_stop's non-blocking loop pass, between two of the executor's
+ * round trips, when the connection is idle with no transaction open, so
+ * a busy worker still prunes (under steady load it may never go idle).
+ */
+static void prune_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    worker_t *w = t->data;
+    int deleted = 0;
+
+    (void)loop;
+    (void)revents;
+    if (w->stopping || !sk_wconn_ready(w->conn))
+        return; /* on_ready arms it again after a reconnect */
+    if (sk_prune_once(w->conn, w->retention_ms, &deleted) != SK_OK)
+        deleted = 0;
+    if (!sk_wconn_ready(w->conn))
+        return;
+    ev_timer_set(&w->prune, sk_prune_next_s(w->retention_ms, deleted), 0.);
+    ev_timer_start(w->loop, &w->prune);
+}
+
 static void on_ready(void *arg)
 {
     worker_t *w = arg;
@@ -198,6 +224,10 @@ static void on_ready(void *arg)
         !sk_wconn_ready(w->conn))
         return; /* the connection went: on_ready comes again */
     w->poll_ms = w->cfg.poll_interval_ms;
+    if (w->retention_ms >= 0 && !ev_is_active(&w->prune)) {
+        ev_timer_set(&w->prune, sk_prune_next_s(w->retention_ms, 0), 0.);
+        ev_timer_start(w->loop, &w->prune);
+    }
     set_state(w, SK_WORKER_IDLE);
     cron_fire(w);
     work(w);
@@ -388,6 +418,9 @@ int sk_worker_main(const sk_heritage_t *h)
     w.cron.data = &w;
     ev_init(&w.defer, defer_cb);
     w.defer.data = &w;
+    ev_init(&w.prune, prune_cb);
+    w.prune.data = &w;
+    w.retention_ms = sk_prune_retention_ms(&w.cfg);
     ev_timer_init(&w.heartbeat, heartbeat_cb, HEARTBEAT_S, HEARTBEAT_S);
     w.heartbeat.data = &w;
     ev_timer_start(w.loop, &w.heartbeat);

@@ -586,3 +586,15 @@ Test(config, validate_checks_the_whole_struct)
     cr_assert_eq(sk_config_validate(&cfg, err, sizeof(err)), SK_ERROR);
     cr_assert_str_eq(err, "--log-format: 2 is not a log format");
 }
+
+/* ---- --retention ------------------------------------------------------------------------ */
+
+Test(config, retention_is_off_or_a_duration)
+{
+    expect_error(ARGS("--retention", "10"),
+                 "--retention: '10' is not off or a duration of at least 1s (e.g. 12h, 30d)");
+    expect_error(ARGS("--retention", "500ms"),
+                 "--retention: '500ms' is not off or a duration of at least 1s (e.g. 12h, 30d)");
+    expect_error(ARGS("--retention", "7days"),
+                 "--retention: '7days' is not off or a duration of at least 1s (e.g. 12h, 30d)");
+}

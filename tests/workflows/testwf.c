@@ -27,6 +27,7 @@
 #include "cronwf.h"
 #include "groupwf.h"
 #include "hostilewf.h"
+#include "runswf.h"
 #include "stepwf.h"
 #include "supwf.h"
 
@@ -325,7 +326,7 @@ SK_WORKFLOWS(reg)
     if (testwf_cron_register(reg) != SK_OK || supwf_register(reg) != SK_OK ||
         groupwf_register(reg) != SK_OK)
         return SK_ERROR;
-    if (hostilewf_register(reg) != SK_OK)
+    if (hostilewf_register(reg) != SK_OK || runswf_register(reg) != SK_OK)
         return SK_ERROR;
     return stepwf_register(reg);
 }

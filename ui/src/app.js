@@ -27,7 +27,7 @@
       if (!Object.prototype.hasOwnProperty.call(attrs, k) || attrs[k] == null) continue;
       if (k.slice(0, 2) === 'on') el.addEventListener(k.slice(2), attrs[k]);
       else if (k === 'class') el.className = attrs[k];
-      else if (k === 'style') el.setAttribute('style', attrs[k]);
+      else if (k === 'style') el.style.cssText = attrs[k]; /* CSSOM: allowed by the CSP, unlike a style attribute */
       else el.setAttribute(k, attrs[k]);
     }
     for (i = 2; i < arguments.length; i++) {
@@ -396,7 +396,7 @@
 
   /* ---- one run ----------------------------------------------------------------------- */
 
-  function errorChain(err) {
+  function errorChain(err, testid) {
     var items = [], depth = 0, e = err;
     while (e && typeof e === 'object' && depth < 20) {
       if (e._truncated) { items.push(h('div', { class: 'err' }, payload(e))); break; }
@@ -413,7 +413,7 @@
       e = e.cause;
       depth++;
     }
-    return h('div', { class: 'error-chain', 'data-testid': 'error-chain' }, items);
+    return h('div', { class: 'error-chain', 'data-testid': testid || 'step-error' }, items);
   }
 
   function waitText(s) {
@@ -440,7 +440,15 @@
     var ticks = [0, 0.25, 0.5, 0.75, 1].map(function (f) {
       return h('span', { style: 'left:' + (f * 100) + '%' }, f === 0 ? timeFmt.format(new Date(t0)) : '+' + fmtDur(f * span));
     });
-    if (!steps.length) return h('div', { class: 'empty' }, 'No steps recorded yet.');
+    /* A step in progress has no record yet: one row from the last record to now. */
+    var busy = null;
+    if (run.status === 'running' || run.status === 'queued') {
+      var from = steps.reduce(function (m, s) { return Math.max(m, s.ended_at ? ms(s.ended_at) : 0); }, t0);
+      busy = { from: from, to: Date.now() };
+      if (busy.to > end) end = busy.to;
+      span = Math.max(end - t0, 1);
+    }
+    if (!steps.length && !busy) return h('div', { class: 'empty' }, 'No steps recorded yet.');
     return h('div', { class: 'timeline', 'data-testid': 'timeline' },
       h('div', { class: 'tl-axis' }, ticks),
       steps.map(function (s) {
@@ -477,6 +485,15 @@
                 s.status === 'ok' ? payload(detail) : errorChain(detail))
             : null);
       }),
+      busy ? h('div', { class: 'tl-row', 'data-step': '', 'data-status': run.status },
+        h('div', { class: 'tl-label muted' }, run.status === 'running' ? 'a step in progress' : 'queued for a worker'),
+        h('div', { class: 'tl-track' },
+          h('div', {
+            class: 'tl-bar ' + run.status, 'data-testid': 'busy-bar',
+            style: 'left:' + ((busy.from - t0) / span * 100).toFixed(3) + '%;width:' + ((busy.to - busy.from) / span * 100).toFixed(3) + '%'
+          }),
+          h('span', { class: 'tl-note', style: 'left:' + Math.min(90, (busy.to - t0) / span * 100).toFixed(3) + '%' },
+            run.status === 'running' ? 'running for ' + fmtDur(busy.to - busy.from) : 'waiting for a worker'))) : null,
       run.steps_omitted ? h('p', { class: 'muted' }, run.steps_omitted + ' more steps not shown.') : null);
   }
 
@@ -534,11 +551,11 @@
           run.cancel_reason ? h('div', {}, h('span', {}, 'Cancel reason'), run.cancel_reason) : null,
           h('div', {}, h('span', {}, 'Event id'), h('span', { class: 'mono' }, input.id || ''))),
       ];
-      if (run.error) parts.push(h('h2', {}, 'Error'), errorChain(run.error));
+      if (run.error) parts.push(h('h2', {}, 'Error'), errorChain(run.error, 'error-chain'));
       parts.push(h('h2', {}, 'Steps'), timeline(run));
       parts.push(h('div', { class: 'two' },
-        h('div', {}, h('h2', {}, 'Input'), payload(input.data)),
-        h('div', {}, h('h2', {}, 'Output'), run.status === 'completed' ? payload(run.output) : h('p', { class: 'muted' }, run.status === 'completed' ? 'null' : 'No output (' + run.status + ').'))));
+        h('div', { 'data-testid': 'input' }, h('h2', {}, 'Input'), payload(input.data)),
+        h('div', { 'data-testid': 'output' }, h('h2', {}, 'Output'), run.status === 'completed' ? payload(run.output) : h('p', { class: 'muted' }, run.status === 'completed' ? 'null' : 'No output (' + run.status + ').'))));
       if (run.children && run.children.length) {
         parts.push(h('h2', {}, 'Child runs'), h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'children' },
           h('thead', {}, h('tr', {}, h('th', {}, 'Run'), h('th', {}, 'Workflow'), h('th', {}, 'Status'), h('th', {}, 'Created'))),

@@ -227,6 +227,8 @@ try {
     const err = await page.locator('[data-testid=error-chain]').innerText();
     ok(err.includes('CancelledError') && err.includes('duplicate order'), 'cancel error: ' + err);
     ok((await page.locator('main').innerText()).includes('Cancel reason'), 'the reason is shown');
+    const wait = await page.locator('.tl-row[data-step=await-approval] .tl-note').textContent();
+    ok(wait.includes('stopped (run cancelled) while waiting for signal'), 'the wait ended with the run: ' + wait);
     await shot(page, '09-run-cancelled');
   });
 

@@ -418,6 +418,7 @@
 
   function waitText(s) {
     var w = s.waiting_for || {};
+    /* until: the wait's deadline, when it has one. */
     var until = w.until ? ' until ' + fmtDate(w.until) : '';
     if (w.kind === 'signal') return ['waiting for signal “' + (w.signal || '') + '”' + until];
     if (w.kind === 'child' || w.kind === 'invoke')
@@ -453,17 +454,20 @@
       h('div', { class: 'tl-axis' }, ticks),
       steps.map(function (s) {
         var a = ms(s.started_at), b;
+        /* A wait of a run that ended (cancelled) stopped when the run did. */
+        var cut = !s.ended_at && run.ended_at;
         if (s.ended_at) b = ms(s.ended_at);
-        else b = Date.now();
+        else b = cut ? Math.max(a, ms(run.ended_at)) : Date.now();
         var left = Math.max(0, (a - t0) / span * 100), width = Math.max(0, (b - a) / span * 100);
         var note = [];
-        if (s.status === 'waiting') note = waitText(s);
+        if (s.status === 'waiting') note = (cut ? ['stopped (run ' + run.status + ') while '] : []).concat(waitText(s));
         else note.push(fmtDur(b - a));
         if (s.attempts > 1 || s.status === 'retry' || s.status === 'error')
           note.push(' · ' + s.attempts + (s.attempts === 1 ? ' attempt' : ' attempts'));
         if (s.status === 'retry') note.push(' · retrying');
         if (s.status === 'error' && s.error) note.push(' · ' + (s.error.name || 'Error'));
-        var noteLeft = left + width > 70;
+        /* The note goes right of the bar, else left of it, else (a long bar) inside it. */
+        var place = left + width <= 70 ? 'right' : left >= 30 ? 'left' : 'inside';
         var detail = s.status === 'ok' ? s.output : s.error;
         return h('div', { class: 'tl-step' },
           h('div', { class: 'tl-row', 'data-step': s.step_id, 'data-status': s.status },
@@ -471,14 +475,14 @@
               h('span', { class: 'tl-name' }, s.step_id), h('span', { class: 'kind' }, s.kind)),
             h('div', { class: 'tl-track' },
               h('div', {
-                class: 'tl-bar ' + s.status + ' ' + s.kind, 'data-testid': 'bar',
+                class: 'tl-bar ' + s.status + ' ' + s.kind + (cut ? ' stopped' : ''), 'data-testid': 'bar',
                 style: 'left:' + left.toFixed(3) + '%;width:' + width.toFixed(3) + '%',
                 title: s.step_id + ': ' + s.status + ', started ' + fmtDate(s.started_at) +
                   (s.ended_at ? ', ended ' + fmtDate(s.ended_at) : '')
               }),
               h('span', {
-                class: 'tl-note' + (noteLeft ? ' left' : ''),
-                style: 'left:' + (noteLeft ? left : left + width).toFixed(3) + '%'
+                class: 'tl-note' + (place === 'right' ? '' : ' ' + place),
+                style: 'left:' + (place === 'right' ? left + width : left).toFixed(3) + '%'
               }, note))),
           detail !== undefined && detail !== null && s.status !== 'waiting'
             ? h('details', { class: 'tl-details' }, h('summary', {}, s.status === 'ok' ? 'output' : 'error'),
@@ -619,7 +623,7 @@
           h('th', { class: 'num' }, 'Ready items'), h('th', { class: 'num' }, 'Oldest ready'), h('th', {}, 'Triggers'))),
         h('tbody', {}, list.map(function (w) {
           return h('tr', { 'data-workflow': w.workflow },
-            h('td', {}, h('a', { href: '/ui/runs?workflow=' + encodeURIComponent(w.workflow), 'data-nav': '' }, w.workflow),
+            h('td', { class: 'wf-name' }, h('a', { href: '/ui/runs?workflow=' + encodeURIComponent(w.workflow), 'data-nav': '' }, w.workflow),
               h('div', { class: 'muted' }, 'max ' + w.max_attempts + ' attempts')),
             h('td', { class: 'num' }, numFmt.format(w.queued)), h('td', { class: 'num' }, numFmt.format(w.running)),
             h('td', { class: 'num' }, numFmt.format(w.waiting)), h('td', { class: 'num' }, numFmt.format(w.completed_1h)),
@@ -672,7 +676,7 @@
         series: [{}].concat(series.map(function (s, i) {
           return { label: s.workflow, stroke: COLORS[i % COLORS.length], width: 2, points: { show: false } };
         })),
-        legend: { show: true }
+        legend: { show: true, live: false }
       };
     }
 

@@ -150,7 +150,7 @@ static void answer_error(req_t *r, unsigned code, const char *msg)
  * reports SQL errors as text; the SQL functions' messages are fixed). */
 static unsigned failure_code(sk_ui_t *ui, const char *err)
 {
-    if (strncmp(err, "no run ", 7) == 0)
+    if (strstr(err, "no run ") != NULL)
         return MHD_HTTP_NOT_FOUND;
     if (strstr(err, "only a failed or cancelled run") != NULL)
         return MHD_HTTP_CONFLICT;

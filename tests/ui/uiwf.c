@@ -59,7 +59,8 @@ static int authorize_body(sk_ctx_t *ctx, msgpack_packer *out, void *arg)
     timeout = sk_error_new(ctx, "SocketTimeout", "no answer from 10.0.0.7:443 within 3000 ms");
     gateway = sk_error_new(ctx, "GatewayError", "payment gateway answered 502 <Bad Gateway>");
     sk_error_set_cause(gateway, timeout);
-    declined = sk_error_new(ctx, "PaymentDeclined", "card ending 4242 declined: issuer unavailable");
+    declined =
+        sk_error_new(ctx, "PaymentDeclined", "card ending 4242 declined: issuer unavailable");
     sk_error_set_cause(declined, gateway);
     return sk_raise(ctx, declined);
 }
@@ -79,8 +80,8 @@ static int approval(sk_ctx_t *ctx, msgpack_packer *out)
     const msgpack_object *r;
 
     SK_STEP(sk_run(ctx, "prepare", work_body, "prepare", &r));
-    SK_STEP(sk_wait_for_signal(ctx, "await-approval", signal ? signal : "approve", 3600000, NULL,
-                               &r));
+    SK_STEP(
+        sk_wait_for_signal(ctx, "await-approval", signal ? signal : "approve", 3600000, NULL, &r));
     SK_STEP(sk_run(ctx, "apply", work_body, "apply", &r));
     return sk_pack_str(out, "applied");
 }

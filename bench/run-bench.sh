@@ -14,6 +14,11 @@
 #                    schemas bench and bench_pgbench are (re)created there
 #   PGBENCH_SECONDS  length of each pgbench run (default 10)
 #   RUNS_CHAIN, RUNS_SINGLE, RUNS_LATENCY  runs per workload (1000, 5000, 200)
+#   BACKLOG          W4: ready items, and as many future ones, of a workflow
+#                    no master serves while W2 runs again (default 100000; 0: skip W4)
+#   BURST            W6: runs started at once by one start_runs() call
+#                    (default 10000; 0: skip W6)
+#   SCALE=1          the long variants (make bench-scale): BACKLOG 1000000, BURST 100000
 #   KEEP=1           keep the scratch directory (logs, cluster) afterwards
 #   MASTER_ARGS      more stepkit-master flags, word-split (e.g. "--retention 1d")
 #   PRUNE_BACKLOG    N > 0: before the master starts, N finished runs (one op
@@ -31,6 +36,13 @@ PGBENCH_SECONDS=${PGBENCH_SECONDS:-10}
 RUNS_CHAIN=${RUNS_CHAIN:-1000}
 RUNS_SINGLE=${RUNS_SINGLE:-5000}
 RUNS_LATENCY=${RUNS_LATENCY:-200}
+SCALE=${SCALE:-0}
+if [ "$SCALE" = 1 ]; then
+    BACKLOG=${BACKLOG:-1000000}
+    BURST=${BURST:-100000}
+fi
+BACKLOG=${BACKLOG:-100000}
+BURST=${BURST:-10000}
 KEEP=${KEEP:-0}
 MASTER_ARGS=${MASTER_ARGS:-}
 PRUNE_BACKLOG=${PRUNE_BACKLOG:-0}
@@ -52,6 +64,8 @@ is_count "$W" || die "W must be a positive integer, got '$W'"
 is_count "$PGBENCH_SECONDS" || die "PGBENCH_SECONDS must be a positive integer, got '$PGBENCH_SECONDS'"
 is_count "$RUNS_CHAIN" || die "RUNS_CHAIN must be a positive integer, got '$RUNS_CHAIN'"
 is_count "$RUNS_SINGLE" || die "RUNS_SINGLE must be a positive integer, got '$RUNS_SINGLE'"
+case $BACKLOG in '' | *[!0-9]*) die "BACKLOG must be a count, got '$BACKLOG'" ;; esac
+case $BURST in '' | *[!0-9]*) die "BURST must be a count, got '$BURST'" ;; esac
 is_count "$RUNS_LATENCY" || die "RUNS_LATENCY must be a positive integer, got '$RUNS_LATENCY'"
 for f in "$BENCH" "$MASTER" "$WF"; do
     [ -e "$f" ] || die "$f is missing: run 'make bench'"
@@ -175,6 +189,13 @@ start=$(date +%s)
 bench --workload chain --runs "$RUNS_CHAIN" --producers "$CLIENTS"
 bench --workload single --runs "$RUNS_SINGLE" --producers "$CLIENTS"
 bench --workload latency --runs "$RUNS_LATENCY"
+if [ "$BACKLOG" -gt 0 ]; then
+    bench --workload backlog --runs "$RUNS_SINGLE" --producers "$CLIENTS" \
+        --backlog-ready "$BACKLOG" --backlog-future "$BACKLOG" --timeout 900
+fi
+if [ "$BURST" -gt 0 ]; then
+    bench --workload burst --runs "$BURST" --timeout 1800
+fi
 
 if [ "$PRUNE_BACKLOG" -gt 0 ]; then
     say "   backlog left after the workloads: $(psql_q -c "SELECT count(*) FROM bench.runs WHERE workflow_id = 'bench-backlog'") of $PRUNE_BACKLOG runs; pruned in $(grep -c 'event=runs_pruned' "$work/master.log" || true) batches"

@@ -17,7 +17,8 @@
 
 #include <libpq-fe.h>
 
-#include "stepkit.h" /* SK_OK, SK_ERROR */
+#include "stepkit.h"        /* SK_OK, SK_ERROR */
+#include "stepkit_client.h" /* SK_UUID_LEN */
 
 #define SK_BENCH_TS_MAX  64
 #define SK_BENCH_STR_MAX 128
@@ -34,7 +35,7 @@ typedef struct {
 
 /* Where a batch of runs stands. */
 typedef struct {
-    long total;     /* runs of the workflow created since `since` */
+    long total;     /* runs of the batch found in the runs table */
     long completed; /* ... of which completed */
     long failed;    /* ... of which failed */
     double seconds; /* max(ended_at) - since, in seconds; < 0 when no run ended */
@@ -44,7 +45,7 @@ typedef struct {
 typedef struct {
     char session[SK_BENCH_STR_MAX]; /* ties the lines of one `make bench` together */
     char commit[SK_BENCH_STR_MAX];  /* git rev-parse --short HEAD */
-    char workload[16];              /* chain, single, latency */
+    char workload[16];              /* chain, single, latency, backlog, burst */
     char workflow[32];
     int runs;
     int steps_per_run;
@@ -57,9 +58,18 @@ typedef struct {
     double p50_ms, p95_ms, p99_ms;          /* client side, start to completion */
     double max_ms, mean_ms;                 /* client side too */
     double db_p50_ms, db_p95_ms, db_p99_ms; /* runs.ended_at - runs.created_at */
-    double xacts_per_run;                   /* pg_stat_database xact_commit delta / runs */
-    double write_xacts_per_run;             /* transaction ids assigned / runs */
-    double rollbacks_per_run;               /* xact_rollback delta / runs */
+    int has_backlog;                        /* backlog workload: the three below are set */
+    long backlog_ready, backlog_future;     /* items of a workflow no master serves */
+    double idle_cpu_pct;        /* the workers' CPU (all of them, % of one core) while idle */
+    int has_burst;              /* burst workload: the figures below are set */
+    double start_runs_per_s;    /* start_runs() of the whole burst in one statement */
+    double burst_first_s;       /* runs ended in the first second after the commit */
+    double burst_min_s;         /* the slowest whole second */
+    int burst_nsec;             /* whole seconds sampled */
+    long burst_per_s[600];      /* runs ended in each second */
+    double xacts_per_run;       /* pg_stat_database xact_commit delta / runs */
+    double write_xacts_per_run; /* transaction ids assigned / runs */
+    double rollbacks_per_run;   /* xact_rollback delta / runs */
     double wal_bytes_per_run;
     long worker_rss_kb; /* largest VmRSS among the master's children; -1 unknown */
     long worker_hwm_kb; /* its VmHWM (peak) */
@@ -89,20 +99,36 @@ PGconn *sk_bench_db_connect(const char *url, const char *schema, char *err, size
 int sk_bench_db_counters(const char *url, sk_bench_counters_t *c, int *server_version, char *err,
                          size_t errlen);
 
-/* Runs of `workflow` created at or after `since` (text timestamptz). */
-int sk_bench_db_progress(PGconn *conn, const char *workflow, const char *since,
+/* Move *cursor past the runs of ids[*cursor..n) that have ended (in
+ * order, stopping at the first still pending); *failed grows by the failed
+ * ones passed.  Reads runs by primary key, a window at a time; *stmts
+ * counts the statements run. */
+int sk_bench_db_advance(PGconn *conn, const char (*ids)[SK_UUID_LEN], long n, long *cursor,
+                        long *failed, long *stmts, char *err, size_t errlen);
+
+/* Where the runs ids[0..n) stand; seconds from `since` (text timestamptz)
+ * to their latest ended_at. */
+int sk_bench_db_progress(PGconn *conn, const char (*ids)[SK_UUID_LEN], long n, const char *since,
                          sk_bench_progress_t *p, char *err, size_t errlen);
 
-/* p50/p95/p99 in ms of ended_at - created_at of the completed runs of
- * `workflow` created at or after `since`. */
-int sk_bench_db_latency(PGconn *conn, const char *workflow, const char *since, double out[3],
+/* p50/p95/p99 in ms of ended_at - created_at of the completed runs among
+ * ids[0..n). */
+int sk_bench_db_latency(PGconn *conn, const char (*ids)[SK_UUID_LEN], long n, double out[3],
                         char *err, size_t errlen);
+
+/* One statement, its result dropped.  SK_OK or SK_ERROR with err. */
+int sk_bench_db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                     char *err, size_t errlen);
 
 /* ---- sk_bench_report.c ------------------------------------------------- */
 
 /* The largest VmRSS (and that process's VmHWM) among the children of
  * `master`; *count gets how many children were seen.  -1 when none. */
 long sk_bench_worker_rss(pid_t master, long *hwm_kb, int *count);
+
+/* CPU time (user + system, in clock ticks) of the children of `master`,
+ * summed; -1 when none was found. */
+long sk_bench_worker_ticks(pid_t master);
 
 /* Nearest-rank percentile (0 < p <= 100) of `n` sorted values. */
 double sk_bench_percentile(const double *sorted, size_t n, double p);

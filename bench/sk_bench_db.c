@@ -19,22 +19,50 @@ static const char counters_sql[] =
     "  FROM pg_catalog.pg_stat_database d"
     " WHERE d.datname = pg_catalog.current_database()";
 
+/*
+ * Progress reads only the runs the driver started, by primary key (their
+ * ids are passed as one uuid[] parameter): its cost does not grow with the
+ * history in `runs` (a scan of runs by workflow and created_at did, and
+ * slowed the engine it measured as the table grew).
+ */
+static const char window_sql[] =
+    "SELECT r.status FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, ord)"
+    "  LEFT JOIN runs r ON r.run_id = u.id ORDER BY u.ord";
+
 static const char progress_sql[] =
-    "SELECT count(*),"
-    "       count(*) FILTER (WHERE status = 'completed'),"
-    "       count(*) FILTER (WHERE status = 'failed'),"
-    "       coalesce(extract(epoch FROM max(ended_at) - $2::timestamptz), -1)"
-    "  FROM runs"
-    " WHERE workflow_id = $1 AND created_at >= $2::timestamptz";
+    "SELECT count(r.run_id),"
+    "       count(*) FILTER (WHERE r.status = 'completed'),"
+    "       count(*) FILTER (WHERE r.status = 'failed'),"
+    "       coalesce(extract(epoch FROM max(r.ended_at) - $2::timestamptz), -1)"
+    "  FROM unnest($1::uuid[]) AS u(id) JOIN runs r ON r.run_id = u.id";
 
 static const char latency_sql[] =
     "SELECT coalesce(percentile_cont(0.50) WITHIN GROUP (ORDER BY ms), -1),"
     "       coalesce(percentile_cont(0.95) WITHIN GROUP (ORDER BY ms), -1),"
     "       coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), -1)"
-    "  FROM (SELECT (extract(epoch FROM ended_at - created_at) * 1000)::float8 AS ms"
-    "          FROM runs"
-    "         WHERE workflow_id = $1 AND created_at >= $2::timestamptz"
-    "           AND status = 'completed') s";
+    "  FROM (SELECT (extract(epoch FROM r.ended_at - r.created_at) * 1000)::float8 AS ms"
+    "          FROM unnest($1::uuid[]) AS u(id) JOIN runs r ON r.run_id = u.id"
+    "         WHERE r.status = 'completed') s";
+
+/* ids[0..n) as a uuid[] literal (malloc'd), NULL when out of memory. */
+static char *id_array(const char (*ids)[SK_UUID_LEN], long n)
+{
+    char *s = malloc((size_t)n * SK_UUID_LEN + 3), *p;
+
+    if (s == NULL)
+        return NULL;
+    p = s;
+    *p++ = '{';
+    for (long i = 0; i < n; i++) {
+        if (i > 0)
+            *p++ = ',';
+        memcpy(p, ids[i], SK_UUID_LEN - 1);
+        p += SK_UUID_LEN - 1;
+    }
+    *p++ = '}';
+    *p = '\0';
+    return s;
+}
 
 /* First line of a libpq message, prefixed with what we were doing. */
 static void pg_message(const char *what, const char *msg, char *err, size_t errlen)
@@ -181,15 +209,58 @@ done:
     return rc;
 }
 
-int sk_bench_db_progress(PGconn *conn, const char *workflow, const char *since,
+#define WINDOW 256
+
+int sk_bench_db_advance(PGconn *conn, const char (*ids)[SK_UUID_LEN], long n, long *cursor,
+                        long *failed, long *stmts, char *err, size_t errlen)
+{
+    while (*cursor < n) {
+        long len = n - *cursor < WINDOW ? n - *cursor : WINDOW, i;
+        char *arr = id_array(ids + *cursor, len);
+        const char *params[1] = {arr};
+        PGresult *res;
+
+        if (arr == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return SK_ERROR;
+        }
+        res = PQexecParams(conn, window_sql, 1, NULL, params, NULL, NULL, 0);
+        (*stmts)++;
+        free(arr);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != len) {
+            pg_message("read progress", PQresultErrorMessage(res), err, errlen);
+            PQclear(res);
+            return SK_ERROR;
+        }
+        for (i = 0; i < len; i++) {
+            const char *st = PQgetvalue(res, (int)i, 0);
+            if (strcmp(st, "completed") != 0 && strcmp(st, "failed") != 0)
+                break; /* pending, or not visible yet */
+            *failed += strcmp(st, "failed") == 0;
+        }
+        PQclear(res);
+        *cursor += i;
+        if (i < len)
+            return SK_OK;
+    }
+    return SK_OK;
+}
+
+int sk_bench_db_progress(PGconn *conn, const char (*ids)[SK_UUID_LEN], long n, const char *since,
                          sk_bench_progress_t *p, char *err, size_t errlen)
 {
-    const char *params[2] = {workflow, since};
+    char *arr = id_array(ids, n);
+    const char *params[2] = {arr, since};
     PGresult *res;
     int64_t total, completed, failed;
     int rc = SK_OK;
 
+    if (arr == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return SK_ERROR;
+    }
     res = one_row(conn, "read progress", progress_sql, 2, params, 4, err, errlen);
+    free(arr);
     if (res == NULL)
         return SK_ERROR;
     if (parse_i64(PQgetvalue(res, 0, 0), &total) != SK_OK ||
@@ -207,14 +278,20 @@ int sk_bench_db_progress(PGconn *conn, const char *workflow, const char *since,
     return rc;
 }
 
-int sk_bench_db_latency(PGconn *conn, const char *workflow, const char *since, double out[3],
+int sk_bench_db_latency(PGconn *conn, const char (*ids)[SK_UUID_LEN], long n, double out[3],
                         char *err, size_t errlen)
 {
-    const char *params[2] = {workflow, since};
+    char *arr = id_array(ids, n);
+    const char *params[1] = {arr};
     PGresult *res;
     int rc = SK_OK;
 
-    res = one_row(conn, "read latencies", latency_sql, 2, params, 3, err, errlen);
+    if (arr == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return SK_ERROR;
+    }
+    res = one_row(conn, "read latencies", latency_sql, 1, params, 3, err, errlen);
+    free(arr);
     if (res == NULL)
         return SK_ERROR;
     for (int i = 0; i < 3; i++) {
@@ -225,4 +302,16 @@ int sk_bench_db_latency(PGconn *conn, const char *workflow, const char *since, d
     }
     PQclear(res);
     return rc;
+}
+
+int sk_bench_db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                     char *err, size_t errlen)
+{
+    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+
+    if (!ok)
+        pg_message(sql, PQresultErrorMessage(res), err, errlen);
+    PQclear(res);
+    return ok ? SK_OK : SK_ERROR;
 }

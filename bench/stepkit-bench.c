@@ -8,6 +8,11 @@
  *   single   --runs (5000) runs of bench-single, the same way;
  *   latency  --runs (200) runs of bench-single, one after another, each
  *            timed from its start to its completion;
+ *   backlog  single, while --backlog-ready ready items and --backlog-future
+ *            future items of a workflow no master serves wait in the queue
+ *            (inserted first, removed after); then the workers' idle CPU;
+ *   burst    --runs (10000) runs of bench-single started at once by one
+ *            start_runs() call; how many end in each second after its commit;
  *   ceiling  the pgbench figures given as options, set against the lines
  *            this --session wrote to --out.
  *
@@ -32,7 +37,7 @@
 
 #define ERR_MAX 512
 
-typedef enum { WL_CHAIN, WL_SINGLE, WL_LATENCY, WL_CEILING } workload_t;
+typedef enum { WL_CHAIN, WL_SINGLE, WL_LATENCY, WL_BACKLOG, WL_BURST, WL_CEILING } workload_t;
 
 typedef struct {
     const char *name;
@@ -46,6 +51,8 @@ static const workload_info_t workloads[] = {
     [WL_CHAIN] = {"chain", "bench-chain3", 3, 1000, 8},
     [WL_SINGLE] = {"single", "bench-single", 1, 5000, 8},
     [WL_LATENCY] = {"latency", "bench-single", 1, 200, 1},
+    [WL_BACKLOG] = {"backlog", "bench-single", 1, 5000, 8},
+    [WL_BURST] = {"burst", "bench-single", 1, 10000, 1},
     [WL_CEILING] = {"ceiling", NULL, 0, 0, 0},
 };
 
@@ -65,6 +72,7 @@ typedef struct {
     int timeout_s;
     int ready_timeout_s;
     long master_pid;
+    long backlog_ready, backlog_future;
     sk_bench_ceiling_t ceiling;
 } opts_t;
 
@@ -73,8 +81,9 @@ typedef struct {
     pthread_t tid;
     const char *workflow;
     sk_client_t *client;
-    int count;   /* runs to start */
-    int started; /* runs started */
+    int count;                /* runs to start */
+    int started;              /* runs started */
+    char (*ids)[SK_UUID_LEN]; /* their ids, count of them */
     int rc;
     char err[ERR_MAX];
 } producer_t;
@@ -84,7 +93,7 @@ static const char *prog = "stepkit-bench";
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: %s --workload chain|single|latency [options]\n"
+            "usage: %s --workload chain|single|latency|backlog|burst [options]\n"
             "       %s --workload ceiling --session ID --out FILE --clients N \\\n"
             "              --insert-tps X --checkpoint-tps Y --checkpoint-1c-tps Z \\\n"
             "              --checkpoint-1c-latency-ms L\n"
@@ -101,6 +110,8 @@ static void usage(FILE *out)
             "  --settle-ms MS       pause before the closing counters are read (default 1500)\n"
             "  --timeout S          give up on a workload after S seconds (default 300)\n"
             "  --ready-timeout S    wait this long for the master to accept runs (default 60)\n"
+            "  --backlog-ready N    backlog: ready items of an unserved workflow (default 100000)\n"
+            "  --backlog-future N   backlog: future items of it (default 100000)\n"
             "Results:\n"
             "  --out FILE           append one JSON line per workload to FILE\n"
             "  --session ID         ties the lines of one bench together\n"
@@ -204,6 +215,8 @@ enum {
     OPT_CHECKPOINT_TPS,
     OPT_CHECKPOINT_1C_TPS,
     OPT_CHECKPOINT_1C_LAT,
+    OPT_BACKLOG_READY,
+    OPT_BACKLOG_FUTURE,
     OPT_HELP
 };
 
@@ -228,6 +241,8 @@ static const struct option long_opts[] = {
     {"checkpoint-tps", required_argument, NULL, OPT_CHECKPOINT_TPS},
     {"checkpoint-1c-tps", required_argument, NULL, OPT_CHECKPOINT_1C_TPS},
     {"checkpoint-1c-latency-ms", required_argument, NULL, OPT_CHECKPOINT_1C_LAT},
+    {"backlog-ready", required_argument, NULL, OPT_BACKLOG_READY},
+    {"backlog-future", required_argument, NULL, OPT_BACKLOG_FUTURE},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -250,6 +265,8 @@ static void parse_options(int argc, char **argv, opts_t *o)
     o->timeout_s = 300;
     o->ready_timeout_s = 60;
     o->ceiling.clients = -1;
+    o->backlog_ready = 100000;
+    o->backlog_future = 100000;
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", long_opts, NULL)) != -1) {
@@ -273,7 +290,8 @@ static void parse_options(int argc, char **argv, opts_t *o)
                     break;
             }
             if (i == sizeof workloads / sizeof workloads[0])
-                die_usage("--workload: expected chain, single, latency or ceiling, got \"%s\"",
+                die_usage("--workload: expected chain, single, latency, backlog, burst or ceiling, "
+                          "got \"%s\"",
                           optarg);
             o->workload = (workload_t)i;
             have_workload = 1;
@@ -331,6 +349,12 @@ static void parse_options(int argc, char **argv, opts_t *o)
             break;
         case OPT_CHECKPOINT_1C_LAT:
             o->ceiling.checkpoint_1c_lat_ms = parse_positive("--checkpoint-1c-latency-ms", optarg);
+            break;
+        case OPT_BACKLOG_READY:
+            o->backlog_ready = parse_long("--backlog-ready", optarg, 0, 100000000);
+            break;
+        case OPT_BACKLOG_FUTURE:
+            o->backlog_future = parse_long("--backlog-future", optarg, 0, 100000000);
             break;
         case OPT_HELP:
             usage(stdout);
@@ -405,6 +429,7 @@ static void *produce(void *arg)
             p->rc = SK_ERROR;
             break;
         }
+        memcpy(p->ids[p->started], run_id, SK_UUID_LEN);
     }
     return NULL;
 }
@@ -418,17 +443,22 @@ static void close_producers(producer_t *ps, int n)
     }
 }
 
-/* Connect `n` clients and share `runs` starts among them. */
-static producer_t *connect_producers(const opts_t *o, const char *workflow, int runs, int n)
+/* Connect `n` clients and share `runs` starts among them; each writes the
+ * ids of its runs into its own slice of ids[0..runs). */
+static producer_t *connect_producers(const opts_t *o, const char *workflow, int runs, int n,
+                                     char (*ids)[SK_UUID_LEN])
 {
     producer_t *ps = calloc((size_t)n, sizeof *ps);
     char err[ERR_MAX];
+    int at = 0;
 
     if (ps == NULL)
         fail("out of memory");
     for (int i = 0; i < n; i++) {
         ps[i].workflow = workflow;
         ps[i].count = runs / n + (i < runs % n ? 1 : 0);
+        ps[i].ids = ids + at;
+        at += ps[i].count;
         ps[i].client = sk_client_connect(o->url, o->schema, err, sizeof err);
         if (ps[i].client == NULL) {
             close_producers(ps, i);
@@ -461,32 +491,53 @@ static void run_producers(producer_t *ps, int n)
 
 /* ---- waiting ---------------------------------------------------------------- */
 
-/*
- * Poll until every run of `workflow` created since `since` has ended and
- * there are `expected` of them (expected < 0: however many exist).  The
- * interval does not bias the figures: the end time is read from the runs
- * themselves.  *polls counts the statements run on `mon`.
- */
-static void wait_done(const opts_t *o, PGconn *mon, const char *workflow, const char *since,
-                      long expected, sk_bench_progress_t *p, long *polls)
+static char (*new_ids(long n))[SK_UUID_LEN]
 {
-    double deadline = mono_ms() + (double)o->timeout_s * 1e3;
+    char(*ids)[SK_UUID_LEN] = calloc((size_t)n, SK_UUID_LEN);
+
+    if (ids == NULL)
+        fail("out of memory");
+    return ids;
+}
+
+/*
+ * Poll until every run of ids[0..n) has ended, then read their figures
+ * (seconds from `since` to the latest ended_at).  Each poll reads a window
+ * of the runs by primary key from the first one still pending: the cost
+ * does not depend on the history in `runs`.  The interval does not bias
+ * the figures: the end time is read from the runs themselves.  *polls
+ * counts the statements run on `mon`.
+ */
+static void wait_done(const opts_t *o, PGconn *mon, const char *workflow,
+                      const char (*ids)[SK_UUID_LEN], long n, const char *since,
+                      sk_bench_progress_t *p, long *polls, sk_bench_result_t *burst)
+{
+    double t0 = mono_ms(), deadline = t0 + (double)o->timeout_s * 1e3;
     char err[ERR_MAX];
+    long cursor = 0, failed = 0, at_last = 0;
 
     for (;;) {
-        if (sk_bench_db_progress(mon, workflow, since, p, err, sizeof err) != SK_OK)
+        /* A burst: the runs passed in each whole second since t0. */
+        while (burst != NULL && mono_ms() - t0 >= 1000.0 * (burst->burst_nsec + 1) &&
+               burst->burst_nsec < (int)(sizeof burst->burst_per_s / sizeof(long))) {
+            burst->burst_per_s[burst->burst_nsec++] = cursor - at_last;
+            at_last = cursor;
+        }
+        if (sk_bench_db_advance(mon, ids, n, &cursor, &failed, polls, err, sizeof err) != SK_OK)
             fail("%s", err);
-        (*polls)++;
-        if (p->failed > 0)
-            fail("%ld run(s) of %s failed (see the master's log, or stepkit get <run>)", p->failed,
+        if (failed > 0)
+            fail("%ld run(s) of %s failed (see the master's log, or stepkit get <run>)", failed,
                  workflow);
-        if (p->completed == p->total && (expected < 0 || p->total >= expected))
-            return;
+        if (cursor == n)
+            break;
         if (mono_ms() > deadline)
-            fail("timed out after %d s: %ld of %ld run(s) of %s completed", o->timeout_s,
-                 p->completed, expected < 0 ? p->total : expected, workflow);
+            fail("timed out after %d s: %ld of %ld run(s) of %s ended", o->timeout_s, cursor, n,
+                 workflow);
         sleep_ms(o->poll_ms);
     }
+    if (sk_bench_db_progress(mon, ids, n, since, p, err, sizeof err) != SK_OK)
+        fail("%s", err);
+    (*polls)++;
 }
 
 /* Retry one start until the master has migrated the schema and registered
@@ -521,11 +572,15 @@ static void warm_up(const opts_t *o, const char *workflow)
     long polls = 0;
     char err[ERR_MAX];
     PGconn *mon;
+    char(*ids)[SK_UUID_LEN];
 
     wait_ready(o, workflow);
-    if (o->warmup > 0) {
+    if (o->warmup == 0)
+        return;
+    ids = new_ids(o->warmup);
+    {
         int n = o->producers < o->warmup ? o->producers : o->warmup;
-        producer_t *ps = connect_producers(o, workflow, o->warmup, n);
+        producer_t *ps = connect_producers(o, workflow, o->warmup, n, ids);
 
         run_producers(ps, n);
         free(ps);
@@ -533,13 +588,17 @@ static void warm_up(const opts_t *o, const char *workflow)
     mon = sk_bench_db_connect(o->url, o->schema, err, sizeof err);
     if (mon == NULL)
         fail("%s", err);
-    wait_done(o, mon, workflow, "1970-01-01 00:00:00+00", -1, &p, &polls);
+    wait_done(o, mon, workflow, (const char(*)[SK_UUID_LEN])ids, o->warmup,
+              "1970-01-01 00:00:00+00", &p, &polls, NULL);
     PQfinish(mon);
+    free(ids);
 }
 
 /* Start one run and wait for its end; the milliseconds it took, on the
- * client's monotonic clock.  `nth` (0: the warm-up) is for messages. */
-static double invoke_one(const opts_t *o, sk_client_t *c, const char *workflow, int nth)
+ * client's monotonic clock.  `nth` (0: the warm-up) is for messages; the
+ * run's id goes to `id` when given. */
+static double invoke_one(const opts_t *o, sk_client_t *c, const char *workflow, int nth,
+                         char id[SK_UUID_LEN])
 {
     sk_run_result_t res;
     char err[ERR_MAX] = "";
@@ -555,8 +614,128 @@ static double invoke_one(const opts_t *o, sk_client_t *c, const char *workflow, 
         fail("run %d of %d: invoke: %s", nth, o->runs, err);
     if (strcmp(res.status, "completed") != 0)
         fail("run %d of %d (%s) ended %s", nth, o->runs, res.run_id, res.status);
+    if (id != NULL)
+        memcpy(id, res.run_id, SK_UUID_LEN);
     sk_run_result_clear(&res);
     return ms;
+}
+
+/* ---- backlog ------------------------------------------------------------------ */
+
+#define UNSERVED "bench-unserved"
+#define IDLE_MS  3000
+
+/* Items of a workflow no master serves, ready (due a minute ago) and
+ * future (due in a day), straight into the queue: no worker may ever
+ * touch them, yet each could cost every claim something.  ANALYZE after,
+ * as autovacuum would do soon. */
+static void backlog_load(const opts_t *o, sk_bench_result_t *r)
+{
+    static const char ins[] = "INSERT INTO exec_queue (run_id, workflow_id, visible_at)"
+                              " SELECT gen_random_uuid(), '" UNSERVED "', now() + $2::interval"
+                              "   FROM generate_series(1, $1::int8)";
+    char err[ERR_MAX], n1[24], n2[24];
+    const char *p1[2] = {n1, "-1 minute"}, *p2[2] = {n2, "1 day"};
+    PGconn *c = sk_bench_db_connect(o->url, o->schema, err, sizeof err);
+
+    if (c == NULL)
+        fail("%s", err);
+    snprintf(n1, sizeof n1, "%ld", o->backlog_ready);
+    snprintf(n2, sizeof n2, "%ld", o->backlog_future);
+    if (sk_bench_db_exec(c, "DELETE FROM exec_queue WHERE workflow_id = '" UNSERVED "'", 0, NULL,
+                         err, sizeof err) != SK_OK ||
+        sk_bench_db_exec(c, ins, 2, p1, err, sizeof err) != SK_OK ||
+        sk_bench_db_exec(c, ins, 2, p2, err, sizeof err) != SK_OK ||
+        sk_bench_db_exec(c, "ANALYZE exec_queue", 0, NULL, err, sizeof err) != SK_OK)
+        fail("backlog: %s", err);
+    PQfinish(c);
+    r->has_backlog = 1;
+    r->backlog_ready = o->backlog_ready;
+    r->backlog_future = o->backlog_future;
+}
+
+/* The workers' CPU over IDLE_MS with nothing of theirs to do (after their
+ * poll has backed off), then the backlog goes. */
+static void backlog_idle_and_drop(const opts_t *o, sk_bench_result_t *r)
+{
+    char err[ERR_MAX];
+    long t0, t1;
+    double ms0, ms1;
+    PGconn *c;
+
+    r->idle_cpu_pct = NAN;
+    if (o->master_pid > 0) {
+        sleep_ms(1000);
+        t0 = sk_bench_worker_ticks((pid_t)o->master_pid);
+        ms0 = mono_ms();
+        sleep_ms(IDLE_MS);
+        t1 = sk_bench_worker_ticks((pid_t)o->master_pid);
+        ms1 = mono_ms();
+        if (t0 >= 0 && t1 >= t0)
+            r->idle_cpu_pct =
+                100.0 * ((double)(t1 - t0) / (double)sysconf(_SC_CLK_TCK)) / ((ms1 - ms0) / 1e3);
+    }
+    c = sk_bench_db_connect(o->url, o->schema, err, sizeof err);
+    if (c == NULL ||
+        sk_bench_db_exec(c, "DELETE FROM exec_queue WHERE workflow_id = '" UNSERVED "'", 0, NULL,
+                         err, sizeof err) != SK_OK ||
+        sk_bench_db_exec(c, "VACUUM ANALYZE exec_queue", 0, NULL, err, sizeof err) != SK_OK)
+        fail("backlog: %s", err);
+    PQfinish(c);
+}
+
+/* ---- burst -------------------------------------------------------------------- */
+
+/* Start every run in one start_runs() statement (its rate is the batch
+ * start API's); `since` gets the server's clock just after its commit. */
+static void burst_start(const opts_t *o, PGconn *mon, const char *workflow,
+                        char (*ids)[SK_UUID_LEN], sk_bench_result_t *r, char *since,
+                        size_t since_len)
+{
+    char n[24];
+    const char *params[2] = {workflow, n};
+    double t;
+    PGresult *res;
+
+    snprintf(n, sizeof n, "%d", o->runs);
+    t = mono_ms();
+    res = PQexecParams(mon,
+                       "SELECT run_id::text FROM start_runs($1,"
+                       " array_fill('null'::jsonb, ARRAY[$2::int])) ORDER BY ord",
+                       2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_FATAL_ERROR &&
+        strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE), "42883") == 0) {
+        /* A schema before start_runs (006): one start_run per run, still
+         * in one statement and one transaction. */
+        PQclear(res);
+        res = PQexecParams(mon,
+                           "SELECT (start_run_msgpack($1, NULL)).run_id::text"
+                           "  FROM generate_series(1, $2::int)",
+                           2, NULL, params, NULL, NULL, 0);
+    }
+    t = mono_ms() - t;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != o->runs)
+        fail("start_runs: %s", PQresultErrorMessage(res));
+    for (int i = 0; i < o->runs; i++)
+        snprintf(ids[i], SK_UUID_LEN, "%s", PQgetvalue(res, i, 0));
+    PQclear(res);
+    r->has_burst = 1;
+    r->start_runs_per_s = o->runs / (t / 1e3);
+    res = PQexec(mon, "SELECT clock_timestamp()::text");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail("clock: %s", PQresultErrorMessage(res));
+    snprintf(since, since_len, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+}
+
+static void burst_figures(sk_bench_result_t *r)
+{
+    r->burst_first_s = r->burst_nsec > 0 ? (double)r->burst_per_s[0] : NAN;
+    r->burst_min_s = NAN;
+    for (int i = 0; i < r->burst_nsec; i++) {
+        if (isnan(r->burst_min_s) || r->burst_per_s[i] < r->burst_min_s)
+            r->burst_min_s = (double)r->burst_per_s[i];
+    }
 }
 
 /* ---- one workload ------------------------------------------------------------- */
@@ -587,6 +766,8 @@ static void run_workload(const opts_t *o, sk_bench_result_t *r)
     long polls = 0;
     char err[ERR_MAX];
     PGconn *mon;
+    char(*ids)[SK_UUID_LEN] = new_ids(o->runs);
+    char burst_ts[SK_BENCH_TS_MAX] = "";
 
     memset(r, 0, sizeof *r);
     snprintf(r->session, sizeof r->session, "%s", o->session);
@@ -598,6 +779,8 @@ static void run_workload(const opts_t *o, sk_bench_result_t *r)
     r->producers = o->producers;
     r->workers = o->workers;
 
+    if (o->workload == WL_BACKLOG)
+        backlog_load(o, r);
     warm_up(o, w->workflow);
 
     if (o->workload == WL_LATENCY) {
@@ -608,9 +791,9 @@ static void run_workload(const opts_t *o, sk_bench_result_t *r)
         if (lat_client == NULL)
             fail("connect: %s", err);
         /* One invoke not counted: the client's LISTEN happens here. */
-        invoke_one(o, lat_client, w->workflow, 0);
-    } else {
-        ps = connect_producers(o, w->workflow, o->runs, o->producers);
+        invoke_one(o, lat_client, w->workflow, 0, NULL);
+    } else if (o->workload != WL_BURST) {
+        ps = connect_producers(o, w->workflow, o->runs, o->producers, ids);
     }
 
     /* t0: the server's clock just before the first start. */
@@ -622,18 +805,23 @@ static void run_workload(const opts_t *o, sk_bench_result_t *r)
 
     if (o->workload == WL_LATENCY) {
         for (int i = 0; i < o->runs; i++)
-            lat[i] = invoke_one(o, lat_client, w->workflow, i + 1);
+            lat[i] = invoke_one(o, lat_client, w->workflow, i + 1, ids[i]);
         sk_client_close(lat_client);
+    } else if (o->workload == WL_BURST) {
+        burst_start(o, mon, w->workflow, ids, r, burst_ts, sizeof burst_ts);
+        polls += 2;
     } else {
         run_producers(ps, o->producers);
         free(ps);
     }
 
-    wait_done(o, mon, w->workflow, before.ts, o->runs, &p, &polls);
+    wait_done(o, mon, w->workflow, (const char(*)[SK_UUID_LEN])ids, o->runs,
+              o->workload == WL_BURST ? burst_ts : before.ts, &p, &polls,
+              o->workload == WL_BURST ? r : NULL);
+    if (o->workload == WL_BURST)
+        burst_figures(r);
     if (p.total != o->runs)
-        fail("expected %d runs of %s since the start, found %ld (is another client using "
-             "schema %s?)",
-             o->runs, w->workflow, p.total, o->schema);
+        fail("expected %d runs of %s, found %ld", o->runs, w->workflow, p.total);
     if (p.seconds <= 0)
         fail("the runs of %s completed without an ended_at", w->workflow);
     r->seconds = p.seconds;
@@ -657,7 +845,8 @@ static void run_workload(const opts_t *o, sk_bench_result_t *r)
         r->max_ms = lat[o->runs - 1];
         for (int i = 0; i < o->runs; i++)
             r->mean_ms += lat[i] / o->runs;
-        if (sk_bench_db_latency(mon, w->workflow, before.ts, db, err, sizeof err) != SK_OK)
+        if (sk_bench_db_latency(mon, (const char(*)[SK_UUID_LEN])ids, o->runs, db, err,
+                                sizeof err) != SK_OK)
             fail("%s", err);
         polls++;
         r->db_p50_ms = db[0];
@@ -680,6 +869,9 @@ static void run_workload(const opts_t *o, sk_bench_result_t *r)
         (double)(after.xact_commit - before.xact_commit - OWN_COMMITS - polls) / o->runs;
     r->rollbacks_per_run = (double)(after.xact_rollback - before.xact_rollback) / o->runs;
     r->wal_bytes_per_run = (double)(after.wal_lsn - before.wal_lsn) / o->runs;
+    free(ids);
+    if (o->workload == WL_BACKLOG)
+        backlog_idle_and_drop(o, r);
 }
 
 int main(int argc, char **argv)

@@ -8,6 +8,7 @@
 #   deploy/install-deps.sh image       the same, plus mmdebstrap (for `make image`)
 #   deploy/install-deps.sh prometheus  the same, plus promtool and the server (metrics tests)
 #   deploy/install-deps.sh browser     the same, plus chromium (headless, for `make ui-test`)
+#   deploy/install-deps.sh fuzz        the same, plus clang and libFuzzer (for `make fuzz`)
 #   deploy/install-deps.sh --check     only report what is missing (exit 1 if any)
 #
 # Each check looks for what the build actually uses (a command, a pkg-config
@@ -22,14 +23,16 @@ want_valgrind=0
 want_image=0
 want_prometheus=0
 want_browser=0
+want_fuzz=0
 for arg in "$@"; do
     case $arg in
         valgrind) want_valgrind=1 ;;
         image) want_image=1 ;;
         prometheus) want_prometheus=1 ;;
         browser) want_browser=1 ;;
+        fuzz) want_fuzz=1 ;;
         --check) check_only=1 ;;
-        *) echo "install-deps: unknown argument '$arg' (expected: valgrind, image, prometheus, browser, --check)" >&2; exit 2 ;;
+        *) echo "install-deps: unknown argument '$arg' (expected: valgrind, image, prometheus, browser, fuzz, --check)" >&2; exit 2 ;;
     esac
 done
 
@@ -92,6 +95,23 @@ if [ "$want_browser" = 1 ]; then
 fi
 if [ "$want_valgrind" = 1 ]; then
     have_cmd valgrind || need valgrind "requested: memory checking for 'make valgrind'"
+fi
+# libFuzzer ships in clang's runtime package, not in clang itself: link a tiny
+# fuzz target to see whether both are there.
+have_libfuzzer() {
+    have_cmd clang || return 1
+    t=$(mktemp -d) || return 1
+    printf '#include <stddef.h>\n#include <stdint.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }\n' >"$t/f.c"
+    if clang -fsanitize=fuzzer,address,undefined -o "$t/f" "$t/f.c" >/dev/null 2>&1; then
+        rm -rf "$t"
+        return 0
+    fi
+    rm -rf "$t"
+    return 1
+}
+if [ "$want_fuzz" = 1 ]; then
+    have_cmd clang || need clang "requested: 'make fuzz' builds its libFuzzer targets with clang"
+    have_libfuzzer || need libclang-rt-14-dev "requested: libFuzzer and the sanitizer runtimes for clang ('make fuzz')"
 fi
 
 if [ -z "$missing" ]; then

@@ -68,38 +68,6 @@ typedef struct {
 static int default_workers(void);
 static int schema_name_valid(const char *s);
 static int http_valid(const char *s);
-static int ui_token_file_valid(const char *s)
-{
-    char tok[SK_UI_TOKEN_MAX + 1];
-
-    return s[0] == '\0' || sk_config_ui_token(s, tok, sizeof(tok)) == SK_OK;
-}
-
-int sk_config_ui_token(const char *path, char *out, size_t len)
-{
-    char buf[SK_UI_TOKEN_MAX + 2];
-    size_t n = 0;
-    FILE *f = fopen(path, "re");
-
-    if (f == NULL)
-        return SK_ERROR;
-    if (fgets(buf, (int)sizeof(buf), f) == NULL) {
-        fclose(f);
-        return SK_ERROR;
-    }
-    fclose(f);
-    n = strcspn(buf, "\r\n");
-    buf[n] = '\0';
-    if (n < SK_UI_TOKEN_MIN || n > SK_UI_TOKEN_MAX || n >= len)
-        return SK_ERROR;
-    for (size_t i = 0; i < n; i++) {
-        if (buf[i] <= ' ' || buf[i] > '~')
-            return SK_ERROR;
-    }
-    memcpy(out, buf, n + 1);
-    return SK_OK;
-}
-
 static int retention_valid(const char *s);
 static int ui_token_file_valid(const char *s);
 
@@ -449,6 +417,38 @@ static int http_valid(const char *s)
     return sk_config_http_addr(s, &a) != SK_ERROR;
 }
 
+static int ui_token_file_valid(const char *s)
+{
+    char tok[SK_UI_TOKEN_MAX + 1];
+
+    return s[0] == '\0' || sk_config_ui_token(s, tok, sizeof(tok)) == SK_OK;
+}
+
+int sk_config_ui_token(const char *path, char *out, size_t len)
+{
+    char buf[SK_UI_TOKEN_MAX + 2];
+    size_t n;
+    FILE *f = fopen(path, "re");
+
+    if (f == NULL)
+        return SK_ERROR;
+    if (fgets(buf, (int)sizeof(buf), f) == NULL) {
+        fclose(f);
+        return SK_ERROR;
+    }
+    fclose(f);
+    n = strcspn(buf, "\r\n");
+    buf[n] = '\0';
+    if (n < SK_UI_TOKEN_MIN || n > SK_UI_TOKEN_MAX || n >= len)
+        return SK_ERROR;
+    for (size_t i = 0; i < n; i++) {
+        if (buf[i] <= ' ' || buf[i] > '~')
+            return SK_ERROR;
+    }
+    memcpy(out, buf, n + 1);
+    return SK_OK;
+}
+
 /* ---- setting one value ------------------------------------------------------- */
 
 static int *int_field(sk_config_t *cfg, const opt_t *o)
@@ -574,6 +574,23 @@ static int read_file_value(char *dst, size_t size, const char *path, const char 
         if (n == 0)
             break;
         len += (size_t)n;
+    }
+    /* A full buffer may be only the start of the file: stripping the newlines
+     * it ends with would accept a cut-off value. */
+    if (len == sizeof(buf)) {
+        char more;
+
+        do
+            n = read(fd, &more, 1);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            snprintf(err, errlen, "%s: cannot read '%s': %s", name, path, strerror(errno));
+            goto done;
+        }
+        if (n > 0) {
+            snprintf(err, errlen, "%s: '%s' is too long (at most %zu bytes)", name, path, size - 1);
+            goto done;
+        }
     }
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
         len--;

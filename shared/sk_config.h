@@ -41,12 +41,9 @@ typedef struct {
     int log_level;          /* sk_log_level_t */
     int log_format;         /* sk_log_format_t */
     char http[SK_NAME_MAX]; /* "ADDR:PORT" of the HTTP process, or "off" */
-    char retention[16];
-    int ui; /* 1: the dashboard under /ui of the --http listener */
-    char ui_token_file[SK_PATH_MAX];
-        /* "" read-only; else the token that allows cancel/retry */ /* "off" or a duration
-                                                                       (sk_duration): workers prune
-                                                                       older finished runs */
+    char retention[16]; /* "off" or a duration (sk_duration): workers prune older finished runs */
+    int ui;             /* 1: the dashboard under /ui of the --http listener */
+    char ui_token_file[SK_PATH_MAX]; /* "" read-only; else the token allowing cancel/retry */
     int n_libraries;
     char libraries[SK_MAX_LIBRARIES][SK_PATH_MAX]; /* --workflows, repeatable */
 } sk_config_t;

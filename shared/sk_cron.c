@@ -215,8 +215,8 @@ static int parse_item(const field_spec_t *f, const char *s, size_t len, uint64_t
                 parse_bound(f, s, len, dash + 1, rlen - (size_t)(dash - s) - 1, &hi, err, errlen) !=
                     SK_OK)
                 return SK_ERROR;
-            if (f == &specs[F_DOW] && hi == 0)
-                hi = 7; /* "fri-sun": Sunday also closes the week */
+            if (f == &specs[F_DOW] && hi == 0 && lo > 0)
+                hi = 7; /* "fri-sun": Sunday also closes the week; "sun-sun" stays Sunday */
             if (lo > hi)
                 return fail(err, errlen, "%s field: range \"%.*s\" runs backwards", f->name,
                             shown(rlen), s);

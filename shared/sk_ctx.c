@@ -12,10 +12,10 @@
 #include <time.h>
 
 #include <openssl/evp.h>
-#include <uuid/uuid.h>
 
 #include "sk_json.h"
 #include "sk_limits.h"
+#include "sk_uuid.h"
 
 #define OP_BUCKETS_MIN  64
 #define COUNTER_BUCKETS 64
@@ -1014,9 +1014,7 @@ static int start_wait(sk_ctx_t *ctx, const char *key, const call_t *c)
     int rc = SK_ERROR;
 
     if (c->kind == K_INVOKE) {
-        uuid_t u;
-        uuid_generate_random(u);
-        uuid_unparse_lower(u, child);
+        sk_uuid7(child); /* time-ordered, as every run id */
     }
     msgpack_sbuffer_init(&wi);
     if (pack_wait_info(&wi, kind_names[c->kind], until,

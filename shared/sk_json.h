@@ -4,7 +4,10 @@
  * Mapping: null, true/false, integers (int64), reals (double), strings,
  * arrays and objects map one to one.  msgpack values JSON cannot hold
  * (bin, ext, non-string map keys, uint64 above INT64_MAX) are an error in
- * sk_msgpack_to_json, never silently changed.
+ * sk_msgpack_to_json, never silently changed.  One asymmetry: a map key
+ * holding a NUL byte renders as "\u0000", but jansson cannot read such a key
+ * back, so sk_json_to_msgpack refuses it ("NUL byte in object key not
+ * supported"); NULs inside string values go both ways.
  */
 #ifndef SK_JSON_H
 #define SK_JSON_H

@@ -38,8 +38,9 @@ CREATE UNIQUE INDEX runs_workflow_key ON runs (workflow_id, idempotency_key)
 -- index range per registered workflow), keyset on (created_at, run_id).
 CREATE INDEX runs_workflow_created ON runs (workflow_id, created_at, run_id);
 -- list_runs --status failed|cancelled: rare rows, found without scanning
--- the successful ones.  Entries are added only when a run fails.
-CREATE INDEX runs_unsuccessful ON runs (workflow_id, created_at, run_id)
+-- the successful ones (status is a key: failed ones without reading the
+-- cancelled ones).  Entries are added only when a run fails or is cancelled.
+CREATE INDEX runs_unsuccessful ON runs (workflow_id, status, created_at, run_id)
     WHERE status IN ('failed', 'cancelled');
 -- Retention and stats read finished runs by end time; a pending run has no
 -- entry (ended_at NULL), so a start adds nothing here.
@@ -224,8 +225,16 @@ BEGIN
             END IF;
             DELETE FROM waiting_signals WHERE run_id = ANY (v_runs);
             DELETE FROM waiting_invokes WHERE parent_run_id = ANY (v_runs);
-            DELETE FROM waiting_invokes WHERE child_run_id = p_run
-            RETURNING parent_run_id, parent_op_key INTO v_parent, v_op;
+            -- A parent waiting on the run: its queue row before its wait
+            -- (the lock order of 008_lock_order's end_run).
+            SELECT w.parent_run_id INTO v_parent FROM waiting_invokes w WHERE w.child_run_id = p_run;
+            IF v_parent IS NOT NULL THEN
+                PERFORM 1 FROM exec_queue q
+                  WHERE q.run_id = v_parent AND q.op_key IS NULL FOR UPDATE;
+                v_parent := NULL;
+                DELETE FROM waiting_invokes WHERE child_run_id = p_run
+                RETURNING parent_run_id, parent_op_key INTO v_parent, v_op;
+            END IF;
             IF v_parent IS NOT NULL THEN
                 UPDATE ops SET status = 'error', result = v_err, ended_at = now()
                  WHERE run_id = v_parent AND op_key = v_op AND status = 'waiting';
@@ -377,7 +386,10 @@ $$;
 -- it, so rows inserted meanwhile neither repeat nor shift the pages.  Each
 -- workflow's rows come from one index range (runs_workflow_created, or
 -- runs_unsuccessful for failed and cancelled), so a page costs about
--- p_limit index entries per registered workflow, however many runs exist.
+-- p_limit index entries per registered workflow, however many runs exist;
+-- pending runs come from the queue, which holds one replay item for each.
+-- No JIT: its compile time (tens of ms) would dwarf a page's cost, which
+-- the planner overestimates (it costs a sort of rows the LIMITs never make).
 CREATE FUNCTION list_runs(p_workflow text DEFAULT NULL, p_status text DEFAULT NULL,
                           p_since timestamptz DEFAULT NULL, p_until timestamptz DEFAULT NULL,
                           p_limit int DEFAULT 50, p_after text DEFAULT NULL)
@@ -385,7 +397,7 @@ RETURNS TABLE (run_id uuid, workflow_id text, status text, state text, trigger_t
                trigger_name text, created_at timestamptz, ended_at timestamptz,
                parent_run_id uuid, retries int, idempotency_key text, cancel_reason text,
                cursor text)
-LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET jit = off AS $$
 DECLARE
     v_at timestamptz;
     v_id uuid;
@@ -425,8 +437,25 @@ BEGIN
             || ' r.created_at, r.ended_at, r.parent_run_id, r.retries, r.idempotency_key,'
             || ' r.cancel_reason FROM runs r WHERE r.workflow_id = %s' || v_cond
             || ' ORDER BY r.created_at DESC, r.run_id DESC LIMIT $2';
+    IF p_status = 'pending' THEN
+        -- Every unfinished run has its replay item in the (small) queue:
+        -- start there instead of reading past the ended runs.
+        RETURN QUERY EXECUTE
+            'SELECT x.run_id, x.workflow_id, x.status, CASE WHEN x.status = ''pending'' THEN run_state(x.run_id, x.status) ELSE x.status END,'
+            || ' x.trigger_type, x.trigger_name, x.created_at, x.ended_at, x.parent_run_id,'
+            || ' x.retries, x.idempotency_key, x.cancel_reason,'
+            || ' lpad(to_hex(((extract(epoch FROM x.created_at) * 1000000)::numeric)::bigint), 16, ''0'')'
+            || '   || replace(x.run_id::text, ''-'', '''')'
+            || ' FROM (SELECT r.* FROM exec_queue q JOIN runs r ON r.run_id = q.run_id'
+            || '        WHERE coalesce(q.op_key, '''') = '''''
+            || CASE WHEN p_workflow IS NOT NULL THEN ' AND q.workflow_id = $1' ELSE '' END
+            || v_cond || ') x'
+            || ' ORDER BY x.created_at DESC, x.run_id DESC LIMIT $2'
+            USING p_workflow, p_limit, p_since, p_until, v_at, v_id;
+        RETURN;
+    END IF;
     RETURN QUERY EXECUTE
-        'SELECT x.run_id, x.workflow_id, x.status, run_state(x.run_id, x.status),'
+        'SELECT x.run_id, x.workflow_id, x.status, CASE WHEN x.status = ''pending'' THEN run_state(x.run_id, x.status) ELSE x.status END,'
         || ' x.trigger_type, x.trigger_name, x.created_at, x.ended_at, x.parent_run_id,'
         || ' x.retries, x.idempotency_key, x.cancel_reason,'
         || ' lpad(to_hex(((extract(epoch FROM x.created_at) * 1000000)::numeric)::bigint), 16, ''0'')'
@@ -449,7 +478,7 @@ $$;
 -- skipped, not waited for.  The event ids and idempotency keys of pruned
 -- runs are forgotten with them (docs/sql-api.md, "Retention").
 CREATE FUNCTION prune_runs(p_older_than interval, p_batch int DEFAULT 500) RETURNS int
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET jit = off AS $$
 DECLARE
     v_ids uuid[];
 BEGIN
@@ -504,7 +533,7 @@ CREATE FUNCTION run_stats()
 RETURNS TABLE (workflow_id text, queued bigint, running bigint, waiting bigint,
                completed_1h bigint, failed_1h bigint, cancelled_1h bigint,
                ready_items bigint, oldest_ready_ms bigint)
-LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+LANGUAGE sql STABLE SET search_path FROM CURRENT SET jit = off AS $$
     WITH q AS (
         SELECT e.workflow_id,
                count(*) FILTER (WHERE e.op_key IS NULL AND NOT e.leased AND e.visible_at <= now()) AS queued,

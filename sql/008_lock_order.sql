@@ -6,11 +6,11 @@
 -- child run ending, used to take the wait first and the run's queue row
 -- last (in wake()), so a send racing a timeout could deadlock.  Both now
 -- lock the waiting run's queue row before its wait; the wait is re-checked
--- once that lock is held.
+-- once that lock is held.  Both keep 006_perf's enable_seqscan = off.
 
 -- Wake the oldest live waiter of p_signal (see 001_core).
 CREATE OR REPLACE FUNCTION deliver_signal(p_signal text, p_data bytea) RETURNS uuid
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
     w record;
 BEGIN
@@ -45,7 +45,7 @@ $$;
 CREATE OR REPLACE FUNCTION end_run(p_item bigint, p_epoch int, p_run uuid, p_status text,
                                    p_output bytea, p_error bytea, p_parent_error bytea,
                                    p_channel text) RETURNS boolean
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
     v_notify boolean;
     v_parent uuid;

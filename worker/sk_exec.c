@@ -29,9 +29,13 @@ struct sk_exec {
     char worker_name[96];
     char *workflows; /* ids joined by newlines: what this worker can run */
     char lease[NUM_LEN];
-    sk_renew_t *renew;  /* keeps a running body's lease */
-    sk_inflight_t held; /* what the slot shows (published on change) */
-    char refused[700];  /* a write of the current run the database refused for good */
+    sk_renew_t *renew;       /* keeps a running body's lease */
+    sk_inflight_t held;      /* what the slot shows (published on change) */
+    char refused[700];       /* a write of the current run the database refused for good */
+    void (*more)(void *arg); /* a claim saw more ready work (sk_exec_on_more) */
+    void *more_arg;
+    int found_none;      /* the last run's end claimed and found nothing... */
+    int64_t next_due_ms; /* ...and this was its next-due answer */
 };
 
 /* A claimed item with its run; pointers into `res`, which it owns. */
@@ -574,8 +578,10 @@ static int release(run_state_t *rs, int64_t delay_ms, int attempt, int attempt_o
     int pending = rs->ctx ? count_pending(rs->ctx) : 0;
     size_t nd = rs->ctx ? sk_ctx_dispatch_count(rs->ctx) : 0;
 
-    if (batch_init(&b, 2 * pending + (int)nd + 3) != SK_OK)
+    if (batch_init(&b, 2 * pending + (int)nd + 4) != SK_OK)
         return SK_ERROR;
+    if (pending == 0 && nd == 0 && attempt < 0 && batch_add(&b, "sk_lease_only") == NULL)
+        goto done;
     if (add_fence(&b, rs->it, FENCE_RELEASE, delay_ms) != SK_OK ||
         (rs->ctx && add_pending_ops(&b, rs->it, rs->ctx) != SK_OK))
         goto done;
@@ -664,8 +670,13 @@ static int finish(run_state_t *rs, const char *status, const char *output, size_
                                (double)(wall_now_ms() - rs->it->created_ms) / 1000.0);
         }
         if (claim_at >= 0 && res[claim_at] != NULL) {
-            *have_next = parse_claim(res[claim_at], next, NULL) == SK_OK;
+            int64_t more = -1;
+            *have_next = parse_claim(res[claim_at], next, &more) == SK_OK;
             res[claim_at] = NULL;
+            if (*have_next && more == 0 && x->more != NULL)
+                x->more(x->more_arg);
+            x->found_none = !*have_next; /* no second claim to learn that again */
+            x->next_due_ms = more;
         }
     }
 done:
@@ -1048,7 +1059,7 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
     item_t it, next;
     int have = 0, have_next;
     batch_t b;
-    PGresult *res[1] = {NULL};
+    PGresult *res[2] = {NULL, NULL};
     char err[512];
     int rc;
 
@@ -1056,25 +1067,32 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
     *worked = 0;
     while (!x->stop(x->stop_arg)) {
         if (!have) {
-            if (batch_init(&b, 1) != SK_OK || add_claim(x, &b) != SK_OK) {
+            /* A claim alone only moves a lease: no flush wait (sk_lease_only). */
+            if (batch_init(&b, 2) != SK_OK || batch_add(&b, "sk_lease_only") == NULL ||
+                add_claim(x, &b) != SK_OK) {
                 batch_free(&b);
                 return SK_ERROR;
             }
-            rc = sk_wconn_run(x->conn, b.cmds, 1, res, err, sizeof(err));
+            rc = sk_wconn_run(x->conn, b.cmds, 2, res, err, sizeof(err));
             batch_free(&b);
+            PQclear(res[0]);
             if (rc != SK_OK) {
-                PQclear(res[0]);
+                PQclear(res[1]);
                 sk_log_error("event=claim_failed error=\"%s\"", err);
                 return SK_ERROR;
             }
             /* Connected and served: from now on a death of this worker is
              * not a start-up failure (the master respawns it at once). */
             atomic_store_explicit(&x->slot->ready, 1, memory_order_release);
-            if (parse_claim(res[0], &it, next_due_ms) != SK_OK)
+            if (parse_claim(res[1], &it, next_due_ms) != SK_OK)
                 return SK_OK; /* nothing visible */
             have = 1;
+            if (*next_due_ms == 0 && x->more != NULL)
+                x->more(x->more_arg); /* 0 with an item: more are ready */
+            *next_due_ms = -1;
         }
         *worked = 1;
+        x->found_none = 0;
         rc = execute(x, &it, &next, &have_next);
         PQclear(it.res);
         have = 0;
@@ -1084,6 +1102,10 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
         }
         if (!sk_wconn_ready(x->conn))
             return SK_ERROR;
+        if (rc == SK_OK && x->found_none) {
+            *next_due_ms = x->next_due_ms; /* the end's own claim found nothing */
+            return SK_OK;
+        }
     }
     if (have) {
         /* Stopping with an item claimed at the end of the last run: hand it
@@ -1221,6 +1243,12 @@ sk_exec_t *sk_exec_new(sk_wconn_t *conn, const sk_config_t *cfg, const sk_regist
         strcat(x->workflows, sk_registry_at(reg, i)->id);
     }
     return x;
+}
+
+void sk_exec_on_more(sk_exec_t *x, void (*more)(void *arg), void *arg)
+{
+    x->more = more;
+    x->more_arg = arg;
 }
 
 void sk_exec_free(sk_exec_t *x)

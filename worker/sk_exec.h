@@ -26,6 +26,11 @@ sk_exec_t *sk_exec_new(sk_wconn_t *conn, const sk_config_t *cfg, const sk_regist
                        sk_worker_slot_t *slot, sk_stop_fn stop, void *stop_arg);
 void sk_exec_free(sk_exec_t *x);
 
+/* Called when a claim took an item and saw another one ready: the worker
+ * wakes an idle sibling (a burst spreads over the pool without every idle
+ * worker claiming on every notification). */
+void sk_exec_on_more(sk_exec_t *x, void (*more)(void *arg), void *arg);
+
 /*
  * Claim and execute items until none is visible or the worker must stop.
  * *next_due_ms: ms until the earliest item this worker could run becomes

@@ -6,50 +6,21 @@
  * it with its run and every recorded op, one row per op, in one round
  * trip.  When nothing was claimed, the single row returned says in its
  * first column how long until the earliest item becomes visible (a future
- * retry, sleep or lease expiry), for the worker's timer.  That lookup
- * reads a heap column (epoch) on purpose: a plain index scan marks the
- * entries of deleted items dead as it passes them, an index-only scan does
- * not and would wade through every lease of the last minutes each time.
- *
- * The wake_seq returned is the one of the statement's snapshot, the same
- * snapshot the ops are read from, not q's: FOR UPDATE locks the newest
- * version of the row, so a wake committed after the snapshot (with the op
- * that caused it) shows in q.wake_seq while that op is not read.  Handing
- * the item back with that newer wake_seq would look like "nothing happened
- * since" and leave the run asleep for good; with the snapshot's, the
- * release sees the wake and the run is replayed again.
+ * retry, sleep or lease expiry), for the worker's timer.  The work is
+ * claim() in sql/006_perf.sql: one index descent per workflow served, so
+ * its cost does not depend on other workflows' items, and the run and ops
+ * are read with a snapshot taken after the item was locked.
  */
-static const char claim_sql[] =
-    "WITH wf AS (SELECT string_to_array($3, E'\\n') AS ids),"
-    " c AS (SELECT item_id FROM exec_queue, wf"
-    "        WHERE visible_at <= now() AND workflow_id = ANY(wf.ids)"
-    "        ORDER BY visible_at LIMIT 1 FOR UPDATE OF exec_queue SKIP LOCKED),"
-    " q AS (UPDATE exec_queue e"
-    "          SET epoch = e.epoch + 1, leased = true,"
-    "              takeovers = CASE WHEN e.leased THEN e.takeovers + 1 ELSE 0 END,"
-    "              visible_at = now() + $1::int * interval '1 millisecond',"
-    "              claimed_by = $2"
-    "         FROM c WHERE e.item_id = c.item_id"
-    "       RETURNING e.item_id, e.epoch, e.run_id, e.op_key, e.wake_seq, e.takeovers),"
-    " d AS (SELECT (SELECT (extract(epoch FROM e.visible_at - now()) * 1000)::int8"
-    "                  FROM exec_queue e, wf"
-    "                 WHERE NOT EXISTS (SELECT 1 FROM q)"
-    "                   AND e.visible_at > now() AND e.visible_at < 'infinity'"
-    "                   AND e.workflow_id = ANY(wf.ids) AND e.epoch >= 0"
-    "                 ORDER BY e.visible_at LIMIT 1) AS next_ms)"
-    " SELECT d.next_ms, q.item_id, q.epoch, q.run_id::text, q.op_key, r.workflow_id,"
-    "        r.event_id::text, r.trigger_type, r.trigger_name, r.data, r.status, r.attempt,"
-    "        r.attempt_ops, (extract(epoch FROM r.created_at) * 1000)::int8,"
-    "        o.op_key, o.step_id, o.status, o.result, o.attempts, o.kind, o.wait_info,"
-    "        coalesce((SELECT s.wake_seq FROM exec_queue s WHERE s.item_id = q.item_id),"
-    "                 q.wake_seq),"
-    "        q.takeovers"
-    "   FROM d LEFT JOIN q ON true"
-    "   LEFT JOIN runs r ON r.run_id = q.run_id"
-    "   LEFT JOIN ops o ON o.run_id = q.run_id";
+static const char claim_sql[] = "SELECT * FROM claim($1::int4, $2, string_to_array($3, E'\\n'))";
 
 const sk_stmt_def_t sk_stmts[] = {
     {"sk_claim", claim_sql},
+    /* First in a transaction that only moves a lease (a claim alone, a hand
+     * back with nothing to record): its commit does not wait for the WAL
+     * flush.  Lost in a crash, the lease is as if never taken or kept till
+     * it expires; any later synchronous commit flushes it first
+     * (docs/performance.md, "Durable only where it must be"). */
+    {"sk_lease_only", "SELECT set_config('synchronous_commit', 'off', true)"},
     /* $1 item, $2 epoch, $3 ms (NULL: delete; < 0: never), $4 release, $5 wake_seq seen */
     {"sk_fence", "SELECT fence($1::int8, $2::int4, $3::int8, $4::bool, $5::int4)"},
     /* Record an op.  A final row is never replaced: only a 'retry' or

@@ -15,7 +15,8 @@ extern const int sk_stmts_count;
 
 /* Column numbers of sk_claim's result. */
 enum {
-    SK_CLAIM_NEXT_MS = 0, /* ms until the earliest item is visible (any row), or NULL */
+    SK_CLAIM_NEXT_MS = 0, /* no item: ms until the earliest is visible, or NULL;
+                           * with an item: 0 when another is ready too */
     SK_CLAIM_ITEM,
     SK_CLAIM_EPOCH,
     SK_CLAIM_RUN,

@@ -274,9 +274,14 @@ static int setup(sk_wconn_t *c)
     if (!PQenterPipelineMode(c->pg))
         goto done;
     /* search_path, then the schema version: refuse to run against a schema
-     * this binary does not understand. */
-    if (!PQsendQueryParams(c->pg, "SELECT pg_catalog.set_config('search_path', $1, false)", 1, NULL,
-                           params, NULL, NULL, 0) ||
+     * this binary does not understand.  Every statement of a worker finds
+     * its rows by key; enable_seqscan off keeps the plans it caches (named
+     * statements, plpgsql) on the indexes even when they were made while
+     * the tables were tiny (docs/performance.md, "A burst"). */
+    if (!PQsendQueryParams(c->pg,
+                           "SELECT pg_catalog.set_config('search_path', $1, false),"
+                           "       pg_catalog.set_config('enable_seqscan', 'off', false)",
+                           1, NULL, params, NULL, NULL, 0) ||
         !PQsendQueryParams(c->pg,
                            "SELECT CASE WHEN to_regclass(quote_ident($1) || '.schema_migrations')"
                            " IS NULL THEN 0 ELSE -1 END",

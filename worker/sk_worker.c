@@ -3,6 +3,7 @@
  * for work with LISTEN/NOTIFY plus a backoff poll and a timer for the
  * earliest future item, and executes runs one at a time (sk_exec).  A
  * periodic watcher wakes its cron scheduler (sk_sched) at the next tick.
+ * SIGUSR2 from a sibling says "more work is ready": claim.
  */
 #include <errno.h>
 #include <signal.h>
@@ -36,10 +37,9 @@ typedef struct {
     sk_wconn_t *conn;
     sk_exec_t *exec;
     sk_sched_t *sched;
-    ev_signal sig_term, sig_int, sig_quit, sig_hup;
+    ev_signal sig_term, sig_int, sig_quit, sig_hup, sig_more;
     ev_io alive;
     ev_timer poll, due, heartbeat;
-    ev_timer defer;       /* a notification left to a lower idle sibling, looked at again */
     ev_periodic cron;     /* wall clock: the next cron tick */
     ev_timer prune;       /* retention: the next prune batch (--retention) */
     int64_t retention_ms; /* -1: off */
@@ -137,6 +137,9 @@ static void work(worker_t *w)
     if (w->stopping || !sk_wconn_ready(w->conn))
         return;
     w->busy = 1;
+    /* When it went busy: a sibling woken by the same notification sees that
+     * this worker took it (lower_sibling_answers). */
+    atomic_store(&w->slot->heartbeat_ms, mono_ms());
     do {
         w->wanted = 0;
         sk_wconn_take_notified(w->conn);
@@ -233,37 +236,59 @@ static void on_ready(void *arg)
     work(w);
 }
 
-#define DEFER_S          0.002 /* a sibling that took the item is busy by then */
-#define SIBLING_FRESH_MS 3000  /* a slot whose heartbeat is older is not trusted */
+#define SIBLING_FRESH_MS 3000 /* a slot whose heartbeat is older is not trusted */
+#define JUST_BUSY_MS     50   /* a sibling busy since then took the notification */
+
+static int sibling_idle(worker_t *w, int i, int64_t now)
+{
+    sk_worker_slot_t *s = sk_shm_slot(w->h->shm, i);
+
+    return i != w->h->slot && atomic_load(&s->state) == SK_WORKER_IDLE &&
+           now - atomic_load(&s->heartbeat_ms) < SIBLING_FRESH_MS;
+}
 
 /*
- * A notification wakes every idle worker, but one claim answers it.  The
- * lowest idle worker of this master claims at once; the others look again
- * a moment later and claim only if every lower sibling has become busy
- * (there is more work than one worker).  Sibling slots are only read here;
- * each is written by its own worker.  Polls and timers claim directly.
+ * A notification wakes every idle worker, but one claim answers it: the
+ * lowest idle worker of this master claims, the others go back to sleep
+ * (a lower sibling that went busy in the last JUST_BUSY_MS is taken to be
+ * answering it: the siblings wake together, and the lowest is often busy
+ * already when the others look; one whose heartbeat tick fell there is
+ * mistaken for it, and the item waits for its next claim or the poll).
+ * When a claim takes an item and sees another one ready, its worker wakes
+ * the lowest idle sibling with SIGUSR2 (on_more), which claims and passes
+ * it on the same way: a burst spreads over the pool in a few round trips,
+ * and a lone run (W3) costs one claim instead of one per idle worker.
+ * (Each idle sibling used to look again 2 ms after every notification and
+ * claim if the lower ones were busy: for a lone run that is one empty
+ * claim per idle worker, on the cores the run needs.)  Sibling slots are
+ * only read here; each is written by its own worker.  Polls and timers
+ * claim directly.
  */
-static int lower_sibling_idle(worker_t *w)
+static int lower_sibling_answers(worker_t *w)
 {
     int64_t now = mono_ms();
 
     for (int i = 0; i < w->h->slot; i++) {
         sk_worker_slot_t *s = sk_shm_slot(w->h->shm, i);
-        if (atomic_load(&s->state) == SK_WORKER_IDLE &&
-            now - atomic_load(&s->heartbeat_ms) < SIBLING_FRESH_MS)
+        if (sibling_idle(w, i, now) || (atomic_load(&s->state) == SK_WORKER_BUSY &&
+                                        now - atomic_load(&s->heartbeat_ms) < JUST_BUSY_MS))
             return 1;
     }
     return 0;
 }
 
-static void defer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+static void on_more(void *arg)
 {
-    worker_t *w = t->data;
+    worker_t *w = arg;
+    int64_t now = mono_ms();
 
-    (void)loop;
-    (void)revents;
-    if (!lower_sibling_idle(w))
-        work(w);
+    for (int i = 0; i < sk_shm_slots(w->h->shm); i++) {
+        pid_t pid = (pid_t)atomic_load(&sk_shm_slot(w->h->shm, i)->pid);
+        if (pid > 0 && sibling_idle(w, i, now)) {
+            kill(pid, SIGUSR2);
+            return;
+        }
+    }
 }
 
 static void on_notify(void *arg)
@@ -271,13 +296,8 @@ static void on_notify(void *arg)
     worker_t *w = arg;
 
     sk_metrics_count(SK_MC_WAKE_NOTIFY);
-    if (!w->busy && lower_sibling_idle(w)) {
-        if (!ev_is_active(&w->defer)) {
-            ev_timer_set(&w->defer, DEFER_S, 0.);
-            ev_timer_start(w->loop, &w->defer);
-        }
-        return;
-    }
+    if (!w->busy && lower_sibling_answers(w))
+        return; /* the lower one claims, and wakes us if there is more */
     work(w);
 }
 
@@ -337,6 +357,9 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
         break;
     case SIGHUP:
         break; /* configuration is the master's; it restarts us to change it */
+    case SIGUSR2:
+        work(w); /* a sibling saw more ready work (on_more) */
+        break;
     default:
         begin_stop(w, s->signum == SIGTERM ? "sigterm" : "sigint");
         break;
@@ -390,6 +413,7 @@ int sk_worker_main(const sk_heritage_t *h)
         w.exit_code = 1;
         goto done;
     }
+    sk_exec_on_more(w.exec, on_more, &w);
     w.sched = sk_sched_new(h->reg, err, sizeof(err));
     if (w.sched == NULL) {
         sk_log_error("event=worker_start_failed reason=cron error=\"%s\"", err);
@@ -400,11 +424,13 @@ int sk_worker_main(const sk_heritage_t *h)
     ev_signal_init(&w.sig_int, signal_cb, SIGINT);
     ev_signal_init(&w.sig_quit, signal_cb, SIGQUIT);
     ev_signal_init(&w.sig_hup, signal_cb, SIGHUP);
-    w.sig_term.data = w.sig_int.data = w.sig_quit.data = w.sig_hup.data = &w;
+    ev_signal_init(&w.sig_more, signal_cb, SIGUSR2);
+    w.sig_term.data = w.sig_int.data = w.sig_quit.data = w.sig_hup.data = w.sig_more.data = &w;
     ev_signal_start(w.loop, &w.sig_term);
     ev_signal_start(w.loop, &w.sig_int);
     ev_signal_start(w.loop, &w.sig_quit);
     ev_signal_start(w.loop, &w.sig_hup);
+    ev_signal_start(w.loop, &w.sig_more);
     signal(SIGPIPE, SIG_IGN);
     if (h->alive_fd >= 0) {
         ev_io_init(&w.alive, alive_cb, h->alive_fd, EV_READ);
@@ -416,8 +442,6 @@ int sk_worker_main(const sk_heritage_t *h)
     w.poll.data = w.due.data = &w;
     ev_periodic_init(&w.cron, cron_cb, 0., 0., 0);
     w.cron.data = &w;
-    ev_init(&w.defer, defer_cb);
-    w.defer.data = &w;
     ev_init(&w.prune, prune_cb);
     w.prune.data = &w;
     w.retention_ms = sk_prune_retention_ms(&w.cfg);

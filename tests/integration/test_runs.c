@@ -586,6 +586,12 @@ Test(runs, list_pages_with_a_cursor, ITEST_FIXTURES)
         free(text);
     }
     itest_exec_sql("SELECT cancel_run(run_id) FROM runs WHERE workflow_id = 'wa' LIMIT 4");
+    /* Pending runs are listed from the queue: 31 started, 4 cancelled. */
+    cr_expect_eq(
+        itest_long("SELECT count(*) FROM list_runs(p_status => 'pending', p_limit => 100)"), 27);
+    cr_expect_eq(itest_long("SELECT count(*) FROM list_runs(p_workflow => 'wb',"
+                            " p_status => 'pending', p_limit => 100)"),
+                 10);
     {
         const char *args[] = {"runs", "--status", "cancelled", "--json", NULL};
         const char *bad[] = {"runs", "--after", "nonsense", NULL};

@@ -43,6 +43,7 @@ Test(steps_invoke, child_output_is_the_step_result, ITEST_FIXTURES)
     st_expect_output(&res, "\"Hello\"");
     st_child_of(res.run_id, child);
     expect_status(child, "completed");
+    cr_expect_eq(child[14], '7', "a child's id is time-ordered (UUIDv7): %s", child);
     cr_expect_eq(COUNT(child, "handler"), 2, "child handler");
     cr_expect_eq(COUNT(child, "greet"), 1, "child step");
     cr_expect_eq(COUNT(child, "after"), 1, "child code after its step");

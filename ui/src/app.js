@@ -205,14 +205,26 @@
     view = null;
   }
 
+  /* fn() every period while view v is shown; one loop at a time (gen). */
   function every(fn, period) {
-    var mine = {};
-    function tick() {
+    var mine = { gen: 0 };
+    function tick(g) {
       Promise.resolve(fn()).catch(function () { /* shown by fn */ }).then(function () {
-        if (view === mine.view) timer = setTimeout(tick, period);
+        if (view === mine.view && g === mine.gen) timer = setTimeout(function () { tick(g); }, period);
       });
     }
-    mine.start = function (v) { mine.view = v; timer = setTimeout(tick, period); };
+    mine.stop = function () {
+      mine.gen++;
+      if (timer) clearTimeout(timer);
+      timer = null;
+    };
+    mine.start = function (v) {
+      var g;
+      mine.stop();
+      mine.view = v;
+      g = mine.gen;
+      timer = setTimeout(function () { tick(g); }, period);
+    };
     return mine;
   }
 
@@ -350,7 +362,7 @@
       state.live = live.checked;
       keepInUrl();
       render();
-      if (state.live) poll.start(me); else if (timer) { clearTimeout(timer); timer = null; }
+      if (state.live) poll.start(me); else poll.stop();
     });
     moreBtn.addEventListener('click', function () {
       getJSON('/runs?' + params(50, state.next)).then(function (b) {
@@ -427,7 +439,8 @@
     return ['waiting' + until];
   }
 
-  function timeline(run) {
+  function timeline(run, openSteps) {
+    openSteps = openSteps || {};
     var steps = (run.steps || []).slice().sort(function (a, b) {
       return ms(a.started_at) - ms(b.started_at) || (a.step_id < b.step_id ? -1 : 1);
     });
@@ -485,7 +498,8 @@
                 style: 'left:' + (place === 'right' ? left + width : left).toFixed(3) + '%'
               }, note))),
           detail !== undefined && detail !== null && s.status !== 'waiting'
-            ? h('details', { class: 'tl-details' }, h('summary', {}, s.status === 'ok' ? 'output' : 'error'),
+            ? h('details', { class: 'tl-details', 'data-key': s.op_key, open: openSteps[s.op_key] ? '' : null },
+                h('summary', {}, s.status === 'ok' ? 'output' : 'error'),
                 s.status === 'ok' ? payload(detail) : errorChain(detail))
             : null);
       }),
@@ -496,7 +510,7 @@
             class: 'tl-bar ' + run.status, 'data-testid': 'busy-bar',
             style: 'left:' + ((busy.from - t0) / span * 100).toFixed(3) + '%;width:' + ((busy.to - busy.from) / span * 100).toFixed(3) + '%'
           }),
-          h('span', { class: 'tl-note', style: 'left:' + Math.min(90, (busy.to - t0) / span * 100).toFixed(3) + '%' },
+          h('span', { class: 'tl-note inside', style: 'left:' + ((busy.from - t0) / span * 100).toFixed(3) + '%' },
             run.status === 'running' ? 'running for ' + fmtDur(busy.to - busy.from) : 'waiting for a worker'))) : null,
       run.steps_omitted ? h('p', { class: 'muted' }, run.steps_omitted + ' more steps not shown.') : null);
   }
@@ -541,6 +555,8 @@
     }
 
     function render(run) {
+      var open = {};
+      main.querySelectorAll('details[open][data-key]').forEach(function (d) { open[d.getAttribute('data-key')] = true; });
       var dur = (run.ended_at ? ms(run.ended_at) : Date.now()) - ms(run.created_at);
       var input = run.input || {};
       var parts = [
@@ -556,7 +572,7 @@
           h('div', {}, h('span', {}, 'Event id'), h('span', { class: 'mono' }, input.id || ''))),
       ];
       if (run.error) parts.push(h('h2', {}, 'Error'), errorChain(run.error, 'error-chain'));
-      parts.push(h('h2', {}, 'Steps'), timeline(run));
+      parts.push(h('h2', {}, 'Steps'), timeline(run, open));
       parts.push(h('div', { class: 'two' },
         h('div', { 'data-testid': 'input' }, h('h2', {}, 'Input'), payload(input.data)),
         h('div', { 'data-testid': 'output' }, h('h2', {}, 'Output'), run.status === 'completed' ? payload(run.output) : h('p', { class: 'muted' }, run.status === 'completed' ? 'null' : 'No output (' + run.status + ').'))));

@@ -7,6 +7,7 @@
 #   deploy/install-deps.sh valgrind    the same, plus valgrind (for `make valgrind`)
 #   deploy/install-deps.sh image       the same, plus mmdebstrap (for `make image`)
 #   deploy/install-deps.sh prometheus  the same, plus promtool and the server (metrics tests)
+#   deploy/install-deps.sh browser     the same, plus chromium (headless, for `make ui-test`)
 #   deploy/install-deps.sh fuzz        the same, plus clang and libFuzzer (for `make fuzz`)
 #   deploy/install-deps.sh --check     only report what is missing (exit 1 if any)
 #
@@ -21,15 +22,17 @@ check_only=0
 want_valgrind=0
 want_image=0
 want_prometheus=0
+want_browser=0
 want_fuzz=0
 for arg in "$@"; do
     case $arg in
         valgrind) want_valgrind=1 ;;
         image) want_image=1 ;;
         prometheus) want_prometheus=1 ;;
+        browser) want_browser=1 ;;
         fuzz) want_fuzz=1 ;;
         --check) check_only=1 ;;
-        *) echo "install-deps: unknown argument '$arg' (expected: valgrind, image, prometheus, fuzz, --check)" >&2; exit 2 ;;
+        *) echo "install-deps: unknown argument '$arg' (expected: valgrind, image, prometheus, browser, fuzz, --check)" >&2; exit 2 ;;
     esac
 done
 
@@ -83,6 +86,12 @@ if [ "$want_prometheus" = 1 ]; then
     python3 -c 'import yaml' 2>/dev/null ||
         need python3-yaml "requested: tests/deploy/check-kubernetes.py reads the rendered manifests"
     have_cmd curl || need curl "requested: the HTTP tests send their requests with curl"
+fi
+if [ "$want_browser" = 1 ]; then
+    # playwright-core (npm, tests/ui) drives this browser; it downloads none of its own.
+    [ -x /usr/bin/chromium ] || need chromium "requested: the dashboard's browser tests (make ui-test) drive headless chromium"
+    have_cmd node || need nodejs "requested: the browser tests are a Node.js script (playwright-core)"
+    have_cmd npm || need npm "requested: npm ci installs the pinned playwright-core for the browser tests"
 fi
 if [ "$want_valgrind" = 1 ]; then
     have_cmd valgrind || need valgrind "requested: memory checking for 'make valgrind'"

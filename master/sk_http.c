@@ -25,6 +25,7 @@
 #include "sk_metrics.h"
 #include "sk_migrate.h"
 #include "sk_pg.h"
+#include "sk_ui.h"
 #include "stepkit.h"
 
 #define EXIT_CLEAN      0
@@ -78,6 +79,7 @@ typedef struct {
     pthread_mutex_t lock; /* guards snap */
     snapshot_t snap;
     snapshot_t next; /* being filled by the main thread */
+    sk_ui_t *ui;     /* the dashboard (--ui), NULL when off */
     int exit_code;
 } http_t;
 
@@ -216,6 +218,21 @@ static void log_unregistered(http_t *h, const snapshot_t *s)
     h->n_unregistered = n;
 }
 
+/* The dashboard's queue chart gets each refresh's gauges. */
+static void ui_sample(http_t *h, const snapshot_t *s)
+{
+    static sk_ui_point_t pts[MAX_GAUGE_WF];
+    struct timespec ts;
+
+    for (int i = 0; i < s->n_wf; i++) {
+        pts[i].workflow = s->wf[i].workflow;
+        pts[i].ready = s->wf[i].ready;
+        pts[i].oldest_s = s->wf[i].oldest_s;
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    sk_ui_queue_sample(h->ui, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, pts, s->n_wf);
+}
+
 /* One result of the gauges statement into h->next, then published. */
 static int take_gauges(http_t *h, const PGresult *r)
 {
@@ -252,6 +269,8 @@ static int take_gauges(http_t *h, const PGresult *r)
         sk_log_info("event=http_db_ok schema_version=%d", s->schema.have);
     h->snap = *s;
     pthread_mutex_unlock(&h->lock);
+    if (h->ui != NULL)
+        ui_sample(h, s);
     return SK_OK;
 }
 
@@ -564,8 +583,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     char reason[300];
 
     (void)version;
-    (void)upload_data;
-    (void)con_cls;
+    if (h->ui != NULL && sk_ui_owns(url))
+        return sk_ui_request(h->ui, c, url, method, upload_data, upload_size, con_cls);
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD");
     if (*upload_size != 0)
@@ -590,6 +609,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return reply(c, MHD_HTTP_OK, CONTENT_PROM, body, len, 1);
     }
     return text(c, MHD_HTTP_NOT_FOUND, "not found: try /livez, /readyz or /metrics");
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    sk_ui_completed(con_cls);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -632,6 +660,10 @@ static struct MHD_Daemon *listen_on(http_t *h, const sk_http_addr_t *addr)
 {
     struct sockaddr_storage ss;
     unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+
+    /* The dashboard suspends a connection while its database thread answers. */
+    if (h->ui != NULL)
+        flags |= MHD_ALLOW_SUSPEND_RESUME;
     sigset_t all, old;
     struct MHD_Daemon *d;
 
@@ -656,7 +688,8 @@ static struct MHD_Daemon *listen_on(http_t *h, const sk_http_addr_t *addr)
     d = MHD_start_daemon(flags, (uint16_t)addr->port, NULL, NULL, on_request, h,
                          MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
                          (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)32,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_NOTIFY_COMPLETED,
+                         on_completed, NULL, MHD_OPTION_END);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return d;
 }
@@ -735,6 +768,15 @@ int sk_http_main(void *arg)
         goto done;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (a->cfg->ui) {
+        char err[300];
+        h.ui = sk_ui_start(a->cfg, err, sizeof(err));
+        if (h.ui == NULL) {
+            sk_log_error("event=http_start_failed reason=ui error=\"%s\"", err);
+            h.exit_code = EXIT_FATAL;
+            goto done;
+        }
+    }
     h.mhd = listen_on(&h, &addr);
     if (h.mhd == NULL) {
         sk_log_error("event=http_listen_failed addr=%s error=\"%s\"", a->cfg->http,
@@ -760,10 +802,15 @@ int sk_http_main(void *arg)
     h.refresh.data = &h;
     ev_timer_start(h.loop, &h.refresh);
     sk_log_info("event=http_listening addr=%s paths=/livez,/readyz,/metrics", a->cfg->http);
+    if (h.ui != NULL)
+        sk_log_info("event=ui_enabled path=/ui/ writable=%s",
+                    a->cfg->ui_token_file[0] ? "yes" : "no");
     ev_run(h.loop, 0);
 done:
+    sk_ui_stop(h.ui); /* no connection may stay suspended when the daemon stops */
     if (h.mhd != NULL)
         MHD_stop_daemon(h.mhd);
+    sk_ui_free(h.ui);
     if (h.loop != NULL) {
         db_close(&h);
         ev_loop_destroy(h.loop);

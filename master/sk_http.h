@@ -23,6 +23,7 @@
  *          compatible), and at least one worker is connected with a fresh
  *          heartbeat; else 503 with a one-line reason.
  * /metrics Prometheus text format 0.0.4 (docs/metrics.md).
+ * /ui      the dashboard, with --ui only (sk_ui.h, docs/dashboard.md).
  *
  * Exit codes: 0 asked to stop, 1 crash (restarted with backoff), 2 the
  * address cannot be listened on (not restarted).

@@ -69,6 +69,7 @@ static int default_workers(void);
 static int schema_name_valid(const char *s);
 static int http_valid(const char *s);
 static int retention_valid(const char *s);
+static int ui_token_file_valid(const char *s);
 
 #define FIELD(f)      offsetof(sk_config_t, f), sizeof(((sk_config_t *)0)->f)
 #define LIST_ENTRY(f) offsetof(sk_config_t, f), sizeof(((sk_config_t *)0)->f[0])
@@ -229,6 +230,24 @@ static const opt_t options[] = {
              "this, in small batches, by whichever worker takes the schema's prune lock. "
              "off: keep everything (prune with `stepkit prune`). An event id or idempotency "
              "key is remembered only as long as its runs are kept."},
+    {.flag = "ui",
+     .env = "STEPKIT_UI",
+     .type = OPT_BOOL,
+     FIELD(ui),
+     .def = "0",
+     .help = "Serve the web dashboard (docs/dashboard.md) under /ui on the --http listener: runs, "
+             "steps, workflows, the queue. Read-only unless --ui-token-file is set. Needs --http."},
+    {.flag = "ui-token-file",
+     .env = "STEPKIT_UI_TOKEN_FILE",
+     .type = OPT_STRING,
+     FIELD(ui_token_file),
+     .def = "",
+     .valid = ui_token_file_valid,
+     .rule = "a readable file whose first line is a token of 16 to 256 printable characters",
+     .metavar = "PATH",
+     .help = "File holding the dashboard's token (first line). With it, the dashboard can cancel "
+             "and retry runs for whoever presents the token; without it, it is read-only. Read "
+             "when the HTTP process starts."},
     {.flag = "help", .type = OPT_ACTION, .action = ACT_HELP, .help = "Print this help and exit."},
     {.flag = "help-markdown",
      .type = OPT_ACTION,
@@ -396,6 +415,38 @@ static int http_valid(const char *s)
     sk_http_addr_t a;
 
     return sk_config_http_addr(s, &a) != SK_ERROR;
+}
+
+static int ui_token_file_valid(const char *s)
+{
+    char tok[SK_UI_TOKEN_MAX + 1];
+
+    return s[0] == '\0' || sk_config_ui_token(s, tok, sizeof(tok)) == SK_OK;
+}
+
+int sk_config_ui_token(const char *path, char *out, size_t len)
+{
+    char buf[SK_UI_TOKEN_MAX + 2];
+    size_t n;
+    FILE *f = fopen(path, "re");
+
+    if (f == NULL)
+        return SK_ERROR;
+    if (fgets(buf, (int)sizeof(buf), f) == NULL) {
+        fclose(f);
+        return SK_ERROR;
+    }
+    fclose(f);
+    n = strcspn(buf, "\r\n");
+    buf[n] = '\0';
+    if (n < SK_UI_TOKEN_MIN || n > SK_UI_TOKEN_MAX || n >= len)
+        return SK_ERROR;
+    for (size_t i = 0; i < n; i++) {
+        if (buf[i] <= ' ' || buf[i] > '~')
+            return SK_ERROR;
+    }
+    memcpy(out, buf, n + 1);
+    return SK_OK;
 }
 
 /* ---- setting one value ------------------------------------------------------- */
@@ -895,6 +946,10 @@ int sk_config_validate(const sk_config_t *cfg, char *err, size_t errlen)
     if (cfg->restart_max_ms < cfg->restart_base_ms) {
         snprintf(err, errlen, "--restart-max: %d is less than --restart-base %d",
                  cfg->restart_max_ms, cfg->restart_base_ms);
+        return SK_ERROR;
+    }
+    if (cfg->ui && strcmp(cfg->http, "off") == 0) {
+        snprintf(err, errlen, "--ui: the dashboard is served by the HTTP process; --http is off");
         return SK_ERROR;
     }
     return SK_OK;

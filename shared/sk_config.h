@@ -23,6 +23,8 @@
 #define SK_PATH_MAX      512
 #define SK_NAME_MAX      64
 #define SK_HTTP_DEFAULT  "0.0.0.0:9464" /* probes and metrics; "off" disables */
+#define SK_UI_TOKEN_MIN  16             /* --ui-token-file: printable, no blanks */
+#define SK_UI_TOKEN_MAX  256
 
 typedef struct {
     char database_url[SK_URL_MAX]; /* "" = libpq defaults (PG* variables) */
@@ -40,6 +42,8 @@ typedef struct {
     int log_format;         /* sk_log_format_t */
     char http[SK_NAME_MAX]; /* "ADDR:PORT" of the HTTP process, or "off" */
     char retention[16]; /* "off" or a duration (sk_duration): workers prune older finished runs */
+    int ui;             /* 1: the dashboard under /ui of the --http listener */
+    char ui_token_file[SK_PATH_MAX]; /* "" read-only; else the token allowing cancel/retry */
     int n_libraries;
     char libraries[SK_MAX_LIBRARIES][SK_PATH_MAX]; /* --workflows, repeatable */
 } sk_config_t;
@@ -54,6 +58,10 @@ typedef struct {
 
 /* SK_OK, SK_AGAIN for "off", SK_ERROR when the value is not ADDRESS:PORT. */
 int sk_config_http_addr(const char *value, sk_http_addr_t *out) __attribute__((warn_unused_result));
+
+/* The dashboard token: the first line of `path`, SK_UI_TOKEN_MIN..MAX
+ * printable characters without blanks.  SK_ERROR when unreadable or not so. */
+int sk_config_ui_token(const char *path, char *out, size_t len) __attribute__((warn_unused_result));
 
 /* Defaults for every field. */
 void sk_config_defaults(sk_config_t *cfg);

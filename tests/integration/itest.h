@@ -113,6 +113,8 @@ int itest_log_count(const itest_master_t *m, const char *needle);
  * 0 otherwise.  The bounds are checked exactly by the plain build; the
  * instrumented one runs several times slower and checks memory. */
 int itest_timing_slack_ms(void);
+/* A TCP port of 127.0.0.1 that nobody listens on right now. */
+int itest_free_port(void);
 /* Number of lines containing every one of `needles` (NULL-terminated). */
 int itest_log_count_all(const itest_master_t *m, const char *const *needles);
 

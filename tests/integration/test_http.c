@@ -40,21 +40,6 @@ static void nap(int ms)
         ;
 }
 
-/* A TCP port of 127.0.0.1 that nobody listens on right now. */
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
-
-    cr_assert(fd >= 0);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0, "bind: %s", strerror(errno));
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 typedef struct {
     int code; /* HTTP status, 0 when nothing answered */
     char *body;
@@ -122,7 +107,7 @@ static double sample(const char *text, const char *series)
 
 Test(http, probes_answer_in_each_state, ITEST_FIXTURES)
 {
-    int port = free_port();
+    int port = itest_free_port();
     itest_master_t *m = master_with_http(port, 2);
     char run_id[SK_UUID_LEN];
     resp_t r;
@@ -194,7 +179,7 @@ Test(http, probes_answer_in_each_state, ITEST_FIXTURES)
 /* A workload, then /metrics: the counters add up, promtool accepts the text. */
 Test(http, metrics_count_a_workload, ITEST_FIXTURES)
 {
-    int port = free_port();
+    int port = itest_free_port();
     itest_master_t *m = master_with_http(port, 2);
     char ids[12][SK_UUID_LEN], path[ITEST_PATH_MAX + 32];
     const char *check[] = {"sh", "-c", NULL, NULL};
@@ -261,7 +246,7 @@ Test(http, metrics_count_a_workload, ITEST_FIXTURES)
 /* A real Prometheus server scrapes the endpoint and answers a query. */
 Test(http, prometheus_scrapes_a_counter, ITEST_FIXTURES)
 {
-    int port = free_port(), pport = free_port();
+    int port = itest_free_port(), pport = itest_free_port();
     char dir[ITEST_PATH_MAX + 32], cfgpath[ITEST_PATH_MAX + 64], arg_cfg[ITEST_PATH_MAX + 80],
         arg_db[ITEST_PATH_MAX + 80], arg_listen[64], url[256], id[SK_UUID_LEN];
     const char *q = "stepkit_runs_completed_total%7Bworkflow%3D%22chain3%22%7D";
@@ -337,7 +322,7 @@ Test(http, off_starts_no_process, ITEST_FIXTURES)
 /* Two masters, one port: the second serves no HTTP but runs its workflows. */
 Test(http, a_taken_port_leaves_the_workers_running, ITEST_FIXTURES)
 {
-    int port = free_port();
+    int port = itest_free_port();
     sk_run_result_t res;
     itest_master_t *a = master_with_http(port, 1), *b;
 
@@ -356,7 +341,7 @@ Test(http, a_taken_port_leaves_the_workers_running, ITEST_FIXTURES)
 /* --log-format json: every line of every process is one JSON object. */
 Test(http, json_logs_from_every_process, ITEST_FIXTURES)
 {
-    int port = free_port();
+    int port = itest_free_port();
     itest_master_opts_t o = {.workers = 2};
     char addr[64], *log, *line, *save = NULL;
     int lines = 0, worker_lines = 0, http_lines = 0, master_lines = 0;
@@ -408,7 +393,7 @@ Test(http, json_logs_from_every_process, ITEST_FIXTURES)
 /* The HTTP process is supervised like a worker: killed, it comes back. */
 Test(http, a_killed_http_process_is_restarted, ITEST_FIXTURES)
 {
-    int port = free_port();
+    int port = itest_free_port();
     itest_master_t *m = master_with_http(port, 1);
     char *log, *p;
     int pid;
@@ -436,7 +421,7 @@ Test(http, a_killed_http_process_is_restarted, ITEST_FIXTURES)
  * gauge and in the log, until they are gone. */
 Test(http, runs_of_unregistered_workflows_show_in_metrics_and_logs, ITEST_FIXTURES)
 {
-    int port = free_port();
+    int port = itest_free_port();
     itest_master_t *m = master_with_http(port, 1);
     char run_id[SK_UUID_LEN], err[256];
     int64_t deadline;
@@ -505,7 +490,7 @@ Test(http, sigterm_under_load_drains_in_time_and_loses_no_run, ITEST_FIXTURES)
     static char addr[64];
     itest_master_opts_t o = {.workers = 4, .shutdown_ms = 20000, .lease_ms = 60000};
     itest_master_opts_t after = {.workers = 4, .lease_ms = 60000, .no_migrate = 1};
-    int port = free_port(), code, ready;
+    int port = itest_free_port(), code, ready;
     itest_master_t *m;
     itest_counts_t *counts;
     char run_id[SK_UUID_LEN];

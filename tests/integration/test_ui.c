@@ -20,20 +20,6 @@
 
 #define TOKEN "it-token-0123456789abcdef"
 
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
-
-    cr_assert(fd >= 0);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0, "bind: %s", strerror(errno));
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 typedef struct {
     int code;
     char *body;
@@ -144,7 +130,7 @@ static itest_master_t *master_ui(int *port, int with_token)
     itest_master_opts_t o = {.workers = 2};
     int k = 0;
 
-    *port = free_port();
+    *port = itest_free_port();
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", *port);
     o.extra[k++] = "--http";
     o.extra[k++] = addr;
@@ -191,7 +177,7 @@ Test(ui, off_unless_enabled, ITEST_FIXTURES)
 {
     static char addr[64];
     itest_master_opts_t o = {.workers = 1};
-    int port = free_port();
+    int port = itest_free_port();
     itest_master_t *m;
     resp_t r;
 

@@ -16,6 +16,7 @@
 #include "sk_log.h"
 #include "sk_metrics.h"
 #include "sk_shm.h"
+#include "sk_supervise.h"
 #include "stepkit.h"
 
 #define AUX_STABLE_MS   60000
@@ -32,31 +33,13 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
     sk_metrics_master_heartbeat(sk_shm_now_ms());
 }
 
-/* xorshift64*: jitter only */
-static double jitter(sk_aux_t *a)
-{
-    uint64_t x = a->rng;
-
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    a->rng = x;
-    return 0.8 + 0.4 * ((double)((x * 0x2545F4914F6CDD1Dull) >> 11) / (double)(1ull << 53));
-}
-
 static void schedule_restart(sk_aux_t *a, int64_t uptime_ms)
 {
-    int64_t d = a->p.restart_base_ms;
+    int64_t d;
 
     if (uptime_ms >= AUX_STABLE_MS)
         a->crash_count = 0;
-    for (int i = 0; i < a->crash_count && d < a->p.restart_max_ms; i++)
-        d *= 2;
-    if (d > a->p.restart_max_ms)
-        d = a->p.restart_max_ms;
-    d = (int64_t)((double)d * jitter(a));
-    if (d < 1)
-        d = 1;
+    d = sk_sup_backoff(&a->rng, a->p.restart_base_ms, a->p.restart_max_ms, a->crash_count);
     if (a->crash_count < 62)
         a->crash_count++;
     ev_timer_set(&a->restart, (double)d / 1000.0, 0.);

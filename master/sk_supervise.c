@@ -59,28 +59,33 @@ static const char *signal_name(int sig)
 }
 
 /* xorshift64*: jitter only, no need for more */
-static double random_unit(sk_sup_t *sup)
+static double random_unit(uint64_t *rng)
 {
-    uint64_t x = sup->rng;
+    uint64_t x = *rng;
 
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;
-    sup->rng = x;
+    *rng = x;
     return (double)((x * 0x2545F4914F6CDD1Dull) >> 11) / (double)(1ull << 53);
 }
 
-/* min(restart_max, restart_base * 2^n), then +-20% */
-static int64_t backoff_ms(sk_sup_t *sup, int n)
+int64_t sk_sup_backoff(uint64_t *rng, int base_ms, int max_ms, int n)
 {
-    int64_t d = sup->p.restart_base_ms, max = sup->p.restart_max_ms;
+    int64_t d = base_ms, max = max_ms;
 
     for (int i = 0; i < n && d < max; i++)
         d *= 2;
     if (d > max)
         d = max;
-    d = (int64_t)((double)d * (0.8 + 0.4 * random_unit(sup)));
+    d = (int64_t)((double)d * (0.8 + 0.4 * random_unit(rng)));
     return d < 1 ? 1 : d;
+}
+
+/* min(restart_max, restart_base * 2^n), then +-20% */
+static int64_t backoff_ms(sk_sup_t *sup, int n)
+{
+    return sk_sup_backoff(&sup->rng, sup->p.restart_base_ms, sup->p.restart_max_ms, n);
 }
 
 static sk_sup_slot_t *slot_by_pid(sk_sup_t *sup, pid_t pid)

@@ -104,6 +104,10 @@ struct sk_sup {
     sk_sup_slot_t slots[SK_MAX_WORKERS];
 };
 
+/* Respawn delay after the n-th crash in a row: min(max, base * 2^n) +-20%
+ * (jitter from the xorshift state *rng); at least 1 ms.  Also the HTTP
+ * process's (sk_aux). */
+int64_t sk_sup_backoff(uint64_t *rng, int base_ms, int max_ms, int n);
 /* Set up the slots and start reaping.  No process yet. */
 int sk_sup_init(sk_sup_t *sup, const sk_sup_params_t *params) __attribute__((warn_unused_result));
 /* Fork every slot; a failed fork is a crash (respawn scheduled). */

@@ -1082,7 +1082,10 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
             PQclear(res[0]);
             if (rc != SK_OK) {
                 PQclear(res[1]);
-                sk_log_error("event=claim_failed error=\"%s\"", err);
+                /* A dropped connection is an outage the connection layer
+                 * reports and recovers from; a refused claim is a bug. */
+                sk_log(sk_wconn_ready(x->conn) ? SK_LOG_ERROR : SK_LOG_WARN,
+                       "event=claim_failed error=\"%s\"", err);
                 return SK_ERROR;
             }
             /* Connected and served: from now on a death of this worker is

@@ -127,6 +127,17 @@ static int renew_once(sk_renew_t *r, int64_t item, int32_t epoch)
     return rc;
 }
 
+/* An idle thread wakes this often on its own, so that sk_renew_begin need
+ * not wake it (a wake-up per step was two context switches per step): a
+ * body that begins meanwhile gets its first master check and its first
+ * renewal on time, since neither is due sooner than this. */
+static int64_t idle_wait_ms(const sk_renew_t *r)
+{
+    int64_t p = period_ms(r);
+
+    return p < MASTER_CHECK_MS ? p : MASTER_CHECK_MS;
+}
+
 static void *thread_main(void *arg)
 {
     sk_renew_t *r = arg;
@@ -150,17 +161,13 @@ static void *thread_main(void *arg)
         if (!r->active || now >= r->deadline_ms || now < r->next_ms) {
             /* Idle, past the deadline (the master takes over), or not due;
              * while a body runs, look at the master every MASTER_CHECK_MS. */
-            due = !r->active ? -1
+            due = !r->active ? now + idle_wait_ms(r)
                   : now >= r->deadline_ms
                       ? now + MASTER_CHECK_MS
                       : (r->next_ms < now + MASTER_CHECK_MS ? r->next_ms : now + MASTER_CHECK_MS);
-            if (due < 0) {
-                pthread_cond_wait(&r->cv, &r->mu);
-            } else {
-                ts.tv_sec = due / 1000;
-                ts.tv_nsec = (due % 1000) * 1000000L;
-                pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-            }
+            ts.tv_sec = due / 1000;
+            ts.tv_nsec = (due % 1000) * 1000000L;
+            pthread_cond_timedwait(&r->cv, &r->mu, &ts);
             continue;
         }
         item = r->item;
@@ -233,8 +240,7 @@ void sk_renew_begin(sk_renew_t *r, int64_t item, int32_t epoch, int64_t deadline
     r->epoch = epoch;
     r->deadline_ms = deadline_ms;
     r->next_ms = mono_ms() + period_ms(r);
-    pthread_cond_signal(&r->cv);
-    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_unlock(&r->mu); /* no signal: see idle_wait_ms */
 }
 
 void sk_renew_touch(sk_renew_t *r, int64_t deadline_ms)

@@ -725,6 +725,8 @@ enum MHD_Result sk_ui_request(sk_ui_t *ui, struct MHD_Connection *c, const char 
     int is_get =
         strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
     enum MHD_Result rc;
+    char reason[200];
+    unsigned code;
 
     if (r == NULL) {
         /* The first call only sees the headers: keep state for the body and the answer. */
@@ -749,6 +751,12 @@ enum MHD_Result sk_ui_request(sk_ui_t *ui, struct MHD_Connection *c, const char 
         char *body = r->answer;
         r->answer = NULL;
         return send_json(c, r->code, body);
+    }
+    code = sk_ui_host_check(header(c, MHD_HTTP_HEADER_HOST), ui->cfg->ui_allowed_hosts, reason,
+                            sizeof(reason));
+    if (code != 0) {
+        sk_log_warn("event=ui_refused path=%s code=%u reason=host", url, code);
+        return send_error(c, code, reason);
     }
     if (is_get) {
         if (r->body_len != 0 || r->too_large)

@@ -134,4 +134,10 @@ typedef struct {
 
 unsigned sk_ui_post_check(const sk_ui_post_in_t *in, const char *token, char *reason, size_t len);
 
+/* Whether the dashboard answers a request with this Host header (NULL:
+ * absent): an IP literal or localhost always, another name only when it is
+ * in `allowed` (--ui-allowed-hosts: names separated by commas, or "*").
+ * Returns 0 or the HTTP status to answer, with a one-line reason. */
+unsigned sk_ui_host_check(const char *host, const char *allowed, char *reason, size_t len);
+
 #endif

@@ -4,6 +4,7 @@
  */
 #include "sk_ui.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,56 @@ unsigned sk_ui_post_check(const sk_ui_post_in_t *in, const char *token, char *re
         snprintf(reason, len, "a valid token is required (Authorization: Bearer <token>)");
         return 401;
     }
+    reason[0] = '\0';
+    return 0;
+}
+
+/* ---- the Host header ---------------------------------------------------------------------- */
+
+/* The host part of a Host header ("name", "name:port", "[v6]:port") into
+ * out, without a trailing dot; 1 when it is an IP literal. */
+static int host_part(const char *host, char *out, size_t len)
+{
+    const char *end;
+    size_t n;
+    struct in_addr a4;
+
+    if (host[0] == '[') {
+        end = strchr(host, ']');
+        n = end == NULL ? 0 : (size_t)(end - host - 1);
+        snprintf(out, len, "%.*s", (int)n, host + 1);
+        return end != NULL && n > 0; /* "[...]" is an IPv6 literal or nothing valid */
+    }
+    n = strcspn(host, ":");
+    if (n > 0 && host[n - 1] == '.')
+        n--;
+    snprintf(out, len, "%.*s", (int)n, host);
+    return inet_pton(AF_INET, out, &a4) == 1;
+}
+
+unsigned sk_ui_host_check(const char *host, const char *allowed, char *reason, size_t len)
+{
+    char name[256];
+    const char *p = allowed;
+    size_t n;
+
+    if (host == NULL || host[0] == '\0' || strlen(host) >= sizeof(name)) {
+        snprintf(reason, len, "a Host header is required");
+        return 400;
+    }
+    if (host_part(host, name, sizeof(name)) || strcasecmp(name, "localhost") == 0 ||
+        strcmp(allowed, "*") == 0)
+        goto allowed;
+    while (*p != '\0') {
+        n = strcspn(p, ",");
+        if (n == strlen(name) && strncasecmp(p, name, n) == 0)
+            goto allowed;
+        p += n + (p[n] == ',');
+    }
+    snprintf(reason, len,
+             "the dashboard does not answer to host '%.80s' (add it to --ui-allowed-hosts)", name);
+    return 403;
+allowed:
     reason[0] = '\0';
     return 0;
 }

@@ -70,6 +70,7 @@ static int schema_name_valid(const char *s);
 static int http_valid(const char *s);
 static int retention_valid(const char *s);
 static int ui_token_file_valid(const char *s);
+static int ui_hosts_valid(const char *s);
 
 #define FIELD(f)      offsetof(sk_config_t, f), sizeof(((sk_config_t *)0)->f)
 #define LIST_ENTRY(f) offsetof(sk_config_t, f), sizeof(((sk_config_t *)0)->f[0])
@@ -248,6 +249,18 @@ static const opt_t options[] = {
      .help = "File holding the dashboard's token (first line). With it, the dashboard can cancel "
              "and retry runs for whoever presents the token; without it, it is read-only. Read "
              "when the HTTP process starts."},
+    {.flag = "ui-allowed-hosts",
+     .env = "STEPKIT_UI_ALLOWED_HOSTS",
+     .type = OPT_STRING,
+     FIELD(ui_allowed_hosts),
+     .def = "",
+     .valid = ui_hosts_valid,
+     .rule = "host names separated by commas (letters, digits, '-' and '.'), or *",
+     .metavar = "NAMES",
+     .help = "Host names the dashboard answers to besides IP addresses and localhost (the name "
+             "of an Ingress or a Service, say): a request whose Host header names another host "
+             "is refused, so a web page cannot read the dashboard through a name it controls "
+             "(DNS rebinding). * answers any name."},
     {.flag = "help", .type = OPT_ACTION, .action = ACT_HELP, .help = "Print this help and exit."},
     {.flag = "help-markdown",
      .type = OPT_ACTION,
@@ -415,6 +428,27 @@ static int http_valid(const char *s)
     sk_http_addr_t a;
 
     return sk_config_http_addr(s, &a) != SK_ERROR;
+}
+
+static int ui_hosts_valid(const char *s)
+{
+    size_t n = 0; /* characters of the current name */
+
+    if (s[0] == '\0' || strcmp(s, "*") == 0)
+        return 1; /* "": IP addresses and localhost only */
+    for (;; s++) {
+        if (*s == ',' || *s == '\0') {
+            if (n == 0 || n > 253)
+                return 0; /* an empty or over-long name */
+            if (*s == '\0')
+                return 1;
+            n = 0;
+        } else if (isalnum((unsigned char)*s) || *s == '-' || *s == '.') {
+            n++;
+        } else {
+            return 0;
+        }
+    }
 }
 
 static int ui_token_file_valid(const char *s)

@@ -43,7 +43,8 @@ typedef struct {
     char http[SK_NAME_MAX]; /* "ADDR:PORT" of the HTTP process, or "off" */
     char retention[16]; /* "off" or a duration (sk_duration): workers prune older finished runs */
     int ui;             /* 1: the dashboard under /ui of the --http listener */
-    char ui_token_file[SK_PATH_MAX]; /* "" read-only; else the token allowing cancel/retry */
+    char ui_token_file[SK_PATH_MAX];    /* "" read-only; else the token allowing cancel/retry */
+    char ui_allowed_hosts[SK_PATH_MAX]; /* Host names the dashboard answers, besides IP literals */
     int n_libraries;
     char libraries[SK_MAX_LIBRARIES][SK_PATH_MAX]; /* --workflows, repeatable */
 } sk_config_t;

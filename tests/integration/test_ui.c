@@ -512,6 +512,51 @@ Test(ui, read_only_without_a_token_file, ITEST_FIXTURES)
     itest_finish();
 }
 
+/* DNS rebinding: a page on a name its author controls, resolved to the
+ * dashboard's address, reads it as same-origin unless the Host is checked. */
+Test(ui, other_host_names_are_refused_unless_allowed, ITEST_FIXTURES)
+{
+    static char addr[64];
+    itest_master_opts_t o = {.workers = 1};
+    itest_master_t *m;
+    const char *evil[] = {"Host: rebind.example", NULL};
+    const char *named[] = {"Host: stepkit.example:8080", NULL};
+    const char *local[] = {"Host: localhost", NULL};
+    resp_t r;
+    int port = itest_free_port();
+
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    o.extra[0] = "--http";
+    o.extra[1] = addr;
+    o.extra[2] = "--ui";
+    o.extra[3] = "--ui-allowed-hosts";
+    o.extra[4] = "stepkit.example";
+    m = itest_master_up(&o);
+    cr_assert(itest_log_wait(m, "event=ui_enabled", 10000));
+    r = request(port, "GET", "/ui/api/runs", evil, NULL);
+    cr_assert_eq(r.code, 403, "%d %s", r.code, r.body);
+    cr_assert(strstr(r.body, "rebind.example") != NULL, "%s", r.body);
+    resp_free(&r);
+    r = request(port, "GET", "/ui/", evil, NULL);
+    cr_assert_eq(r.code, 403, "%d %s", r.code, r.body);
+    resp_free(&r);
+    r = request(port, "GET", "/ui/api/runs", named, NULL);
+    cr_assert_eq(r.code, 200, "%d %s", r.code, r.body);
+    resp_free(&r);
+    r = request(port, "GET", "/ui/api/config", local, NULL);
+    cr_assert_eq(r.code, 200, "%d %s", r.code, r.body);
+    resp_free(&r);
+    r = get(port, "/ui/api/config"); /* Host: 127.0.0.1:port */
+    cr_assert_eq(r.code, 200, "%d %s", r.code, r.body);
+    resp_free(&r);
+    /* Probes and metrics are not the dashboard's: any Host reaches them. */
+    r = request(port, "GET", "/livez", evil, NULL);
+    cr_assert_eq(r.code, 200, "%d %s", r.code, r.body);
+    resp_free(&r);
+    cr_assert(itest_log_wait(m, "event=ui_refused path=/ui/api/runs code=403 reason=host", 5000));
+    itest_finish();
+}
+
 Test(ui, large_payloads_are_cut, ITEST_FIXTURES)
 {
     int port;

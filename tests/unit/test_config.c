@@ -30,6 +30,7 @@ static const char *const env_names[] = {
     "STEPKIT_RESTART_MAX_MS",
     "STEPKIT_LOG_LEVEL",
     "STEPKIT_LOG_FORMAT",
+    "STEPKIT_UI_ALLOWED_HOSTS",
 };
 
 /* The outer environment (a CI job with DATABASE_URL set) must not leak in. */
@@ -597,4 +598,25 @@ Test(config, retention_is_off_or_a_duration)
                  "--retention: '500ms' is not off or a duration of at least 1s (e.g. 12h, 30d)");
     expect_error(ARGS("--retention", "7days"),
                  "--retention: '7days' is not off or a duration of at least 1s (e.g. 12h, 30d)");
+}
+
+/* ---- --ui-allowed-hosts -------------------------------------------------------------------- */
+
+Test(config, ui_allowed_hosts_are_names_or_a_star)
+{
+    sk_config_t cfg;
+
+    cr_assert_eq(load(&cfg, ARGS("--ui-allowed-hosts", "stepkit.example.com,ops-1")), SK_OK, "%s",
+                 err);
+    cr_assert_str_eq(cfg.ui_allowed_hosts, "stepkit.example.com,ops-1");
+    cr_assert_eq(load(&cfg, ARGS("--ui-allowed-hosts", "*")), SK_OK, "%s", err);
+    expect_error(ARGS("--ui-allowed-hosts", "a.example,,b"),
+                 "--ui-allowed-hosts: 'a.example,,b' is not host names separated by commas "
+                 "(letters, digits, '-' and '.'), or *");
+    expect_error(ARGS("--ui-allowed-hosts", "a.example:8080"),
+                 "--ui-allowed-hosts: 'a.example:8080' is not host names separated by commas "
+                 "(letters, digits, '-' and '.'), or *");
+    expect_error(ARGS("--ui-allowed-hosts", "*.example"),
+                 "--ui-allowed-hosts: '*.example' is not host names separated by commas "
+                 "(letters, digits, '-' and '.'), or *");
 }

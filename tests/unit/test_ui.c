@@ -234,3 +234,46 @@ Test(ui_rules, history_shows_only_the_last_hour_and_bounded_workflows)
     cr_assert_eq(json_array_size(json_object_get(j, "series")), SK_UI_HIST_WF);
     json_decref(j);
 }
+
+static unsigned host(const char *h, const char *allowed)
+{
+    char reason[200];
+
+    return sk_ui_host_check(h, allowed, reason, sizeof(reason));
+}
+
+Test(ui_rules, ip_literals_and_localhost_are_always_answered)
+{
+    cr_assert_eq(host("127.0.0.1:9464", ""), 0);
+    cr_assert_eq(host("10.1.2.3", ""), 0);
+    cr_assert_eq(host("[::1]:9464", ""), 0);
+    cr_assert_eq(host("[fe80::1]", ""), 0);
+    cr_assert_eq(host("localhost:9464", ""), 0);
+    cr_assert_eq(host("LOCALHOST.", ""), 0);
+}
+
+Test(ui_rules, other_names_only_when_allowed)
+{
+    char reason[200];
+
+    /* DNS rebinding: a name the attacker controls resolves to us. */
+    cr_assert_eq(sk_ui_host_check("evil.example:9464", "", reason, sizeof(reason)), 403);
+    cr_assert(strstr(reason, "evil.example") != NULL && strstr(reason, "--ui-allowed-hosts"),
+              "%s", reason);
+    cr_assert_eq(host("stepkit.internal:80", "a.example,stepkit.internal"), 0);
+    cr_assert_eq(host("STEPKIT.internal.", "stepkit.internal"), 0);
+    cr_assert_eq(host("a.example", "a.example,stepkit.internal"), 0);
+    /* Whole names only: no prefix, suffix or substring matches. */
+    cr_assert_eq(host("stepkit.internal.evil.example", "stepkit.internal"), 403);
+    cr_assert_eq(host("a.exampl", "a.example"), 403);
+    cr_assert_eq(host("xa.example", "a.example"), 403);
+    cr_assert_eq(host("anything.example", "*"), 0);
+}
+
+Test(ui_rules, a_missing_or_malformed_host_is_refused)
+{
+    cr_assert_eq(host(NULL, "*"), 400);
+    cr_assert_eq(host("", "*"), 400);
+    cr_assert_eq(host("[::1", ""), 403);
+    cr_assert_eq(host("[]:80", ""), 403);
+}

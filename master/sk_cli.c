@@ -605,10 +605,12 @@ int main(int argc, char **argv)
     } else if (strcmp(c.command, "start") == 0) {
         if (c.runs.key != NULL || c.runs.at != NULL || c.runs.delay_ms >= 0) {
             /* Idempotency key or delayed start (sk_cli_runs.c). */
-            if (c.priority >= 0) {
-                rc = die_usage("--priority cannot be combined with --key, --at or --delay");
+            if (c.priority >= 0 && (c.runs.at != NULL || c.runs.delay_ms >= 0)) {
+                rc = die_usage("--priority cannot be combined with --at or --delay (a delayed run "
+                               "ranks by its due time)");
                 goto done;
             }
+            c.runs.priority = c.priority;
             rc = sk_cli_runs_start(cl, &c.runs, c.args[0], buf.data, buf.size, c.require_registered,
                                    c.json);
             goto done;

@@ -70,6 +70,7 @@ void sk_cli_runs_init(sk_cli_runs_opts_t *o)
     memset(o, 0, sizeof(*o));
     o->delay_ms = -1;
     o->older_than_ms = -1;
+    o->priority = -1;
 }
 
 static void seen(sk_cli_runs_opts_t *o, const char *name)
@@ -201,7 +202,9 @@ int sk_cli_runs_start(sk_client_t *cl, const sk_cli_runs_opts_t *o, const char *
     sk_start_opts_t so = {.key = o->key,
                           .start_at = o->at,
                           .delay_ms = o->delay_ms > 0 ? o->delay_ms : 0,
-                          .require_registered = require_registered};
+                          .require_registered = require_registered,
+                          .has_priority = o->priority >= 0,
+                          .priority = o->priority >= 0 ? (int)o->priority : 0};
     char err[1024], run_id[SK_UUID_LEN], event_id[SK_UUID_LEN];
     int created = 1;
 

@@ -19,6 +19,7 @@ typedef struct {
     const char *key;    /* start */
     const char *at;
     int64_t delay_ms;      /* start; -1: not given */
+    long priority;         /* start --priority with --key; -1: the workflow's */
     int64_t older_than_ms; /* prune; -1: not given */
     int batch;             /* prune */
     const char *seen[8];   /* options given, for the per-command check */

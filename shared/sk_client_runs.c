@@ -108,10 +108,19 @@ int sk_client_start_opts(sk_client_t *c, const char *workflow, const char *data,
         "SELECT run_id::text, event_id::text, created FROM start_run_ext_msgpack($1, $2::bytea,"
         " false, $3, coalesce($4::timestamptz,"
         "                     now() + $5::int8 * interval '1 millisecond'), $6::bool)";
+    /* With a priority (010_flow): a run this start created gets it in the
+     * same statement; the run an earlier start with the key made keeps its
+     * own (flow_set_priority with a NULL run changes nothing). */
+    static const char prio_sql[] =
+        "SELECT s.run_id::text, s.event_id::text, s.created,"
+        "       flow_set_priority(CASE WHEN s.created THEN s.run_id END, $7::int)"
+        "  FROM start_run_ext_msgpack($1, $2::bytea, false, $3, coalesce($4::timestamptz,"
+        "       now() + $5::int8 * interval '1 millisecond'), $6::bool) s";
     static const char nil = (char)0xc0;
-    const char *params[6];
-    int lengths[6] = {0, 0, 0, 0, 0, 0}, formats[6] = {0, 1, 0, 0, 0, 0};
-    char delay[24];
+    const char *params[7];
+    int lengths[7] = {0, 0, 0, 0, 0, 0, 0}, formats[7] = {0, 1, 0, 0, 0, 0, 0};
+    char delay[24], prio[16];
+    int has_prio = opts != NULL && opts->has_priority;
     PGresult *res;
     int rc = SK_ERROR;
 
@@ -133,6 +142,17 @@ int sk_client_start_opts(sk_client_t *c, const char *workflow, const char *data,
         snprintf(err, errlen, "a delay cannot be negative");
         return SK_ERROR;
     }
+    if (has_prio && (opts->priority < 0 || opts->priority > 86400)) {
+        snprintf(err, errlen, "priority %d is out of range 0..86400", opts->priority);
+        return SK_ERROR;
+    }
+    if (has_prio && (opts->start_at != NULL || opts->delay_ms > 0)) {
+        snprintf(err, errlen,
+                 "a priority cannot be given with a start time or a delay (a delayed "
+                 "run ranks by its due time)");
+        return SK_ERROR;
+    }
+    snprintf(prio, sizeof(prio), "%d", has_prio ? opts->priority : 0);
     snprintf(delay, sizeof(delay), "%lld", opts && opts->delay_ms > 0 ? opts->delay_ms : 0LL);
     params[0] = workflow;
     params[1] = data;
@@ -141,7 +161,9 @@ int sk_client_start_opts(sk_client_t *c, const char *workflow, const char *data,
     params[3] = opts ? opts->start_at : NULL;
     params[4] = opts && opts->delay_ms > 0 ? delay : NULL;
     params[5] = opts && opts->require_registered ? "true" : "false";
-    res = PQexecParams(c->pg, sql, 6, NULL, params, lengths, formats, 0);
+    params[6] = prio;
+    res = has_prio ? PQexecParams(c->pg, prio_sql, 7, NULL, params, lengths, formats, 0)
+                   : PQexecParams(c->pg, sql, 6, NULL, params, lengths, formats, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (state != NULL && strcmp(state, "SK002") == 0)

@@ -152,6 +152,10 @@ typedef struct {
                              * PostgreSQL reads as timestamptz), NULL: now */
     long long delay_ms;     /* > 0: visible this much later (not with start_at) */
     int require_registered; /* refuse a workflow no master has registered (SK002) */
+    int has_priority;       /* 1: priority below applies (else the workflow's) */
+    int priority;           /* 0..86400: rank as if queued this many seconds earlier
+                             * (sql/010_flow.sql); not with start_at or delay_ms: a
+                             * delayed run ranks by its due time */
 } sk_start_opts_t;
 
 /*

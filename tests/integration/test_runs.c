@@ -530,6 +530,54 @@ Test(runs, delayed_starts_wait_for_their_time, ITEST_FIXTURES)
     itest_finish();
 }
 
+/* --priority with --key: the run the first start makes ranks by the
+ * priority; a second start with the key gets that run and leaves its rank
+ * alone; a delayed start refuses a priority (it ranks by its due time). */
+Test(runs, a_keyed_start_takes_a_priority, ITEST_FIXTURES)
+{
+    const char *first[] = {"start", "two-steps", "--key", "prio-k", "--priority", "600", "--json",
+                           NULL};
+    const char *again[] = {"start", "two-steps", "--key", "prio-k", "--priority", "0", "--json",
+                           NULL};
+    const char *delayed[] = {"start", "two-steps", "--delay", "1h", "--priority", "5", NULL};
+    char run[64];
+    json_t *j;
+    itest_cmd_t r;
+
+    /* A master migrates and registers, then stops: the run stays queued
+     * where its rank can be read. */
+    cr_assert_eq(itest_master_stop(itest_master_up(NULL), 10000), 0);
+    itest_cli(first, &r);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    j = itest_parse(r.out);
+    snprintf(run, sizeof(run), "%s", itest_jstr(j, "run_id"));
+    cr_expect(json_is_true(itest_jget(j, "created")));
+    json_decref(j);
+    itest_cmd_free(&r);
+    cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue WHERE run_id = $1::uuid"
+                            " AND visible_at < now() - interval '590 s'",
+                            run),
+                 1, "run %s does not rank 600 s earlier", run);
+    itest_cli(again, &r);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    j = itest_parse(r.out);
+    cr_expect_str_eq(itest_jstr(j, "run_id"), run);
+    cr_expect(json_is_false(itest_jget(j, "created")));
+    json_decref(j);
+    itest_cmd_free(&r);
+    cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue WHERE run_id = $1::uuid"
+                            " AND visible_at < now() - interval '590 s'",
+                            run),
+                 1, "the second start changed the rank of %s", run);
+    itest_cli(delayed, &r);
+    cr_expect_eq(r.code, 2);
+    cr_expect(strstr(r.err, "--priority cannot be combined with --at or --delay") != NULL, "%s",
+              r.err);
+    itest_cmd_free(&r);
+    cr_expect_eq(itest_long("SELECT count(*) FROM runs"), 1, "a refused start left a run");
+    itest_finish();
+}
+
 /* ---- list, stats -------------------------------------------------------------------------- */
 
 /* 30 runs over two workflows read back in pages of 7: newest first, each

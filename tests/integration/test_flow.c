@@ -346,6 +346,10 @@ Test(flow, sql_settings_keys_and_bad_input, ITEST_FIXTURES)
 /* ---- step rates (sql/013_flow_steps.sql) ------------------------------------------ */
 
 #define MAX_STAMPS 400
+#define STR_(x)    #x
+#define STR(x)     STR_(x)
+#define FLOWWF_STEP_LIMIT_S     STR(FLOWWF_STEP_LIMIT)
+#define FLOWWF_STEP_PERIOD_MS_S STR(FLOWWF_STEP_PERIOD_MS)
 
 static int cmp_ll(const void *a, const void *b)
 {
@@ -383,7 +387,8 @@ static int load_stamps(const char *key, long long *t, int max)
  * Checked from the bodies' own start times: the (LIMIT+1)-th execution
  * after any execution of a key starts a period later.  The token is taken
  * on the database clock and committed just before the body starts (one
- * commit later); the check allows 50 ms for that.
+ * commit later); the check allows 50 ms for that.  On the database clock
+ * (a trigger logs every take) the bound is exact.
  */
 Test(flow, step_rate_holds_in_every_window_across_masters, ITEST_FIXTURES)
 {
@@ -392,9 +397,21 @@ Test(flow, step_rate_holds_in_every_window_across_masters, ITEST_FIXTURES)
     const long long period_us = FLOWWF_STEP_PERIOD_MS * 1000LL;
     char run[SK_UUID_LEN], json[160];
     int runs = 0, failing = 0, flaky = 0, total = 0;
-    long hot_before;
+    long hot_before, refused;
 
     up_two_masters(3);
+    /* The database's own record of every take and every refusal. */
+    itest_exec_sql("CREATE TABLE take_log (key text, at bigint, taken boolean)");
+    itest_exec_sql("CREATE FUNCTION take_log() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                   "  INSERT INTO take_log SELECT NEW.key, x.h, true FROM"
+                   "   (SELECT h FROM unnest(NEW.hits) h EXCEPT ALL"
+                   "    SELECT h FROM unnest(OLD.hits) h) x;"
+                   "  IF NEW.hits = OLD.hits THEN"
+                   "    INSERT INTO take_log VALUES (NEW.key, NULL, false);"
+                   "  END IF;"
+                   "  RETURN NULL; END $$");
+    itest_exec_sql("CREATE TRIGGER take_log AFTER UPDATE ON flow_step_rates"
+                   " FOR EACH ROW EXECUTE FUNCTION take_log()");
     for (int i = 0; i < 16; i++) {
         int fail = i % 5 == 3, fl = i % 3 == 1;
         snprintf(json, sizeof(json),
@@ -430,6 +447,20 @@ Test(flow, step_rate_holds_in_every_window_across_masters, ITEST_FIXTURES)
         }
     }
     cr_expect_eq(total, runs * 3 + flaky + 2, "executions counted: %d", total);
+    /* Exact on the database clock: no LIMIT + 1 takes of a key within a
+     * period, and one token per execution. */
+    cr_expect_eq(itest_long("SELECT count(*) FROM take_log WHERE taken"), total);
+    cr_expect_eq(itest_long("SELECT count(*) FROM (SELECT at - lag(at, $1::int) OVER"
+                            "  (PARTITION BY key ORDER BY at) AS d FROM take_log WHERE taken) x"
+                            " WHERE d < $2::int",
+                            FLOWWF_STEP_LIMIT_S, FLOWWF_STEP_PERIOD_MS_S),
+                 0, "a key had more than %d takes within %d ms", FLOWWF_STEP_LIMIT,
+                 FLOWWF_STEP_PERIOD_MS);
+    /* No herd: a waiter comes back once for its slot, not at every freed
+     * token (16 hot runs waiting would make that dozens per execution). */
+    refused = itest_long("SELECT count(*) FROM take_log WHERE NOT taken");
+    cr_log_info("step rate: %d executions, %ld refused takes", total, refused);
+    cr_expect_leq(refused, 2L * total, "%ld refusals for %d executions", refused, total);
     /* The cold keys ran beside the hot backlog, at their own rate. */
     hot_before = itest_long("SELECT count(*) FROM runs h"
                             " WHERE mp_path(h.data, '{customer}') = 'hot' AND h.ended_at <="

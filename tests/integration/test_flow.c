@@ -474,6 +474,29 @@ Test(flow, step_rate_holds_in_every_window_across_masters, ITEST_FIXTURES)
     itest_finish();
 }
 
+/* Group members (parallel run steps) each take a token, on whichever
+ * worker runs them. */
+Test(flow, step_rate_counts_group_members, ITEST_FIXTURES)
+{
+    static long long t[MAX_STAMPS];
+    char run[SK_UUID_LEN];
+    int n;
+
+    up_two_masters(3);
+    for (int i = 0; i < 3; i++)
+        itest_start("flow-steps-group", "{\"customer\": \"g\", \"ms\": 5}", run);
+    cr_assert_eq(itest_wait_ended(3, 60000), 3);
+    cr_expect_eq(itest_long("SELECT count(*) FROM runs WHERE status = 'completed'"), 3);
+    n = load_stamps("g", t, MAX_STAMPS);
+    cr_expect_eq(n, 15, "%d member executions", n);
+    for (int i = 0; i + FLOWWF_STEP_LIMIT < n; i++)
+        cr_expect_geq(t[i + FLOWWF_STEP_LIMIT] - t[i], FLOWWF_STEP_PERIOD_MS * 1000LL - 50000,
+                      "executions %d and %d started %lld us apart", i, i + FLOWWF_STEP_LIMIT,
+                      t[i + FLOWWF_STEP_LIMIT] - t[i]);
+    cr_expect_geq(t[n - 1] - t[0], 3LL * FLOWWF_STEP_PERIOD_MS * 1000 - 50000);
+    itest_finish();
+}
+
 /* The token from SQL: taken before the limit, refused after it with a
  * slot a period after the oldest, fenced by the item's epoch, and waiters
  * get successive slots of the schedule. */

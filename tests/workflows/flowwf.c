@@ -134,6 +134,20 @@ static int flow_steps(sk_ctx_t *ctx, msgpack_packer *out)
     return sk_pack_str(out, "done");
 }
 
+/* Five run steps at once (a group): the members run on several workers,
+ * each taking its own token. */
+static int flow_steps_group(sk_ctx_t *ctx, msgpack_packer *out)
+{
+    static const char *const ids[] = {"g0", "g1", "g2", "g3", "g4"};
+    const msgpack_object *res;
+    sk_group_t *g = sk_group(ctx);
+
+    for (int i = 0; i < 5; i++)
+        sk_group_run(g, ids[i], body_s1, NULL);
+    SK_STEP(sk_group_await(g, &res));
+    return msgpack_pack_object(out, *res) == 0 ? SK_OK : SK_ERROR;
+}
+
 /* Step "a" (counted "iv:..."), then a sleep of input.hold ms holding the
  * key's only slot. */
 static int flow_hold(sk_ctx_t *ctx, msgpack_packer *out)
@@ -160,6 +174,11 @@ int flowwf_register(sk_registry_t *reg)
         sk_register(reg, &(sk_workflow_t){.id = "flow-steps",
                                           .handler = flow_steps,
                                           .retry = SK_RETRY(0, 1, 0),
+                                          .step_rate = {.key = "customer",
+                                                        .limit = FLOWWF_STEP_LIMIT,
+                                                        .period_ms = FLOWWF_STEP_PERIOD_MS}}) ||
+        sk_register(reg, &(sk_workflow_t){.id = "flow-steps-group",
+                                          .handler = flow_steps_group,
                                           .step_rate = {.key = "customer",
                                                         .limit = FLOWWF_STEP_LIMIT,
                                                         .period_ms = FLOWWF_STEP_PERIOD_MS}}) ||

@@ -17,6 +17,9 @@
  *               its first execution when "flaky", retried at once), s3
  *               (fails for good when "fail").  Each execution counts
  *               "st:<customer>:<start us>" as it starts.
+ *   flow-steps-group  the same step rate; a group of five run steps
+ *               g0..g4 (each counts "st:..." as flow-steps' s1), output the
+ *               array of their results.
  *   flow-hold   concurrency 1 per "customer": step "a" counting "iv:...",
  *               then a sleep of input "hold" ms (the slot stays held).
  */

@@ -71,8 +71,8 @@ typedef struct {
     sk_exec_t *x;
     item_t *it;
     sk_ctx_t *ctx;
-    int lost;       /* lease lost or connection gone: stop touching this item */
-    int timeout_ms; /* the running body's step timeout */
+    int lost;             /* lease lost or connection gone: stop touching this item */
+    int timeout_ms;       /* the running body's step timeout */
     int64_t rate_wait_ms; /* no token of the step rate: hand back for this long */
 } run_state_t;
 
@@ -1076,8 +1076,8 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
             goto done;
         case SK_ENTRY_YIELD:
             if (rs.rate_wait_ms > 0) { /* before_body_rated: no token */
-                sk_log_debug("event=step_rate_wait run=%s workflow=%s visible_ms=%lld",
-                             it->run_id, it->workflow, (long long)rs.rate_wait_ms);
+                sk_log_debug("event=step_rate_wait run=%s workflow=%s visible_ms=%lld", it->run_id,
+                             it->workflow, (long long)rs.rate_wait_ms);
                 rc = release(&rs, rs.rate_wait_ms, -1, 0);
                 goto done;
             }

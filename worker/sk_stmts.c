@@ -15,8 +15,7 @@
  * its cost does not depend on other workflows' items, and the run and ops
  * are read with a snapshot taken after the item was locked.
  */
-static const char claim_sql_12[] =
-    "SELECT * FROM claim($1::int4, $2, string_to_array($3, E'\\n'))";
+static const char claim_sql_12[] = "SELECT * FROM claim($1::int4, $2, string_to_array($3, E'\\n'))";
 /* 013: one more column, whether the claimed run's workflow has a step rate
  * (then the worker takes a token before each body: sk_step_take).  Read in
  * the claim's statement, from the first row (every row has the run's

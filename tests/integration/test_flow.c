@@ -345,9 +345,9 @@ Test(flow, sql_settings_keys_and_bad_input, ITEST_FIXTURES)
 
 /* ---- step rates (sql/013_flow_steps.sql) ------------------------------------------ */
 
-#define MAX_STAMPS 400
-#define STR_(x)    #x
-#define STR(x)     STR_(x)
+#define MAX_STAMPS              400
+#define STR_(x)                 #x
+#define STR(x)                  STR_(x)
 #define FLOWWF_STEP_LIMIT_S     STR(FLOWWF_STEP_LIMIT)
 #define FLOWWF_STEP_PERIOD_MS_S STR(FLOWWF_STEP_PERIOD_MS)
 
@@ -442,8 +442,8 @@ Test(flow, step_rate_holds_in_every_window_across_masters, ITEST_FIXTURES)
             cr_expect_eq(n, 16 * 3 + flaky, "hot: %d executions", n);
             /* and the limit was reached: 53 executions at 4 per 500 ms
              * take 6 periods at least. */
-            cr_expect_geq(t[n - 1] - t[0], (long long)((n - 1) / FLOWWF_STEP_LIMIT) * period_us -
-                                               50000);
+            cr_expect_geq(t[n - 1] - t[0],
+                          (long long)((n - 1) / FLOWWF_STEP_LIMIT) * period_us - 50000);
         }
     }
     cr_expect_eq(total, runs * 3 + flaky + 2, "executions counted: %d", total);
@@ -599,8 +599,7 @@ Test(flow, bad_step_rates_are_refused, ITEST_FIXTURES)
     expect_refused("SELECT set_step_rate('b', 5, 1000, 'a,,b')", "is not a list of input paths");
     expect_refused("SELECT set_step_rate('b', 5, 1000, 'a.')", "is not a list of input paths");
     expect_refused("SELECT set_step_rate('nope', 5, 1000)", "unknown workflow");
-    cr_expect_eq(itest_long("SELECT count(*) FROM workflows WHERE step_rate_limit IS NOT NULL"),
-                 0);
+    cr_expect_eq(itest_long("SELECT count(*) FROM workflows WHERE step_rate_limit IS NOT NULL"), 0);
     PQclear(itest_query("SELECT set_step_rate('b', 5, 1000, 'region, customer.id')"));
     cr_expect_eq(itest_long("SELECT count(*) FROM workflows WHERE step_rate_limit = 5"
                             " AND step_rate_key = 'region, customer.id'"),
@@ -608,10 +607,10 @@ Test(flow, bad_step_rates_are_refused, ITEST_FIXTURES)
 
     cr_assert_not_null(reg);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        cr_expect_eq(sk_register(reg, &(sk_workflow_t){.id = "bad",
-                                                       .handler = dummy_handler,
-                                                       .step_rate = bad[i]}),
-                     SK_ERROR, "step rate %zu accepted", i);
+        cr_expect_eq(
+            sk_register(
+                reg, &(sk_workflow_t){.id = "bad", .handler = dummy_handler, .step_rate = bad[i]}),
+            SK_ERROR, "step rate %zu accepted", i);
         cr_expect(strstr(sk_registry_error(reg), "bad:") != NULL, "%s", sk_registry_error(reg));
     }
     cr_expect(strstr(sk_registry_error(reg), "flow key") != NULL, "%s", sk_registry_error(reg));

@@ -53,6 +53,8 @@ CREATE OR REPLACE FUNCTION set_step_rate(p_workflow text, p_limit int DEFAULT NU
                                          p_period_ms int DEFAULT NULL, p_key text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_old record;
 BEGIN
     PERFORM check_name('a workflow', p_workflow);
     IF (p_limit IS NULL) <> (p_period_ms IS NULL) THEN
@@ -76,13 +78,33 @@ BEGIN
         RAISE EXCEPTION 'step rate key ''%'' is not a list of input paths (e.g. ''customer'' or ''region,customer.id'')',
             p_key USING ERRCODE = '22023';
     END IF;
+    SELECT w.step_rate_limit, w.step_rate_period_ms, w.step_rate_key INTO v_old
+      FROM workflows w WHERE w.workflow_id = p_workflow FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown workflow ''%'': no master has registered it in schema "%"',
+            p_workflow, current_schema() USING ERRCODE = 'SK002';
+    END IF;
     UPDATE workflows
        SET step_rate_limit = p_limit, step_rate_period_ms = p_period_ms,
            step_rate_key = nullif(p_key, '')
      WHERE workflow_id = p_workflow;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown workflow ''%'': no master has registered it in schema "%"',
-            p_workflow, current_schema() USING ERRCODE = 'SK002';
+    IF v_old.step_rate_limit IS DISTINCT FROM p_limit
+       OR v_old.step_rate_period_ms IS DISTINCT FROM p_period_ms
+       OR v_old.step_rate_key IS DISTINCT FROM nullif(p_key, '') THEN
+        -- The slots handed out were planned for the old rate: waiters come
+        -- back now and take (or are scheduled) under the new one; the
+        -- schedules restart from the logs.  Items a worker holds keep
+        -- their lease; their slot is dropped all the same.
+        UPDATE exec_queue q
+           SET step_slot_ms = NULL,
+               visible_at = CASE WHEN q.leased OR q.flow_parked THEN q.visible_at
+                                 ELSE least(q.visible_at, now()) END
+         WHERE q.workflow_id = p_workflow AND q.step_slot_ms IS NOT NULL;
+        IF FOUND THEN
+            PERFORM pg_notify(current_schema() || '.work', '');
+        END IF;
+        UPDATE flow_step_rates f SET sched = f.hits, snext = f.next
+         WHERE f.workflow_id = p_workflow;
     END IF;
 END
 $$;

@@ -552,7 +552,21 @@ Test(flow, step_token_is_fenced_and_scheduled, ITEST_FIXTURES)
                             PQgetvalue(r, 0, 1)),
                  0);
     PQclear(r);
-    /* Removed: no token needed, slots dropped as items come back. */
+    /* A changed rate: a waiter handed back for its slot comes back now,
+     * without its slot, and the schedule restarts from the log. */
+    PQclear(itest_query("UPDATE exec_queue SET leased = false, visible_at = now() + interval"
+                        " '1 hour' WHERE item_id = $1::int8",
+                        item[2]));
+    PQclear(itest_query("SELECT set_step_rate('t', 2, 5000, 'c')"));
+    cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue WHERE item_id = $1::int8"
+                            " AND visible_at <= now() AND step_slot_ms IS NULL",
+                            item[2]),
+                 1, "the waiter was not released by the new rate");
+    cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue WHERE leased AND visible_at >"
+                            " now() + interval '20 s'"),
+                 5, "a held item's lease was touched");
+    cr_expect_eq(itest_long("SELECT count(*) FROM flow_step_rates WHERE sched <> hits"), 0);
+    /* Removed: no token needed. */
     PQclear(itest_query("SELECT set_step_rate('t')"));
     cr_expect_eq(itest_long("SELECT flow_step_take($1::int8, $2::int4)", item[3], epoch[3]), 0);
     cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue WHERE item_id = $1::int8"

@@ -380,6 +380,32 @@ static int load_stamps(const char *key, long long *t, int max)
     return n;
 }
 
+/* The database's own record of every take and every refusal of a step
+ * token (table take_log), from a trigger on flow_step_rates. */
+static void install_take_log(void)
+{
+    itest_exec_sql("CREATE TABLE take_log (key text, at bigint, taken boolean)");
+    itest_exec_sql("CREATE FUNCTION take_log() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                   "  INSERT INTO take_log SELECT NEW.key, x.h, true FROM"
+                   "   (SELECT h FROM unnest(NEW.hits) h EXCEPT ALL"
+                   "    SELECT h FROM unnest(OLD.hits) h) x;"
+                   "  IF NEW.hits = OLD.hits THEN"
+                   "    INSERT INTO take_log VALUES (NEW.key, NULL, false);"
+                   "  END IF;"
+                   "  RETURN NULL; END $$");
+    itest_exec_sql("CREATE TRIGGER take_log AFTER UPDATE ON flow_step_rates"
+                   " FOR EACH ROW EXECUTE FUNCTION take_log()");
+}
+
+/* Takes of one key closer than a period to the LIMIT-th before them. */
+static long takes_too_close(void)
+{
+    return itest_long("SELECT count(*) FROM (SELECT at - lag(at, $1::int) OVER"
+                      "  (PARTITION BY key ORDER BY at) AS d FROM take_log WHERE taken) x"
+                      " WHERE d < $2::int",
+                      FLOWWF_STEP_LIMIT_S, FLOWWF_STEP_PERIOD_MS_S);
+}
+
 /*
  * 2 masters x 3 workers; flow-steps allows FLOWWF_STEP_LIMIT (4) body
  * executions per FLOWWF_STEP_PERIOD_MS (500) per customer.  A hot key with
@@ -400,18 +426,7 @@ Test(flow, step_rate_holds_in_every_window_across_masters, ITEST_FIXTURES)
     long hot_before, refused;
 
     up_two_masters(3);
-    /* The database's own record of every take and every refusal. */
-    itest_exec_sql("CREATE TABLE take_log (key text, at bigint, taken boolean)");
-    itest_exec_sql("CREATE FUNCTION take_log() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-                   "  INSERT INTO take_log SELECT NEW.key, x.h, true FROM"
-                   "   (SELECT h FROM unnest(NEW.hits) h EXCEPT ALL"
-                   "    SELECT h FROM unnest(OLD.hits) h) x;"
-                   "  IF NEW.hits = OLD.hits THEN"
-                   "    INSERT INTO take_log VALUES (NEW.key, NULL, false);"
-                   "  END IF;"
-                   "  RETURN NULL; END $$");
-    itest_exec_sql("CREATE TRIGGER take_log AFTER UPDATE ON flow_step_rates"
-                   " FOR EACH ROW EXECUTE FUNCTION take_log()");
+    install_take_log();
     for (int i = 0; i < 16; i++) {
         int fail = i % 5 == 3, fl = i % 3 == 1;
         snprintf(json, sizeof(json),
@@ -450,12 +465,8 @@ Test(flow, step_rate_holds_in_every_window_across_masters, ITEST_FIXTURES)
     /* Exact on the database clock: no LIMIT + 1 takes of a key within a
      * period, and one token per execution. */
     cr_expect_eq(itest_long("SELECT count(*) FROM take_log WHERE taken"), total);
-    cr_expect_eq(itest_long("SELECT count(*) FROM (SELECT at - lag(at, $1::int) OVER"
-                            "  (PARTITION BY key ORDER BY at) AS d FROM take_log WHERE taken) x"
-                            " WHERE d < $2::int",
-                            FLOWWF_STEP_LIMIT_S, FLOWWF_STEP_PERIOD_MS_S),
-                 0, "a key had more than %d takes within %d ms", FLOWWF_STEP_LIMIT,
-                 FLOWWF_STEP_PERIOD_MS);
+    cr_expect_eq(takes_too_close(), 0, "a key had more than %d takes within %d ms",
+                 FLOWWF_STEP_LIMIT, FLOWWF_STEP_PERIOD_MS);
     /* No herd: a waiter comes back once for its slot, not at every freed
      * token (16 hot runs waiting would make that dozens per execution). */
     refused = itest_long("SELECT count(*) FROM take_log WHERE NOT taken");
@@ -471,6 +482,43 @@ Test(flow, step_rate_holds_in_every_window_across_masters, ITEST_FIXTURES)
     cr_expect_eq(itest_long("SELECT count(*) FROM flow_step_rates WHERE workflow_id = "
                             "'flow-steps'"),
                  3);
+    itest_finish();
+}
+
+/* A master killed with bodies in flight: their tokens are spent, their
+ * leases expire, another master retries them with new tokens.  No body
+ * ever runs without a token, and the bound holds throughout. */
+Test(flow, step_rate_holds_when_a_master_dies, ITEST_FIXTURES)
+{
+    static long long t[MAX_STAMPS];
+    itest_master_opts_t o = {.workers = 3, .lease_ms = 2000};
+    itest_master_t *m1;
+    char run[SK_UUID_LEN];
+    long takes;
+    int n;
+
+    m1 = itest_master_up(&o);
+    install_take_log();
+    for (int i = 0; i < 8; i++)
+        itest_start("flow-steps", "{\"customer\": \"k\", \"ms\": 150}", run);
+    /* Killed while bodies run (each takes 150 ms). */
+    for (int i = 0; i < 100 && itest_long("SELECT count(*) FROM take_log WHERE taken") < 6; i++)
+        usleep(20000);
+    itest_master_kill(m1);
+    itest_master_up(&o);
+    cr_assert_eq(itest_wait_ended(8, 60000), 8);
+    cr_expect_eq(itest_long("SELECT count(*) FROM runs WHERE status = 'completed'"), 8);
+    n = load_stamps("k", t, MAX_STAMPS);
+    takes = itest_long("SELECT count(*) FROM take_log WHERE taken");
+    cr_expect_geq(n, 24, "%d executions for 8 runs of 3 steps", n);
+    cr_expect_leq(n, takes, "%d bodies ran on %ld tokens", n, takes);
+    cr_expect_eq(takes_too_close(), 0, "more than %d takes within %d ms", FLOWWF_STEP_LIMIT,
+                 FLOWWF_STEP_PERIOD_MS);
+    for (int i = 0; i + FLOWWF_STEP_LIMIT < n; i++)
+        cr_expect_geq(t[i + FLOWWF_STEP_LIMIT] - t[i], FLOWWF_STEP_PERIOD_MS * 1000LL - 50000,
+                      "executions %d and %d started %lld us apart", i, i + FLOWWF_STEP_LIMIT,
+                      t[i + FLOWWF_STEP_LIMIT] - t[i]);
+    cr_log_info("master killed: %d executions, %ld tokens", n, takes);
     itest_finish();
 }
 

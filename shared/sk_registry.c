@@ -62,10 +62,10 @@ const sk_wf_t *sk_registry_find(const sk_registry_t *reg, const char *id)
     return NULL;
 }
 
-/* Flow control within the bounds sql/010_flow.sql checks. */
+/* Flow control within the bounds sql/010_flow.sql and sql/013_flow_steps.sql check. */
 static int flow_check(const sk_workflow_t *wf, char *err, size_t errlen)
 {
-    const char *keys[2] = {wf->concurrency.key, wf->rate.key};
+    const char *keys[3] = {wf->concurrency.key, wf->rate.key, wf->step_rate.key};
 
     if (wf->concurrency.limit < 0 || wf->concurrency.limit > 1000000) {
         snprintf(err, errlen, "workflow %s: concurrency limit %d is out of range 0..1000000",
@@ -79,12 +79,21 @@ static int flow_check(const sk_workflow_t *wf, char *err, size_t errlen)
                  wf->id);
         return SK_ERROR;
     }
+    if (wf->step_rate.limit < 0 || wf->step_rate.limit > 10000 ||
+        (wf->step_rate.limit > 0 &&
+         (wf->step_rate.period_ms < 1 || wf->step_rate.period_ms > 86400000))) {
+        snprintf(err, errlen,
+                 "workflow %s: step_rate wants limit 0..10000 and, with a limit, period_ms "
+                 "1..86400000 (got limit %d, period_ms %d)",
+                 wf->id, wf->step_rate.limit, wf->step_rate.period_ms);
+        return SK_ERROR;
+    }
     if (wf->priority < 0 || wf->priority > 86400) {
         snprintf(err, errlen, "workflow %s: priority %d is out of range 0..86400", wf->id,
                  wf->priority);
         return SK_ERROR;
     }
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         char kerr[200];
         if (keys[i] != NULL && keys[i][0] != '\0' &&
             sk_name_check("flow key", keys[i], SK_NAME_NO_BREAKS, kerr, sizeof(kerr)) != SK_OK) {
@@ -171,6 +180,7 @@ int sk_register(sk_registry_t *reg, const sk_workflow_t *wf)
     w.concurrency = wf->concurrency;
     w.rate = wf->rate;
     w.priority = wf->priority;
+    w.step_rate = wf->step_rate;
     if (reg->n == reg->cap) {
         size_t cap = reg->cap ? reg->cap * 2 : 16;
         sk_wf_t *p = realloc(reg->wfs, cap * sizeof(*p));
@@ -282,6 +292,35 @@ static int publish_flow(const sk_wf_t *w, PGconn *conn, char *err, size_t errlen
     return rc;
 }
 
+/* sql/013_flow_steps.sql: the first schema with set_step_rate. */
+#define SK_STEP_RATE_SCHEMA_VERSION 13
+
+/* The step rate a workflow declares (none declared: nothing written). */
+static int publish_step_rate(const sk_wf_t *w, PGconn *conn, char *err, size_t errlen)
+{
+    static const char *sql = "SELECT set_step_rate($1, $2::int, $3::int, $4)";
+    char limit[16], period[16];
+    const char *params[4] = {w->id, limit, period, w->step_rate.key};
+    PGresult *res;
+    int rc = SK_OK;
+
+    if (w->step_rate.limit == 0)
+        return SK_OK;
+    if (sk_schema_version_known() < SK_STEP_RATE_SCHEMA_VERSION) {
+        sk_log_warn("event=step_rate_unpublished workflow=%s reason=schema_too_old", w->id);
+        return SK_OK;
+    }
+    snprintf(limit, sizeof(limit), "%d", w->step_rate.limit);
+    snprintf(period, sizeof(period), "%d", w->step_rate.period_ms);
+    res = PQexecParams(conn, sql, 4, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        sk_pg_error(conn, res, "set step rate", err, errlen);
+        rc = SK_ERROR;
+    }
+    PQclear(res);
+    return rc;
+}
+
 int sk_registry_publish(const sk_registry_t *reg, PGconn *conn, char *err, size_t errlen)
 {
     static const char *sql =
@@ -315,6 +354,8 @@ int sk_registry_publish(const sk_registry_t *reg, PGconn *conn, char *err, size_
         free(scheds);
         if (rc == SK_OK)
             rc = publish_flow(w, conn, err, errlen);
+        if (rc == SK_OK)
+            rc = publish_step_rate(w, conn, err, errlen);
     }
     return rc;
 }

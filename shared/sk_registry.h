@@ -26,6 +26,7 @@ typedef struct {
     sk_concurrency_t concurrency;
     sk_rate_t rate;
     int priority;
+    sk_rate_t step_rate;
 } sk_wf_t;
 
 sk_registry_t *sk_registry_new(void);
@@ -41,7 +42,8 @@ const char *sk_registry_error(const sk_registry_t *reg);
 /* Upsert every workflow (id, max_attempts, triggers) into the schema's
  * workflows table on a blocking connection whose search_path is set; a
  * workflow that declares flow control has it set too (set_flow_control,
- * sql/010_flow.sql); one that declares none keeps what SQL set. */
+ * sql/010_flow.sql; set_step_rate, sql/013_flow_steps.sql); one that
+ * declares none keeps what SQL set. */
 int sk_registry_publish(const sk_registry_t *reg, PGconn *conn, char *err, size_t errlen);
 
 #endif

@@ -142,6 +142,9 @@ typedef struct {
     sk_rate_t rate; /* e.g. {.key = "customer_id", .limit = 100, .period_ms = 60000} */
     int priority;   /* default priority of its runs, 0..86400: a run ranks among ready runs as if
                      * queued this many seconds earlier */
+    sk_rate_t step_rate; /* executions of run-step bodies (retries included, replays not) per
+                          * period per key, e.g. {.key = "customer_id", .limit = 10,
+                          * .period_ms = 1000}: a step that calls a rate-limited API */
 } sk_workflow_t;
 
 /* Called by the library's entry point; copies `wf` (its strings must stay

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "sk_ctx.h"
+#include "sk_flow.h"
 #include "sk_json.h"
 #include "sk_log.h"
 #include "sk_metrics.h"
@@ -51,6 +52,7 @@ typedef struct {
     int64_t created_ms;
     char wake_s[NUM_LEN]; /* wake_seq read by the claim */
     int takeovers;        /* claims in a row that found the lease expired */
+    int step_rate;        /* its workflow has a step rate: a token before each body */
 } item_t;
 
 /* A batch of commands with room for their numeric parameters and the
@@ -69,8 +71,9 @@ typedef struct {
     sk_exec_t *x;
     item_t *it;
     sk_ctx_t *ctx;
-    int lost;       /* lease lost or connection gone: stop touching this item */
-    int timeout_ms; /* the running body's step timeout */
+    int lost;             /* lease lost or connection gone: stop touching this item */
+    int timeout_ms;       /* the running body's step timeout */
+    int64_t rate_wait_ms; /* no token of the step rate: hand back for this long */
 } run_state_t;
 
 static int64_t wall_now_ms(void)
@@ -109,7 +112,9 @@ static const char *get_str(const PGresult *r, int row, int col)
 static int parse_claim(PGresult *res, item_t *it, int64_t *next_due_ms)
 {
     memset(it, 0, sizeof(*it));
-    if (PQntuples(res) == 0 || PQnfields(res) != SK_CLAIM_NCOLS) {
+    /* (SK_CLAIM_STEP_RATE is missing from the claim of a binary that knows
+     * a schema before 013: see sk_stmt_sql) */
+    if (PQntuples(res) == 0 || PQnfields(res) < SK_CLAIM_STEP_RATE) {
         PQclear(res);
         return SK_AGAIN;
     }
@@ -129,6 +134,9 @@ static int parse_claim(PGresult *res, item_t *it, int64_t *next_due_ms)
     it->target = get_str(res, 0, SK_CLAIM_TARGET);
     snprintf(it->wake_s, sizeof(it->wake_s), "%d", get_i32(res, 0, SK_CLAIM_WAKE));
     it->takeovers = get_i32(res, 0, SK_CLAIM_TAKEOVERS);
+    it->step_rate = PQnfields(res) > SK_CLAIM_STEP_RATE &&
+                    !PQgetisnull(res, 0, SK_CLAIM_STEP_RATE) &&
+                    PQgetvalue(res, 0, SK_CLAIM_STEP_RATE)[0] != 0;
     it->workflow = get_str(res, 0, SK_CLAIM_WORKFLOW);
     it->event_id = get_str(res, 0, SK_CLAIM_EVENT);
     it->ttype = get_str(res, 0, SK_CLAIM_TTYPE);
@@ -568,6 +576,36 @@ static int before_body(sk_ctx_t *ctx, void *arg)
     return SK_OK;
 }
 
+/* before_body for a workflow with a step rate (sql/013_flow_steps.sql):
+ * commit what is pending, then take a token in a transaction of its own.
+ * None free: yield, and execute() hands the item back for its slot. */
+static int before_body_rated(sk_ctx_t *ctx, void *arg)
+{
+    run_state_t *rs = arg;
+    char err[512];
+    int rc = before_body(ctx, arg);
+
+    if (rc != SK_OK)
+        return rc;
+    rc = sk_flow_step_take(rs->x->conn, rs->it->item_s, rs->it->epoch_s, &rs->rate_wait_ms, err,
+                           sizeof(err));
+    if (rc == SK_OK)
+        return rs->rate_wait_ms > 0 ? SK_AGAIN : SK_OK;
+    if (rc == SK_AGAIN) {
+        sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", rs->it->run_id, rs->it->item_s,
+                    rs->it->epoch_s);
+        sk_metrics_count(SK_MC_FENCE_REFUSALS);
+    } else if (rc == SK_WCONN_REFUSED) {
+        note_refused(rs->x, rs->it, err);
+    } else {
+        sk_log_error("event=write_failed run=%s item=%s error=\"%s\"", rs->it->run_id,
+                     rs->it->item_s, err);
+    }
+    rs->rate_wait_ms = 0;
+    rs->lost = 1;
+    return SK_ERROR;
+}
+
 /* Hand the item back (visible again after delay_ms; < 0: when woken),
  * committing pending ops and group dispatches and, when attempt >= 0, the
  * handler's attempt counters. */
@@ -947,7 +985,7 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
     p.created_ms = it->created_ms;
     p.data = it->data;
     p.data_len = it->data_len;
-    p.before_body = before_body;
+    p.before_body = it->step_rate ? before_body_rated : before_body;
     p.body_hook = body_hook;
     p.heartbeat = heartbeat_hook;
     p.hook_arg = &rs;
@@ -1037,6 +1075,12 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
             rc = release(&rs, e.retry_delay_ms, -1, 0);
             goto done;
         case SK_ENTRY_YIELD:
+            if (rs.rate_wait_ms > 0) { /* before_body_rated: no token */
+                sk_log_debug("event=step_rate_wait run=%s workflow=%s visible_ms=%lld", it->run_id,
+                             it->workflow, (long long)rs.rate_wait_ms);
+                rc = release(&rs, rs.rate_wait_ms, -1, 0);
+                goto done;
+            }
             sk_log_info("event=run_yield run=%s reason=stopping", it->run_id);
             rc = release(&rs, 0, -1, 0);
             goto done;

@@ -1,5 +1,9 @@
 #include "sk_stmts.h"
 
+#include <string.h>
+
+#include "sk_migrate.h"
+
 /*
  * sk_claim ($1 lease ms, $2 worker name, $3 workflow ids joined by
  * newlines): lease the oldest visible item this worker can run and return
@@ -11,10 +15,24 @@
  * its cost does not depend on other workflows' items, and the run and ops
  * are read with a snapshot taken after the item was locked.
  */
-static const char claim_sql[] = "SELECT * FROM claim($1::int4, $2, string_to_array($3, E'\\n'))";
+static const char claim_sql_12[] = "SELECT * FROM claim($1::int4, $2, string_to_array($3, E'\\n'))";
+/* 013: one more column, whether the claimed run's workflow has a step rate
+ * (then the worker takes a token before each body: sk_step_take).  Read in
+ * the claim's statement, from the first row (every row has the run's
+ * workflow): no round trip more, one primary-key lookup per claim. */
+static const char claim_sql[] =
+    "WITH c AS MATERIALIZED (SELECT * FROM claim($1::int4, $2, string_to_array($3, E'\\n')))"
+    " SELECT c.*, EXISTS (SELECT FROM workflows w"
+    "                      WHERE w.workflow_id = (SELECT c1.workflow_id FROM c c1 LIMIT 1)"
+    "                        AND w.step_rate_limit IS NOT NULL)"
+    "   FROM c";
 
 const sk_stmt_def_t sk_stmts[] = {
     {"sk_claim", claim_sql},
+    /* A token of the step rate before a body ($1 item, $2 epoch): 0 taken,
+     * else ms until the slot the item is handed back for; SK001 when the
+     * lease was lost (sql/013_flow_steps.sql). */
+    {"sk_step_take", "SELECT flow_step_take($1::int8, $2::int4)"},
     /* First in a transaction that only moves a lease (a claim alone, a hand
      * back with nothing to record): its commit does not wait for the WAL
      * flush.  Lost in a crash, the lease is as if never taken or kept till
@@ -90,3 +108,23 @@ const sk_stmt_def_t sk_stmts[] = {
 };
 
 const int sk_stmts_count = (int)(sizeof(sk_stmts) / sizeof(sk_stmts[0]));
+
+/* Statements that need a schema version: their text before it (NULL: none). */
+static const struct {
+    const char *name;
+    int since;
+    const char *before;
+} versioned[] = {
+    {"sk_claim", 13, claim_sql_12},
+    {"sk_step_take", 13, NULL},
+};
+
+const char *sk_stmt_sql(int i)
+{
+    for (size_t v = 0; v < sizeof(versioned) / sizeof(versioned[0]); v++) {
+        if (strcmp(versioned[v].name, sk_stmts[i].name) == 0 &&
+            versioned[v].since > sk_schema_version_known())
+            return versioned[v].before;
+    }
+    return sk_stmts[i].sql;
+}

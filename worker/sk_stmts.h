@@ -10,6 +10,12 @@ typedef struct {
     const char *sql;
 } sk_stmt_def_t;
 
+/* The text to prepare for statement i (NULL: none).  A statement that
+ * needs a newer schema than the binary knows (the previous release of the
+ * upgrade tests is these sources with fewer migrations) has an earlier
+ * text, or none. */
+const char *sk_stmt_sql(int i);
+
 extern const sk_stmt_def_t sk_stmts[];
 extern const int sk_stmts_count;
 
@@ -39,6 +45,7 @@ enum {
     SK_CLAIM_OP_WAIT,
     SK_CLAIM_WAKE,
     SK_CLAIM_TAKEOVERS, /* claims in a row that found the lease expired */
+    SK_CLAIM_STEP_RATE, /* the run's workflow has a step rate (sql/013_flow_steps.sql) */
     SK_CLAIM_NCOLS
 };
 

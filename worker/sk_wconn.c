@@ -332,7 +332,8 @@ static int setup(sk_wconn_t *c)
     if (!send_sql(c, listen))
         goto done;
     for (int i = 0; i < sk_stmts_count; i++) {
-        if (!PQsendPrepare(c->pg, sk_stmts[i].name, sk_stmts[i].sql, 0, NULL))
+        if (sk_stmt_sql(i) != NULL &&
+            !PQsendPrepare(c->pg, sk_stmts[i].name, sk_stmt_sql(i), 0, NULL))
             goto done;
     }
     if (!PQpipelineSync(c->pg) || flush_out(c, deadline) != SK_OK ||

@@ -22,11 +22,13 @@
 #   HISTORY          W5: finished runs loaded into runs and ops between its two
 #                    passes of RUNS_HISTORY W2 runs (default 200000; 0: skip W5)
 #   RUNS_HISTORY     W5: runs per pass (default 2000)
+#   HISTORY_PASSES   W5: passes before and after the load, medians reported (default 1)
 #   IO_WORKERS       W7: pool sizes, a master each, running RUNS_IO runs of three
 #                    20 ms steps (default "16"; "0": skip W7)
 #   RUNS_IO          W7: runs per pool size (default 1000)
 #   SCALE=1          the long variants (make bench-scale): BACKLOG 1000000, BURST 100000,
-#                    HISTORY 10000000, RUNS_HISTORY 5000, IO_WORKERS "4 16 64"
+#                    HISTORY 10000000, RUNS_HISTORY 5000, HISTORY_PASSES 3,
+#                    IO_WORKERS "4 16 64"
 #   KEEP=1           keep the scratch directory (logs, cluster) afterwards
 #   MASTER_ARGS      more stepkit-master flags, word-split (e.g. "--retention 1d")
 #   PRUNE_BACKLOG    N > 0: before the master starts, N finished runs (one op
@@ -50,12 +52,14 @@ if [ "$SCALE" = 1 ]; then
     BURST=${BURST:-100000}
     HISTORY=${HISTORY:-10000000}
     RUNS_HISTORY=${RUNS_HISTORY:-5000}
+    HISTORY_PASSES=${HISTORY_PASSES:-3}
     IO_WORKERS=${IO_WORKERS:-4 16 64}
 fi
 BACKLOG=${BACKLOG:-100000}
 BURST=${BURST:-10000}
 HISTORY=${HISTORY:-200000}
 RUNS_HISTORY=${RUNS_HISTORY:-2000}
+HISTORY_PASSES=${HISTORY_PASSES:-1}
 IO_WORKERS=${IO_WORKERS:-16}
 RUNS_IO=${RUNS_IO:-1000}
 KEEP=${KEEP:-0}
@@ -87,6 +91,7 @@ if [ "${#HISTORY}" -gt 9 ] || [ "$HISTORY" -gt 100000000 ]; then
     die "HISTORY must be at most 100000000, got '$HISTORY'"
 fi
 is_count "$RUNS_HISTORY" || die "RUNS_HISTORY must be a positive integer, got '$RUNS_HISTORY'"
+case $HISTORY_PASSES in [1-9]) ;; *) die "HISTORY_PASSES must be 1 to 9, got '$HISTORY_PASSES'" ;; esac
 is_count "$RUNS_IO" || die "RUNS_IO must be a positive integer, got '$RUNS_IO'"
 # IO_WORKERS: pool sizes separated by spaces or commas, each 1-256; "0" skips W7.
 IO_WORKERS=$(printf '%s' "$IO_WORKERS" | tr ',' ' ')
@@ -228,6 +233,7 @@ stop_master() {
 start_master "$W" "$work/master.log" $MASTER_ARGS
 
 bench() {
+    t=$(date +%s)
     "$BENCH" --schema "$SCHEMA" --workers "$master_workers" --master-pid "$master_pid" \
         --session "$session" --commit "$commit" --out "$RESULTS" "$@" || {
         rc=$?
@@ -235,6 +241,7 @@ bench() {
         tail -n 20 "$master_log" >&2
         exit 1
     }
+    say "  (this workload took $(($(date +%s) - t)) s, warm-up and loading included)"
     say
 }
 
@@ -256,7 +263,7 @@ if [ "$HISTORY" -gt 0 ] && [ "$PRUNE_BACKLOG" -gt 0 ]; then
     say "   W5 history skipped: it would empty the PRUNE_BACKLOG runs"
 elif [ "$HISTORY" -gt 0 ]; then
     bench --workload history --runs "$RUNS_HISTORY" --producers "$CLIENTS" \
-        --history "$HISTORY" --timeout 900
+        --history "$HISTORY" --passes "$HISTORY_PASSES" --timeout 900
 fi
 
 if [ "$PRUNE_BACKLOG" -gt 0 ]; then

@@ -20,8 +20,9 @@
 #include "stepkit.h"        /* SK_OK, SK_ERROR */
 #include "stepkit_client.h" /* SK_UUID_LEN */
 
-#define SK_BENCH_TS_MAX  64
-#define SK_BENCH_STR_MAX 128
+#define SK_BENCH_TS_MAX     64
+#define SK_BENCH_STR_MAX    128
+#define SK_BENCH_PASSES_MAX 9 /* history: passes per phase */
 
 /* The comment bench/run-bench.sh puts on the schemas it makes (its MARK):
  * the history workload empties `runs` and `ops` only in a schema that
@@ -91,6 +92,9 @@ typedef struct {
     double empty_wal_bytes_per_run;
     double history_runs_ratio; /* runs/s with history / runs/s on empty tables */
     double history_wal_ratio;  /* WAL per run with history / on empty tables */
+    int passes;                /* per phase; the medians of their figures are reported */
+    double empty_runs_per_s_pass[SK_BENCH_PASSES_MAX], empty_wal_pass[SK_BENCH_PASSES_MAX];
+    double history_runs_per_s_pass[SK_BENCH_PASSES_MAX], history_wal_pass[SK_BENCH_PASSES_MAX];
 
     int has_io;              /* io workload: the figures below are set */
     int step_sleep_ms;       /* each step's body sleeps this long */

@@ -244,6 +244,17 @@ static const char *label_of(const char *workload)
     return workload;
 }
 
+/* One phase of the history workload, with each pass's runs/s when several. */
+static void print_phase(FILE *out, const char *what, double rps, double wal, double wx,
+                        const double *pass_rps, int passes)
+{
+    fprintf(out, "  %-14s %.1f runs/s, %.0f WAL bytes per run, %.2f write xacts per run", what, rps,
+            wal, wx);
+    for (int i = 0; passes > 1 && i < passes; i++)
+        fprintf(out, "%s%.0f", i == 0 ? " (passes: " : " ", pass_rps[i]);
+    fprintf(out, "%s\n", passes > 1 ? " runs/s)" : "");
+}
+
 void sk_bench_print(FILE *out, const sk_bench_result_t *r)
 {
     fprintf(out, "%s: %d runs of %s (%d step%s each), %d producer%s", label_of(r->workload),
@@ -280,11 +291,13 @@ void sk_bench_print(FILE *out, const sk_bench_result_t *r)
         fprintf(out, "%s\n", r->burst_nsec > 30 ? " ..." : "");
     }
     if (r->has_history) {
-        fprintf(out, "  %-14s %.1f runs/s, %.0f WAL bytes per run, %.2f write xacts per run\n",
-                "empty tables", r->empty_runs_per_s, r->empty_wal_bytes_per_run,
-                r->empty_write_xacts_per_run);
-        fprintf(out, "  %-14s %.1f runs/s, %.0f WAL bytes per run, %.2f write xacts per run\n",
-                "with history", r->runs_per_s, r->wal_bytes_per_run, r->write_xacts_per_run);
+        if (r->passes > 1)
+            fprintf(out, "  %-14s medians of %d passes each (runs/s, WAL per run)\n", "",
+                    r->passes);
+        print_phase(out, "empty tables", r->empty_runs_per_s, r->empty_wal_bytes_per_run,
+                    r->empty_write_xacts_per_run, r->empty_runs_per_s_pass, r->passes);
+        print_phase(out, "with history", r->runs_per_s, r->wal_bytes_per_run,
+                    r->write_xacts_per_run, r->history_runs_per_s_pass, r->passes);
         fprintf(out, "  %-14s %ld finished runs (one op each) loaded in %.1f s; a CHECKPOINT %s\n",
                 "", r->history_runs, r->history_load_s,
                 r->checkpointed ? "before each pass"
@@ -334,6 +347,20 @@ static json_t *real(double v)
     if (!isfinite(v))
         return json_null();
     return json_real(v);
+}
+
+/* An array of n numbers; NULL when out of memory. */
+static json_t *reals(const double *v, int n)
+{
+    json_t *a = json_array();
+
+    for (int i = 0; a != NULL && i < n; i++) {
+        if (json_array_append_new(a, real(v[i])) != 0) {
+            json_decref(a);
+            a = NULL;
+        }
+    }
+    return a;
 }
 
 static int set(json_t *o, const char *key, json_t *v)
@@ -451,6 +478,11 @@ int sk_bench_append_json(const char *path, const sk_bench_result_t *r, char *err
         rc |= set(o, "empty_wal_bytes_per_run", real(r->empty_wal_bytes_per_run));
         rc |= set(o, "history_runs_ratio", real(r->history_runs_ratio));
         rc |= set(o, "history_wal_ratio", real(r->history_wal_ratio));
+        rc |= set(o, "passes", json_integer(r->passes));
+        rc |= set(o, "empty_runs_per_s_passes", reals(r->empty_runs_per_s_pass, r->passes));
+        rc |= set(o, "empty_wal_bytes_per_run_passes", reals(r->empty_wal_pass, r->passes));
+        rc |= set(o, "history_runs_per_s_passes", reals(r->history_runs_per_s_pass, r->passes));
+        rc |= set(o, "history_wal_bytes_per_run_passes", reals(r->history_wal_pass, r->passes));
     }
     if (r->has_io) {
         rc |= set(o, "step_sleep_ms", json_integer(r->step_sleep_ms));

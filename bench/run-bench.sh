@@ -20,7 +20,7 @@
 #   BURST            W6: runs started at once by one start_runs() call
 #                    (default 10000; 0: skip W6)
 #   HISTORY          W5: finished runs loaded into runs and ops between its two
-#                    passes of RUNS_HISTORY W2 runs (default 200000; 0: skip W5)
+#                    passes of RUNS_HISTORY W2 runs (default 100000; 0: skip W5)
 #   RUNS_HISTORY     W5: runs per pass (default 2000)
 #   HISTORY_PASSES   W5: passes before and after the load, medians reported (default 1)
 #   IO_WORKERS       W7: pool sizes, a master each, running RUNS_IO runs of three
@@ -57,7 +57,7 @@ if [ "$SCALE" = 1 ]; then
 fi
 BACKLOG=${BACKLOG:-100000}
 BURST=${BURST:-10000}
-HISTORY=${HISTORY:-200000}
+HISTORY=${HISTORY:-100000}
 RUNS_HISTORY=${RUNS_HISTORY:-2000}
 HISTORY_PASSES=${HISTORY_PASSES:-1}
 IO_WORKERS=${IO_WORKERS:-16}

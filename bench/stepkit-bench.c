@@ -14,7 +14,7 @@
  *   burst    --runs (10000) runs of bench-single started at once by one
  *            start_runs() call; how many end in each second after its commit;
  *   history  single twice: on emptied runs and ops, then with --history
- *            (200000) finished runs loaded into them; the ratios of the two;
+ *            (100000) finished runs loaded into them; the ratios of the two;
  *   io       --runs (1000) runs of bench-io3 (three steps sleeping 20 ms
  *            each): throughput against a pool that only slept, the
  *            workers' memory, the engine's connections;
@@ -133,7 +133,7 @@ static void usage(FILE *out)
             "  --backlog-ready N    backlog: ready items of an unserved workflow (default 100000)\n"
             "  --backlog-future N   backlog: future items of it (default 100000)\n"
             "  --history N          history: finished runs loaded before the second pass\n"
-            "                       (default 200000); runs and ops are emptied first, and\n"
+            "                       (default 100000); runs and ops are emptied first, and\n"
             "                       after, in a schema marked by run-bench.sh only\n"
             "  --history-batch N    history: runs inserted per statement (default 1000000)\n"
             "  --passes N           history: passes of --runs runs on the empty tables and\n"
@@ -299,7 +299,7 @@ static void parse_options(int argc, char **argv, opts_t *o)
     o->ceiling.clients = -1;
     o->backlog_ready = 100000;
     o->backlog_future = 100000;
-    o->history = 200000;
+    o->history = 100000;
     o->history_batch = 1000000;
     o->passes = 1;
 

@@ -21,8 +21,9 @@
 #                    (default 10000; 0: skip W6)
 #   HISTORY          W5: finished runs loaded into runs and ops between its two
 #                    passes of RUNS_HISTORY W2 runs (default 100000; 0: skip W5)
-#   RUNS_HISTORY     W5: runs per pass (default 2000)
-#   HISTORY_PASSES   W5: passes before and after the load, medians reported (default 1)
+#   RUNS_HISTORY     W5: runs per pass (default 1500)
+#   HISTORY_PASSES   W5: passes with the history, and twice as many on empty tables
+#                    (half before the load, half after it is removed); medians (default 1)
 #   IO_WORKERS       W7: pool sizes, a master each, running RUNS_IO runs of three
 #                    20 ms steps (default "16"; "0": skip W7)
 #   RUNS_IO          W7: runs per pool size (default 1000)
@@ -58,7 +59,7 @@ fi
 BACKLOG=${BACKLOG:-100000}
 BURST=${BURST:-10000}
 HISTORY=${HISTORY:-100000}
-RUNS_HISTORY=${RUNS_HISTORY:-2000}
+RUNS_HISTORY=${RUNS_HISTORY:-1500}
 HISTORY_PASSES=${HISTORY_PASSES:-1}
 IO_WORKERS=${IO_WORKERS:-16}
 RUNS_IO=${RUNS_IO:-1000}

@@ -86,14 +86,14 @@ typedef struct {
     long history_runs;     /* finished runs (one op each) loaded before the second pass */
     double history_load_s; /* loading them, VACUUM ANALYZE included */
     int checkpointed;      /* a CHECKPOINT preceded each pass (0: not allowed) */
-    double empty_seconds;  /* the first pass, on emptied runs and ops */
+    double empty_seconds;  /* the last pass on emptied runs and ops */
     double empty_runs_per_s;
     double empty_write_xacts_per_run;
     double empty_wal_bytes_per_run;
     double history_runs_ratio; /* runs/s with history / runs/s on empty tables */
     double history_wal_ratio;  /* WAL per run with history / on empty tables */
-    int passes;                /* per phase; the medians of their figures are reported */
-    double empty_runs_per_s_pass[SK_BENCH_PASSES_MAX], empty_wal_pass[SK_BENCH_PASSES_MAX];
+    int passes; /* with the history; twice as many on empty tables (before and after) */
+    double empty_runs_per_s_pass[2 * SK_BENCH_PASSES_MAX], empty_wal_pass[2 * SK_BENCH_PASSES_MAX];
     double history_runs_per_s_pass[SK_BENCH_PASSES_MAX], history_wal_pass[SK_BENCH_PASSES_MAX];
 
     int has_io;              /* io workload: the figures below are set */

@@ -251,8 +251,8 @@ static void print_phase(FILE *out, const char *what, double rps, double wal, dou
     fprintf(out, "  %-14s %.1f runs/s, %.0f WAL bytes per run, %.2f write xacts per run", what, rps,
             wal, wx);
     for (int i = 0; passes > 1 && i < passes; i++)
-        fprintf(out, "%s%.0f", i == 0 ? " (passes: " : " ", pass_rps[i]);
-    fprintf(out, "%s\n", passes > 1 ? " runs/s)" : "");
+        fprintf(out, "%s%.0f", i == 0 ? " (each pass: " : " ", pass_rps[i]);
+    fprintf(out, "%s\n", passes > 1 ? ")" : "");
 }
 
 void sk_bench_print(FILE *out, const sk_bench_result_t *r)
@@ -291,11 +291,12 @@ void sk_bench_print(FILE *out, const sk_bench_result_t *r)
         fprintf(out, "%s\n", r->burst_nsec > 30 ? " ..." : "");
     }
     if (r->has_history) {
-        if (r->passes > 1)
-            fprintf(out, "  %-14s medians of %d passes each (runs/s, WAL per run)\n", "",
-                    r->passes);
+        fprintf(out,
+                "  %-14s %d pass%s on empty tables, %d with the history, %d on the tables "
+                "emptied again;\n  %-14s medians of runs/s and WAL per run\n",
+                "", r->passes, r->passes == 1 ? "" : "es", r->passes, r->passes, "");
         print_phase(out, "empty tables", r->empty_runs_per_s, r->empty_wal_bytes_per_run,
-                    r->empty_write_xacts_per_run, r->empty_runs_per_s_pass, r->passes);
+                    r->empty_write_xacts_per_run, r->empty_runs_per_s_pass, 2 * r->passes);
         print_phase(out, "with history", r->runs_per_s, r->wal_bytes_per_run,
                     r->write_xacts_per_run, r->history_runs_per_s_pass, r->passes);
         fprintf(out, "  %-14s %ld finished runs (one op each) loaded in %.1f s; a CHECKPOINT %s\n",
@@ -479,8 +480,8 @@ int sk_bench_append_json(const char *path, const sk_bench_result_t *r, char *err
         rc |= set(o, "history_runs_ratio", real(r->history_runs_ratio));
         rc |= set(o, "history_wal_ratio", real(r->history_wal_ratio));
         rc |= set(o, "passes", json_integer(r->passes));
-        rc |= set(o, "empty_runs_per_s_passes", reals(r->empty_runs_per_s_pass, r->passes));
-        rc |= set(o, "empty_wal_bytes_per_run_passes", reals(r->empty_wal_pass, r->passes));
+        rc |= set(o, "empty_runs_per_s_passes", reals(r->empty_runs_per_s_pass, 2 * r->passes));
+        rc |= set(o, "empty_wal_bytes_per_run_passes", reals(r->empty_wal_pass, 2 * r->passes));
         rc |= set(o, "history_runs_per_s_passes", reals(r->history_runs_per_s_pass, r->passes));
         rc |= set(o, "history_wal_bytes_per_run_passes", reals(r->history_wal_pass, r->passes));
     }

@@ -136,8 +136,9 @@ static void usage(FILE *out)
             "                       (default 100000); runs and ops are emptied first, and\n"
             "                       after, in a schema marked by run-bench.sh only\n"
             "  --history-batch N    history: runs inserted per statement (default 1000000)\n"
-            "  --passes N           history: passes of --runs runs on the empty tables and\n"
-            "                       as many with the history; medians reported (default 1)\n"
+            "  --passes N           history: passes of --runs runs on the empty tables, as\n"
+            "                       many with the history, as many on the tables emptied\n"
+            "                       again; medians reported (default 1)\n"
             "Results:\n"
             "  --out FILE           append one JSON line per workload to FILE\n"
             "  --session ID         ties the lines of one bench together\n"
@@ -1117,23 +1118,68 @@ static double median(double *v, int n)
     return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* o->passes passes (each figure kept in rps[] and wal[]); r gets the last
- * pass's figures but for runs/s, steps/s and WAL per run, which are the
- * medians: a pass that shared the machine with a burst of someone else's
- * work moves the ratio less. */
-static void history_passes(const opts_t *o, sk_bench_result_t *r, double *rps, double *wal)
+/* n passes, each one's runs/s and WAL per run appended to rps[] and wal[]
+ * at *at (which moves past them); r gets the last pass's figures. */
+static void history_passes(const opts_t *o, sk_bench_result_t *r, int n, double *rps, double *wal,
+                           int *at)
 {
-    double v[SK_BENCH_PASSES_MAX];
-
-    for (int i = 0; i < o->passes; i++) {
+    for (int i = 0; i < n; i++, (*at)++) {
         measure(o, r, &r->checkpointed);
-        rps[i] = r->runs_per_s;
-        wal[i] = r->wal_bytes_per_run;
+        rps[*at] = r->runs_per_s;
+        wal[*at] = r->wal_bytes_per_run;
     }
-    memcpy(v, rps, (size_t)o->passes * sizeof *v);
-    r->runs_per_s = r->steps_per_s = median(v, o->passes);
-    memcpy(v, wal, (size_t)o->passes * sizeof *v);
-    r->wal_bytes_per_run = median(v, o->passes);
+}
+
+/* The medians of the n passes in rps[] and wal[]: a pass that shared the
+ * machine with a burst of someone else's work moves the ratio less. */
+static void medians(const double *rps, const double *wal, int n, double *rps_med, double *wal_med)
+{
+    double v[2 * SK_BENCH_PASSES_MAX];
+
+    memcpy(v, rps, (size_t)n * sizeof *v);
+    *rps_med = median(v, n);
+    memcpy(v, wal, (size_t)n * sizeof *v);
+    *wal_med = median(v, n);
+}
+
+/*
+ * W5: the passes on empty tables come on both sides of those with the
+ * history (empty, load, history, empty again), so a machine that gets
+ * busier or quieter during the workload moves both phases alike instead
+ * of the ratio.  The tables are emptied at the end too (10 M runs are
+ * gigabytes).  r keeps the history phase's figures, with the medians.
+ */
+static void history_workload(const opts_t *o, sk_bench_result_t *r)
+{
+    sk_bench_result_t hist;
+    int ne = 0, nh = 0;
+
+    r->has_history = 1;
+    r->checkpointed = 1;
+    r->passes = o->passes;
+    history_empty(o);
+    history_passes(o, r, o->passes, r->empty_runs_per_s_pass, r->empty_wal_pass, &ne);
+    history_load(o, r);
+    history_passes(o, r, o->passes, r->history_runs_per_s_pass, r->history_wal_pass, &nh);
+    hist = *r;
+    history_empty(o);
+    history_passes(o, r, o->passes, r->empty_runs_per_s_pass, r->empty_wal_pass, &ne);
+    hist.checkpointed = r->checkpointed;
+    memcpy(hist.empty_runs_per_s_pass, r->empty_runs_per_s_pass, sizeof r->empty_runs_per_s_pass);
+    memcpy(hist.empty_wal_pass, r->empty_wal_pass, sizeof r->empty_wal_pass);
+    hist.empty_seconds = r->seconds;
+    hist.empty_write_xacts_per_run = r->write_xacts_per_run;
+    *r = hist;
+    history_empty(o);
+
+    medians(r->empty_runs_per_s_pass, r->empty_wal_pass, ne, &r->empty_runs_per_s,
+            &r->empty_wal_bytes_per_run);
+    medians(r->history_runs_per_s_pass, r->history_wal_pass, nh, &r->runs_per_s,
+            &r->wal_bytes_per_run);
+    r->steps_per_s = r->runs_per_s;
+    r->history_runs_ratio = r->runs_per_s / r->empty_runs_per_s;
+    r->history_wal_ratio =
+        r->empty_wal_bytes_per_run > 0 ? r->wal_bytes_per_run / r->empty_wal_bytes_per_run : NAN;
 }
 
 static void run_workload(const opts_t *o, sk_bench_result_t *r)
@@ -1153,24 +1199,7 @@ static void run_workload(const opts_t *o, sk_bench_result_t *r)
     if (o->workload == WL_BACKLOG)
         backlog_load(o, r);
     if (o->workload == WL_HISTORY) {
-        /* The same pass on empty tables, then with the history; the
-         * tables are emptied again after (it may be gigabytes). */
-        r->has_history = 1;
-        r->checkpointed = 1;
-        r->passes = o->passes;
-        history_empty(o);
-        history_passes(o, r, r->empty_runs_per_s_pass, r->empty_wal_pass);
-        r->empty_seconds = r->seconds;
-        r->empty_runs_per_s = r->runs_per_s;
-        r->empty_write_xacts_per_run = r->write_xacts_per_run;
-        r->empty_wal_bytes_per_run = r->wal_bytes_per_run;
-        history_load(o, r);
-        history_passes(o, r, r->history_runs_per_s_pass, r->history_wal_pass);
-        r->history_runs_ratio = r->runs_per_s / r->empty_runs_per_s;
-        r->history_wal_ratio = r->empty_wal_bytes_per_run > 0
-                                   ? r->wal_bytes_per_run / r->empty_wal_bytes_per_run
-                                   : NAN;
-        history_empty(o);
+        history_workload(o, r);
     } else {
         measure(o, r, NULL);
     }

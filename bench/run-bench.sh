@@ -2,8 +2,9 @@
 # bench/run-bench.sh - what `make bench` runs (docs/bench.md).
 #
 # Starts a throwaway PostgreSQL (tests/pg-cluster.sh, or uses DATABASE_URL), a stepkit-master
-# with W workers on the bench workflows, measures W1 chain, W2 single and
-# W3 latency with build/bin/stepkit-bench, stops the master, measures the
+# with W workers on the bench workflows, measures W1 chain, W2 single, W3
+# latency, W4 backlog, W6 burst and W5 history with build/bin/stepkit-bench,
+# stops the master; then W7 with a master per pool size; measures the
 # pgbench ceiling on the same server, and prints the ratios to the aims.
 # One JSON line per workload goes to bench/results/results.jsonl.
 #
@@ -18,7 +19,17 @@
 #                    no master serves while W2 runs again (default 100000; 0: skip W4)
 #   BURST            W6: runs started at once by one start_runs() call
 #                    (default 10000; 0: skip W6)
-#   SCALE=1          the long variants (make bench-scale): BACKLOG 1000000, BURST 100000
+#   HISTORY          W5: finished runs loaded into runs and ops between its two
+#                    passes of RUNS_HISTORY W2 runs (default 100000; 0: skip W5)
+#   RUNS_HISTORY     W5: runs per pass (default 1500)
+#   HISTORY_PASSES   W5: passes with the history, and twice as many on empty tables
+#                    (half before the load, half after it is removed); medians (default 1)
+#   IO_WORKERS       W7: pool sizes, a master each, running RUNS_IO runs of three
+#                    20 ms steps (default "16"; "0": skip W7)
+#   RUNS_IO          W7: runs per pool size (default 1000)
+#   SCALE=1          the long variants (make bench-scale): BACKLOG 1000000, BURST 100000,
+#                    HISTORY 10000000, RUNS_HISTORY 5000, HISTORY_PASSES 3,
+#                    IO_WORKERS "4 16 64"
 #   KEEP=1           keep the scratch directory (logs, cluster) afterwards
 #   MASTER_ARGS      more stepkit-master flags, word-split (e.g. "--retention 1d")
 #   PRUNE_BACKLOG    N > 0: before the master starts, N finished runs (one op
@@ -40,16 +51,25 @@ SCALE=${SCALE:-0}
 if [ "$SCALE" = 1 ]; then
     BACKLOG=${BACKLOG:-1000000}
     BURST=${BURST:-100000}
+    HISTORY=${HISTORY:-10000000}
+    RUNS_HISTORY=${RUNS_HISTORY:-5000}
+    HISTORY_PASSES=${HISTORY_PASSES:-3}
+    IO_WORKERS=${IO_WORKERS:-4 16 64}
 fi
 BACKLOG=${BACKLOG:-100000}
 BURST=${BURST:-10000}
+HISTORY=${HISTORY:-100000}
+RUNS_HISTORY=${RUNS_HISTORY:-1500}
+HISTORY_PASSES=${HISTORY_PASSES:-1}
+IO_WORKERS=${IO_WORKERS:-16}
+RUNS_IO=${RUNS_IO:-1000}
 KEEP=${KEEP:-0}
 MASTER_ARGS=${MASTER_ARGS:-}
 PRUNE_BACKLOG=${PRUNE_BACKLOG:-0}
 CLIENTS=8 # producers of W1 and W2, and pgbench clients
 SCHEMA=bench
 PG_SCHEMA=bench_pgbench
-MARK='stepkit-bench scratch schema'
+MARK='stepkit-bench scratch schema' # SK_BENCH_SCHEMA_MARK in bench/sk_bench.h
 
 BENCH=$BUILD/bin/stepkit-bench
 MASTER=$BUILD/bin/stepkit-master
@@ -67,6 +87,22 @@ is_count "$RUNS_SINGLE" || die "RUNS_SINGLE must be a positive integer, got '$RU
 case $BACKLOG in '' | *[!0-9]*) die "BACKLOG must be a count, got '$BACKLOG'" ;; esac
 case $BURST in '' | *[!0-9]*) die "BURST must be a count, got '$BURST'" ;; esac
 is_count "$RUNS_LATENCY" || die "RUNS_LATENCY must be a positive integer, got '$RUNS_LATENCY'"
+case $HISTORY in '' | *[!0-9]*) die "HISTORY must be a count, got '$HISTORY'" ;; esac
+if [ "${#HISTORY}" -gt 9 ] || [ "$HISTORY" -gt 100000000 ]; then
+    die "HISTORY must be at most 100000000, got '$HISTORY'"
+fi
+is_count "$RUNS_HISTORY" || die "RUNS_HISTORY must be a positive integer, got '$RUNS_HISTORY'"
+case $HISTORY_PASSES in [1-9]) ;; *) die "HISTORY_PASSES must be 1 to 9, got '$HISTORY_PASSES'" ;; esac
+is_count "$RUNS_IO" || die "RUNS_IO must be a positive integer, got '$RUNS_IO'"
+# IO_WORKERS: pool sizes separated by spaces or commas, each 1-256; "0" skips W7.
+IO_WORKERS=$(printf '%s' "$IO_WORKERS" | tr ',' ' ')
+if [ "$(printf '%s' "$IO_WORKERS" | tr -d ' ')" = 0 ]; then
+    IO_WORKERS=
+fi
+for n in $IO_WORKERS; do
+    { is_count "$n" && [ "${#n}" -le 3 ] && [ "$n" -le 256 ]; } ||
+        die "IO_WORKERS must list pool sizes from 1 to 256 (or be 0), got '$IO_WORKERS'"
+done
 for f in "$BENCH" "$MASTER" "$WF"; do
     [ -e "$f" ] || die "$f is missing: run 'make bench'"
 done
@@ -167,21 +203,46 @@ EOF
     say "   backlog: $PRUNE_BACKLOG finished runs inserted; master flags: $MASTER_ARGS"
 fi
 
+# start_master WORKERS LOG [FLAGS...]: a master in the background, its pid
+# in master_pid and its workers in master_workers.
+start_master() {
+    master_workers=$1
+    master_log=$2
+    shift 2
+    "$MASTER" --schema "$SCHEMA" --workers "$master_workers" --workflows "$WF" "$@" \
+        >"$master_log" 2>&1 &
+    master_pid=$!
+    sleep 0.2
+    kill -0 "$master_pid" 2>/dev/null ||
+        { cat "$master_log" >&2; die "stepkit-master exited at once"; }
+}
+
+# stop_master: SIGTERM, then report a non-zero exit or errors in its log.
+stop_master() {
+    kill -TERM "$master_pid"
+    rc=0
+    wait "$master_pid" || rc=$?
+    master_pid=
+    [ "$rc" = 0 ] || say "run-bench: stepkit-master exited with $rc after SIGTERM (see $master_log)"
+    if grep -q 'level=error' "$master_log"; then
+        say "run-bench: the master logged errors ($master_log):"
+        grep 'level=error' "$master_log" | head -n 5
+    fi
+}
+
 # shellcheck disable=SC2086 # MASTER_ARGS is a list of flags
-"$MASTER" --schema "$SCHEMA" --workers "$W" --workflows "$WF" $MASTER_ARGS >"$work/master.log" 2>&1 &
-master_pid=$!
-sleep 0.2
-kill -0 "$master_pid" 2>/dev/null ||
-    { cat "$work/master.log" >&2; die "stepkit-master exited at once"; }
+start_master "$W" "$work/master.log" $MASTER_ARGS
 
 bench() {
-    "$BENCH" --schema "$SCHEMA" --workers "$W" --master-pid "$master_pid" \
+    t=$(date +%s)
+    "$BENCH" --schema "$SCHEMA" --workers "$master_workers" --master-pid "$master_pid" \
         --session "$session" --commit "$commit" --out "$RESULTS" "$@" || {
         rc=$?
         say "run-bench: stepkit-bench $* failed ($rc); the master's log ends with:" >&2
-        tail -n 20 "$work/master.log" >&2
+        tail -n 20 "$master_log" >&2
         exit 1
     }
+    say "  (this workload took $(($(date +%s) - t)) s, warm-up and loading included)"
     say
 }
 
@@ -197,19 +258,29 @@ if [ "$BURST" -gt 0 ]; then
     bench --workload burst --runs "$BURST" --timeout 1800
 fi
 
+# W5 last with this master: it empties runs and ops (the earlier workloads'
+# runs go), loads the history between its passes, and empties them again.
+if [ "$HISTORY" -gt 0 ] && [ "$PRUNE_BACKLOG" -gt 0 ]; then
+    say "   W5 history skipped: it would empty the PRUNE_BACKLOG runs"
+elif [ "$HISTORY" -gt 0 ]; then
+    bench --workload history --runs "$RUNS_HISTORY" --producers "$CLIENTS" \
+        --history "$HISTORY" --passes "$HISTORY_PASSES" --timeout 900
+fi
+
 if [ "$PRUNE_BACKLOG" -gt 0 ]; then
     say "   backlog left after the workloads: $(psql_q -c "SELECT count(*) FROM bench.runs WHERE workflow_id = 'bench-backlog'") of $PRUNE_BACKLOG runs; pruned in $(grep -c 'event=runs_pruned' "$work/master.log" || true) batches"
 fi
 
-kill -TERM "$master_pid"
-rc=0
-wait "$master_pid" || rc=$?
-master_pid=
-[ "$rc" = 0 ] || say "run-bench: stepkit-master exited with $rc after SIGTERM (see $work/master.log)"
-if grep -q 'level=error' "$work/master.log"; then
-    say "run-bench: the master logged errors:"
-    grep 'level=error' "$work/master.log" | head -n 5
-fi
+stop_master
+
+# W7: a master per pool size, without the HTTP process (its port would
+# collide with a master of yours, and it is not part of the pool).
+for n in $IO_WORKERS; do
+    # shellcheck disable=SC2086 # MASTER_ARGS is a list of flags
+    start_master "$n" "$work/master-io-$n.log" $MASTER_ARGS --http off
+    bench --workload io --runs "$RUNS_IO" --producers "$CLIENTS"
+    stop_master
+done
 
 # ---- the pgbench ceiling ----------------------------------------------------------
 

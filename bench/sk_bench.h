@@ -20,8 +20,14 @@
 #include "stepkit.h"        /* SK_OK, SK_ERROR */
 #include "stepkit_client.h" /* SK_UUID_LEN */
 
-#define SK_BENCH_TS_MAX  64
-#define SK_BENCH_STR_MAX 128
+#define SK_BENCH_TS_MAX     64
+#define SK_BENCH_STR_MAX    128
+#define SK_BENCH_PASSES_MAX 9 /* history: passes per phase */
+
+/* The comment bench/run-bench.sh puts on the schemas it makes (its MARK):
+ * the history workload empties `runs` and `ops` only in a schema that
+ * carries it. */
+#define SK_BENCH_SCHEMA_MARK "stepkit-bench scratch schema"
 
 /* Server-wide counters at one instant, read on a connection of their own
  * (see sk_bench_db_counters for why). */
@@ -45,7 +51,7 @@ typedef struct {
 typedef struct {
     char session[SK_BENCH_STR_MAX]; /* ties the lines of one `make bench` together */
     char commit[SK_BENCH_STR_MAX];  /* git rev-parse --short HEAD */
-    char workload[16];              /* chain, single, latency, backlog, burst */
+    char workload[16];              /* chain, single, latency, backlog, burst, history, io */
     char workflow[32];
     int runs;
     int steps_per_run;
@@ -75,6 +81,28 @@ typedef struct {
     long worker_hwm_kb; /* its VmHWM (peak) */
     int worker_count;   /* children of the master seen */
     int server_version; /* PQserverVersion */
+
+    int has_history;       /* history workload: the figures below are set */
+    long history_runs;     /* finished runs (one op each) loaded before the second pass */
+    double history_load_s; /* loading them, VACUUM ANALYZE included */
+    int checkpointed;      /* a CHECKPOINT preceded each pass (0: not allowed) */
+    double empty_seconds;  /* the last pass on emptied runs and ops */
+    double empty_runs_per_s;
+    double empty_write_xacts_per_run;
+    double empty_wal_bytes_per_run;
+    double history_runs_ratio; /* runs/s with history / runs/s on empty tables */
+    double history_wal_ratio;  /* WAL per run with history / on empty tables */
+    int passes; /* with the history; twice as many on empty tables (before and after) */
+    double empty_runs_per_s_pass[2 * SK_BENCH_PASSES_MAX], empty_wal_pass[2 * SK_BENCH_PASSES_MAX];
+    double history_runs_per_s_pass[SK_BENCH_PASSES_MAX], history_wal_pass[SK_BENCH_PASSES_MAX];
+
+    int has_io;              /* io workload: the figures below are set */
+    int step_sleep_ms;       /* each step's body sleeps this long */
+    double ideal_runs_per_s; /* workers / (steps x sleep): a pool that only sleeps */
+    long pool_rss_kb;        /* sum of the workers' VmRSS; -1 unknown */
+    long pool_pss_kb;        /* sum of their Pss (shared pages split); -1 unknown */
+    int db_conns_engine_max; /* most engine connections seen while the runs ran */
+    int db_conns_total_max;  /* most client connections to the database, ours included */
 } sk_bench_result_t;
 
 /* pgbench figures given to the ceiling report. */
@@ -116,6 +144,11 @@ int sk_bench_db_progress(PGconn *conn, const char (*ids)[SK_UUID_LEN], long n, c
 int sk_bench_db_latency(PGconn *conn, const char (*ids)[SK_UUID_LEN], long n, double out[3],
                         char *err, size_t errlen);
 
+/* Connections now open to the current database: the engine's
+ * (application_name stepkit-*, the driver's and clients' excepted) and
+ * all client backends.  SK_OK or SK_ERROR with err. */
+int sk_bench_db_conns(PGconn *conn, int *engine, int *total, char *err, size_t errlen);
+
 /* One statement, its result dropped.  SK_OK or SK_ERROR with err. */
 int sk_bench_db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
                      char *err, size_t errlen);
@@ -125,6 +158,13 @@ int sk_bench_db_exec(PGconn *conn, const char *sql, int nparams, const char *con
 /* The largest VmRSS (and that process's VmHWM) among the children of
  * `master`; *count gets how many children were seen.  -1 when none. */
 long sk_bench_worker_rss(pid_t master, long *hwm_kb, int *count);
+
+/* The workers of `master` (its children but the HTTP process): the sum
+ * of their VmRSS and of their Pss (smaps_rollup; -1 when unreadable), the
+ * largest VmRSS and its VmHWM.  Returns how many were seen (0: none, the
+ * figures -1). */
+int sk_bench_pool_memory(pid_t master, long *sum_rss_kb, long *sum_pss_kb, long *max_rss_kb,
+                         long *max_hwm_kb);
 
 /* CPU time (user + system, in clock ticks) of the children of `master`,
  * summed; -1 when none was found. */

@@ -44,6 +44,16 @@ static const char latency_sql[] =
     "          FROM unnest($1::uuid[]) AS u(id) JOIN runs r ON r.run_id = u.id"
     "         WHERE r.status = 'completed') s";
 
+/* The engine's processes name their connections stepkit-worker,
+ * stepkit-renew, stepkit-http (fallback_application_name: a URL that sets
+ * application_name hides them, and the engine count is then 0). */
+static const char conns_sql[] =
+    "SELECT count(*) FILTER (WHERE a.application_name LIKE 'stepkit-%'"
+    "                          AND a.application_name NOT IN ('stepkit-bench', 'stepkit-client')),"
+    "       count(*)"
+    "  FROM pg_catalog.pg_stat_activity a"
+    " WHERE a.datname = pg_catalog.current_database() AND a.backend_type = 'client backend'";
+
 /* ids[0..n) as a uuid[] literal (malloc'd), NULL when out of memory. */
 static char *id_array(const char (*ids)[SK_UUID_LEN], long n)
 {
@@ -299,6 +309,27 @@ int sk_bench_db_latency(PGconn *conn, const char (*ids)[SK_UUID_LEN], long n, do
             snprintf(err, errlen, "read latencies: unexpected value %s", PQgetvalue(res, 0, i));
             rc = SK_ERROR;
         }
+    }
+    PQclear(res);
+    return rc;
+}
+
+int sk_bench_db_conns(PGconn *conn, int *engine, int *total, char *err, size_t errlen)
+{
+    PGresult *res = one_row(conn, "count connections", conns_sql, 0, NULL, 2, err, errlen);
+    int64_t e, t;
+    int rc = SK_OK;
+
+    if (res == NULL)
+        return SK_ERROR;
+    if (parse_i64(PQgetvalue(res, 0, 0), &e) != SK_OK ||
+        parse_i64(PQgetvalue(res, 0, 1), &t) != SK_OK || e < 0 || t < e || t > 1000000) {
+        snprintf(err, errlen, "count connections: unexpected values (%s, %s)",
+                 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+        rc = SK_ERROR;
+    } else {
+        *engine = (int)e;
+        *total = (int)t;
     }
     PQclear(res);
     return rc;

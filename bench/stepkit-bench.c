@@ -13,6 +13,11 @@
  *            (inserted first, removed after); then the workers' idle CPU;
  *   burst    --runs (10000) runs of bench-single started at once by one
  *            start_runs() call; how many end in each second after its commit;
+ *   history  single twice: on emptied runs and ops, then with --history
+ *            (100000) finished runs loaded into them; the ratios of the two;
+ *   io       --runs (1000) runs of bench-io3 (three steps sleeping 20 ms
+ *            each): throughput against a pool that only slept, the
+ *            workers' memory, the engine's connections;
  *   ceiling  the pgbench figures given as options, set against the lines
  *            this --session wrote to --out.
  *
@@ -37,7 +42,16 @@
 
 #define ERR_MAX 512
 
-typedef enum { WL_CHAIN, WL_SINGLE, WL_LATENCY, WL_BACKLOG, WL_BURST, WL_CEILING } workload_t;
+typedef enum {
+    WL_CHAIN,
+    WL_SINGLE,
+    WL_LATENCY,
+    WL_BACKLOG,
+    WL_BURST,
+    WL_HISTORY,
+    WL_IO,
+    WL_CEILING
+} workload_t;
 
 typedef struct {
     const char *name;
@@ -53,6 +67,8 @@ static const workload_info_t workloads[] = {
     [WL_LATENCY] = {"latency", "bench-single", 1, 200, 1},
     [WL_BACKLOG] = {"backlog", "bench-single", 1, 5000, 8},
     [WL_BURST] = {"burst", "bench-single", 1, 10000, 1},
+    [WL_HISTORY] = {"history", "bench-single", 1, 5000, 8},
+    [WL_IO] = {"io", "bench-io3", 3, 1000, 8},
     [WL_CEILING] = {"ceiling", NULL, 0, 0, 0},
 };
 
@@ -73,6 +89,9 @@ typedef struct {
     int ready_timeout_s;
     long master_pid;
     long backlog_ready, backlog_future;
+    long history;       /* history: finished runs loaded before the second pass */
+    long history_batch; /* ... inserted this many per statement */
+    int passes;         /* history: passes per phase, the median reported */
     sk_bench_ceiling_t ceiling;
 } opts_t;
 
@@ -93,7 +112,7 @@ static const char *prog = "stepkit-bench";
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: %s --workload chain|single|latency|backlog|burst [options]\n"
+            "usage: %s --workload chain|single|latency|backlog|burst|history|io [options]\n"
             "       %s --workload ceiling --session ID --out FILE --clients N \\\n"
             "              --insert-tps X --checkpoint-tps Y --checkpoint-1c-tps Z \\\n"
             "              --checkpoint-1c-latency-ms L\n"
@@ -101,7 +120,8 @@ static void usage(FILE *out)
             "Workload options:\n"
             "  --database-url URL   PostgreSQL URL or key=value string (default $DATABASE_URL)\n"
             "  --schema NAME        the engine's schema (default stepkit)\n"
-            "  --runs N             runs to measure (chain 1000, single 5000, latency 200)\n"
+            "  --runs N             runs to measure (chain 1000, single 5000, latency 200,\n"
+            "                       backlog 5000, burst 10000, history 5000 per pass, io 1000)\n"
             "  --producers P        starting threads (default 8; latency: 1)\n"
             "  --warmup N           runs started and finished first, not counted (default 50)\n"
             "  --workers W          the master's worker count, recorded in the results\n"
@@ -112,6 +132,13 @@ static void usage(FILE *out)
             "  --ready-timeout S    wait this long for the master to accept runs (default 60)\n"
             "  --backlog-ready N    backlog: ready items of an unserved workflow (default 100000)\n"
             "  --backlog-future N   backlog: future items of it (default 100000)\n"
+            "  --history N          history: finished runs loaded before the second pass\n"
+            "                       (default 100000); runs and ops are emptied first, and\n"
+            "                       after, in a schema marked by run-bench.sh only\n"
+            "  --history-batch N    history: runs inserted per statement (default 1000000)\n"
+            "  --passes N           history: passes of --runs runs on the empty tables, as\n"
+            "                       many with the history, as many on the tables emptied\n"
+            "                       again; medians reported (default 1)\n"
             "Results:\n"
             "  --out FILE           append one JSON line per workload to FILE\n"
             "  --session ID         ties the lines of one bench together\n"
@@ -217,6 +244,9 @@ enum {
     OPT_CHECKPOINT_1C_LAT,
     OPT_BACKLOG_READY,
     OPT_BACKLOG_FUTURE,
+    OPT_HISTORY,
+    OPT_HISTORY_BATCH,
+    OPT_PASSES,
     OPT_HELP
 };
 
@@ -243,6 +273,9 @@ static const struct option long_opts[] = {
     {"checkpoint-1c-latency-ms", required_argument, NULL, OPT_CHECKPOINT_1C_LAT},
     {"backlog-ready", required_argument, NULL, OPT_BACKLOG_READY},
     {"backlog-future", required_argument, NULL, OPT_BACKLOG_FUTURE},
+    {"history", required_argument, NULL, OPT_HISTORY},
+    {"history-batch", required_argument, NULL, OPT_HISTORY_BATCH},
+    {"passes", required_argument, NULL, OPT_PASSES},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -267,6 +300,9 @@ static void parse_options(int argc, char **argv, opts_t *o)
     o->ceiling.clients = -1;
     o->backlog_ready = 100000;
     o->backlog_future = 100000;
+    o->history = 100000;
+    o->history_batch = 1000000;
+    o->passes = 1;
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", long_opts, NULL)) != -1) {
@@ -290,9 +326,10 @@ static void parse_options(int argc, char **argv, opts_t *o)
                     break;
             }
             if (i == sizeof workloads / sizeof workloads[0])
-                die_usage("--workload: expected chain, single, latency, backlog, burst or ceiling, "
-                          "got \"%s\"",
-                          optarg);
+                die_usage(
+                    "--workload: expected chain, single, latency, backlog, burst, history, io "
+                    "or ceiling, got \"%s\"",
+                    optarg);
             o->workload = (workload_t)i;
             have_workload = 1;
             break;
@@ -356,6 +393,17 @@ static void parse_options(int argc, char **argv, opts_t *o)
         case OPT_BACKLOG_FUTURE:
             o->backlog_future = parse_long("--backlog-future", optarg, 0, 100000000);
             break;
+        case OPT_HISTORY:
+            /* At most one run per millisecond of the week they are spread
+             * over (time-ordered ids keep distinct milliseconds). */
+            o->history = parse_long("--history", optarg, 1, 100000000);
+            break;
+        case OPT_HISTORY_BATCH:
+            o->history_batch = parse_long("--history-batch", optarg, 1000, 10000000);
+            break;
+        case OPT_PASSES:
+            o->passes = (int)parse_long("--passes", optarg, 1, SK_BENCH_PASSES_MAX);
+            break;
         case OPT_HELP:
             usage(stdout);
             exit(0);
@@ -390,6 +438,8 @@ static void parse_options(int argc, char **argv, opts_t *o)
         o->runs = workloads[o->workload].default_runs;
     if (o->producers < 0)
         o->producers = workloads[o->workload].default_producers;
+    if (o->workload == WL_IO && o->workers <= 0)
+        die_usage("--workload io needs --workers: the pool its throughput is set against");
     if (o->workload == WL_LATENCY && o->producers != 1)
         die_usage("--workload latency starts runs one after another: --producers must be 1");
     if (o->producers > o->runs)
@@ -506,11 +556,13 @@ static char (*new_ids(long n))[SK_UUID_LEN]
  * of the runs by primary key from the first one still pending: the cost
  * does not depend on the history in `runs`.  The interval does not bias
  * the figures: the end time is read from the runs themselves.  *polls
- * counts the statements run on `mon`.
+ * counts the statements run on `mon`.  With `conns`, each poll also counts
+ * the connections open to the database and keeps the largest counts there.
  */
 static void wait_done(const opts_t *o, PGconn *mon, const char *workflow,
                       const char (*ids)[SK_UUID_LEN], long n, const char *since,
-                      sk_bench_progress_t *p, long *polls, sk_bench_result_t *burst)
+                      sk_bench_progress_t *p, long *polls, sk_bench_result_t *burst,
+                      sk_bench_result_t *conns)
 {
     double t0 = mono_ms(), deadline = t0 + (double)o->timeout_s * 1e3;
     char err[ERR_MAX];
@@ -530,6 +582,17 @@ static void wait_done(const opts_t *o, PGconn *mon, const char *workflow,
                  workflow);
         if (cursor == n)
             break;
+        if (conns != NULL) {
+            int engine, total;
+
+            if (sk_bench_db_conns(mon, &engine, &total, err, sizeof err) != SK_OK)
+                fail("%s", err);
+            (*polls)++;
+            if (engine > conns->db_conns_engine_max)
+                conns->db_conns_engine_max = engine;
+            if (total > conns->db_conns_total_max)
+                conns->db_conns_total_max = total;
+        }
         if (mono_ms() > deadline)
             fail("timed out after %d s: %ld of %ld run(s) of %s ended", o->timeout_s, cursor, n,
                  workflow);
@@ -589,7 +652,7 @@ static void warm_up(const opts_t *o, const char *workflow)
     if (mon == NULL)
         fail("%s", err);
     wait_done(o, mon, workflow, (const char(*)[SK_UUID_LEN])ids, o->warmup,
-              "1970-01-01 00:00:00+00", &p, &polls, NULL);
+              "1970-01-01 00:00:00+00", &p, &polls, NULL, NULL);
     PQfinish(mon);
     free(ids);
 }
@@ -738,6 +801,177 @@ static void burst_figures(sk_bench_result_t *r)
     }
 }
 
+/* ---- history ------------------------------------------------------------------ */
+
+#define HISTORY_DAYS 7
+
+/*
+ * The layout of uuid7_at() (sql/012_hot_path.sql) of `us`, Unix
+ * microseconds: 48 bits of milliseconds, version 7, 12 bits of
+ * sub-millisecond fraction, the variant and 62 random bits.  Written out
+ * rather than called, so the same history loads into a schema from before
+ * 012 (to compare commits).
+ */
+#define UUID7_OF_US                                                                                \
+    "encode(substring(int8send(us / 1000) FROM 3 FOR 6)"                                           \
+    " || int2send((28672 + (us % 1000) * 4096 / 1000)::int2)"                                      \
+    " || substring(uuid_send(gen_random_uuid()) FROM 9 FOR 8), 'hex')::uuid"
+
+/*
+ * Runs $4..$5 of the history in one statement: finished runs of workflow
+ * $1 created every $3 microseconds from $2 (Unix microseconds), each
+ * ended 5 ms after it started, with the one op ($6) the workflow records.
+ * Their ids come from created_at, so they are time-ordered like the
+ * engine's and every index on them is filled from the left: the history
+ * sits where a real one would, before the runs measured after it.
+ */
+static const char history_sql[] =
+    "WITH r AS ("
+    "  INSERT INTO runs (run_id, workflow_id, event_id, trigger_type, trigger_name, data,"
+    "                    status, output, created_at, ended_at)"
+    "  SELECT " UUID7_OF_US ", $1, " UUID7_OF_US ", 'invoke', $1, '\\xc0'::bytea,"
+    "         'completed', '\\xc0'::bytea, 'epoch'::timestamptz + us * interval '1 microsecond',"
+    "         'epoch'::timestamptz + (us + 5000) * interval '1 microsecond'"
+    "    FROM (SELECT $2::int8 + i * $3::int8 AS us"
+    "            FROM generate_series($4::int8, $5::int8) i) s"
+    "  RETURNING run_id, created_at, ended_at)"
+    " INSERT INTO ops (run_id, op_key, step_id, status, result, attempts, started_at, ended_at)"
+    " SELECT run_id, $6, 's1', 'ok', '\\xc0'::bytea, 1, created_at + interval '1 ms', ended_at"
+    "   FROM r";
+
+/* Only a schema run-bench.sh made (it carries SK_BENCH_SCHEMA_MARK) may
+ * have its runs and ops emptied: never a schema of yours. */
+static void history_check_schema(const opts_t *o, PGconn *c)
+{
+    const char *params[1] = {o->schema};
+    PGresult *res = PQexecParams(c,
+                                 "SELECT coalesce(pg_catalog.obj_description(n.oid,"
+                                 " 'pg_namespace'), '') FROM pg_catalog.pg_namespace n"
+                                 " WHERE n.nspname = $1",
+                                 1, NULL, params, NULL, NULL, 0);
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        fail("history: schema %s not found: %s", o->schema, PQresultErrorMessage(res));
+    if (strcmp(PQgetvalue(res, 0, 0), SK_BENCH_SCHEMA_MARK) != 0)
+        fail("history: schema %s is not one bench/run-bench.sh made (its comment is not \"%s\"):"
+             " its runs and ops are not emptied",
+             o->schema, SK_BENCH_SCHEMA_MARK);
+    PQclear(res);
+}
+
+/* Empty runs and ops (the workers are idle: nothing is queued). */
+static void history_empty(const opts_t *o)
+{
+    char err[ERR_MAX];
+    PGconn *c = sk_bench_db_connect(o->url, o->schema, err, sizeof err);
+
+    if (c == NULL)
+        fail("%s", err);
+    history_check_schema(o, c);
+    if (sk_bench_db_exec(c, "SET lock_timeout = '60s'", 0, NULL, err, sizeof err) != SK_OK ||
+        sk_bench_db_exec(c, "TRUNCATE runs, ops", 0, NULL, err, sizeof err) != SK_OK ||
+        sk_bench_db_exec(c, "ANALYZE runs, ops", 0, NULL, err, sizeof err) != SK_OK)
+        fail("history: %s", err);
+    PQfinish(c);
+}
+
+/* One int8 from a one-row, one-column query. */
+static long long query_i64(PGconn *c, const char *sql, int nparams, const char *const *params)
+{
+    PGresult *res = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+    char *end;
+    long long v;
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+        fail("%s: %s", sql, PQresultErrorMessage(res));
+    errno = 0;
+    v = strtoll(PQgetvalue(res, 0, 0), &end, 10);
+    if (errno != 0 || *end != '\0')
+        fail("%s: unexpected value %s", sql, PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return v;
+}
+
+/* o->history finished runs over the HISTORY_DAYS before a minute ago, in
+ * batches (each one statement, in time order), progress printed; then
+ * VACUUM ANALYZE, as autovacuum would do in time. */
+static void history_load(const opts_t *o, sk_bench_result_t *r)
+{
+    const long long span_us = (long long)HISTORY_DAYS * 86400LL * 1000000LL;
+    char err[ERR_MAX], op_key[SK_BENCH_STR_MAX], a2[24], a3[24], a4[24], a5[24];
+    const char *params[6] = {workloads[o->workload].workflow, a2, a3, a4, a5, op_key};
+    double t0 = mono_ms(), t;
+    long long now_us, step_us;
+    PGconn *c = sk_bench_db_connect(o->url, o->schema, err, sizeof err);
+    PGresult *res;
+
+    if (c == NULL)
+        fail("%s", err);
+    history_check_schema(o, c);
+    /* The op key the engine gave step s1 (the first pass recorded it). */
+    res = PQexec(c, "SELECT op_key FROM ops WHERE step_id = 's1' LIMIT 1");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+        strlen(PQgetvalue(res, 0, 0)) >= sizeof op_key)
+        fail("history: no op of step s1 to copy: %s", PQresultErrorMessage(res));
+    snprintf(op_key, sizeof op_key, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+
+    now_us =
+        query_i64(c, "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8", 0, NULL);
+    step_us = span_us / o->history;
+    snprintf(a2, sizeof a2, "%lld", now_us - 60LL * 1000000LL - span_us);
+    snprintf(a3, sizeof a3, "%lld", step_us);
+    printf("W5 history: loading %ld finished runs (one op each) of %s, one every %.1f s over the"
+           " %d days before now\n",
+           o->history, params[0], (double)step_us / 1e6, HISTORY_DAYS);
+    for (long from = 1; from <= o->history; from += o->history_batch) {
+        long to =
+            from - 1 + o->history_batch < o->history ? from - 1 + o->history_batch : o->history;
+
+        snprintf(a4, sizeof a4, "%ld", from);
+        snprintf(a5, sizeof a5, "%ld", to);
+        res = PQexecParams(c, history_sql, 6, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK ||
+            strtol(PQcmdTuples(res), NULL, 10) != to - from + 1)
+            fail("history: runs %ld-%ld: %s", from, to, PQresultErrorMessage(res));
+        PQclear(res);
+        t = mono_ms();
+        printf("  %ld of %ld loaded, %.1f s\n", to, o->history, (t - t0) / 1e3);
+    }
+    t = mono_ms();
+    if (sk_bench_db_exec(c, "VACUUM ANALYZE runs, ops", 0, NULL, err, sizeof err) != SK_OK)
+        fail("history: %s", err);
+    printf("  VACUUM ANALYZE runs, ops: %.1f s\n", (mono_ms() - t) / 1e3);
+    PQfinish(c);
+    r->history_runs = o->history;
+    r->history_load_s = (mono_ms() - t0) / 1e3;
+}
+
+/* CHECKPOINT before a pass: both passes then start owing no full-page
+ * image, whatever the load left in flight.  0 when not allowed (it needs
+ * superuser or pg_checkpoint). */
+static int try_checkpoint(const opts_t *o)
+{
+    char err[ERR_MAX];
+    PGconn *c = sk_bench_db_connect(o->url, NULL, err, sizeof err);
+    PGresult *res;
+    int ok;
+
+    if (c == NULL)
+        fail("%s", err);
+    res = PQexec(c, "CHECKPOINT");
+    ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+        if (state == NULL || strcmp(state, "42501") != 0)
+            fail("CHECKPOINT: %s", PQresultErrorMessage(res));
+    }
+    PQclear(res);
+    PQfinish(c);
+    return ok;
+}
+
 /* ---- one workload ------------------------------------------------------------- */
 
 static int cmp_double(const void *a, const void *b)
@@ -755,7 +989,16 @@ static int cmp_double(const void *a, const void *b)
  */
 #define OWN_COMMITS 4
 
-static void run_workload(const opts_t *o, sk_bench_result_t *r)
+/* The step bodies of bench-io3 sleep this long (bench/workflows/benchwf.c). */
+#define IO_STEP_MS 20
+
+/*
+ * One pass: warm up, start o->runs runs, wait for their end, read the
+ * figures into r.  With `checkpointed`, a CHECKPOINT goes between the
+ * warm-up and the first start, and *checkpointed is cleared when the
+ * server refused it.
+ */
+static void measure(const opts_t *o, sk_bench_result_t *r, int *checkpointed)
 {
     const workload_info_t *w = &workloads[o->workload];
     sk_bench_counters_t before, after;
@@ -769,19 +1012,9 @@ static void run_workload(const opts_t *o, sk_bench_result_t *r)
     char(*ids)[SK_UUID_LEN] = new_ids(o->runs);
     char burst_ts[SK_BENCH_TS_MAX] = "";
 
-    memset(r, 0, sizeof *r);
-    snprintf(r->session, sizeof r->session, "%s", o->session);
-    snprintf(r->commit, sizeof r->commit, "%s", o->commit);
-    snprintf(r->workload, sizeof r->workload, "%s", w->name);
-    snprintf(r->workflow, sizeof r->workflow, "%s", w->workflow);
-    r->runs = o->runs;
-    r->steps_per_run = w->steps_per_run;
-    r->producers = o->producers;
-    r->workers = o->workers;
-
-    if (o->workload == WL_BACKLOG)
-        backlog_load(o, r);
     warm_up(o, w->workflow);
+    if (checkpointed != NULL && !try_checkpoint(o))
+        *checkpointed = 0;
 
     if (o->workload == WL_LATENCY) {
         lat = calloc((size_t)o->runs, sizeof *lat);
@@ -817,7 +1050,7 @@ static void run_workload(const opts_t *o, sk_bench_result_t *r)
 
     wait_done(o, mon, w->workflow, (const char(*)[SK_UUID_LEN])ids, o->runs,
               o->workload == WL_BURST ? burst_ts : before.ts, &p, &polls,
-              o->workload == WL_BURST ? r : NULL);
+              o->workload == WL_BURST ? r : NULL, o->workload == WL_IO ? r : NULL);
     if (o->workload == WL_BURST)
         burst_figures(r);
     if (p.total != o->runs)
@@ -830,7 +1063,13 @@ static void run_workload(const opts_t *o, sk_bench_result_t *r)
 
     r->worker_rss_kb = -1;
     r->worker_hwm_kb = -1;
-    if (o->master_pid > 0)
+    r->pool_rss_kb = -1;
+    r->pool_pss_kb = -1;
+    if (o->master_pid > 0 && o->workload == WL_IO)
+        r->worker_count =
+            sk_bench_pool_memory((pid_t)o->master_pid, &r->pool_rss_kb, &r->pool_pss_kb,
+                                 &r->worker_rss_kb, &r->worker_hwm_kb);
+    else if (o->master_pid > 0)
         r->worker_rss_kb =
             sk_bench_worker_rss((pid_t)o->master_pid, &r->worker_hwm_kb, &r->worker_count);
 
@@ -870,6 +1109,105 @@ static void run_workload(const opts_t *o, sk_bench_result_t *r)
     r->rollbacks_per_run = (double)(after.xact_rollback - before.xact_rollback) / o->runs;
     r->wal_bytes_per_run = (double)(after.wal_lsn - before.wal_lsn) / o->runs;
     free(ids);
+}
+
+/* The median of n values (sorted in place). */
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* n passes, each one's runs/s and WAL per run appended to rps[] and wal[]
+ * at *at (which moves past them); r gets the last pass's figures. */
+static void history_passes(const opts_t *o, sk_bench_result_t *r, int n, double *rps, double *wal,
+                           int *at)
+{
+    for (int i = 0; i < n; i++, (*at)++) {
+        measure(o, r, &r->checkpointed);
+        rps[*at] = r->runs_per_s;
+        wal[*at] = r->wal_bytes_per_run;
+    }
+}
+
+/* The medians of the n passes in rps[] and wal[]: a pass that shared the
+ * machine with a burst of someone else's work moves the ratio less. */
+static void medians(const double *rps, const double *wal, int n, double *rps_med, double *wal_med)
+{
+    double v[2 * SK_BENCH_PASSES_MAX];
+
+    memcpy(v, rps, (size_t)n * sizeof *v);
+    *rps_med = median(v, n);
+    memcpy(v, wal, (size_t)n * sizeof *v);
+    *wal_med = median(v, n);
+}
+
+/*
+ * W5: the passes on empty tables come on both sides of those with the
+ * history (empty, load, history, empty again), so a machine that gets
+ * busier or quieter during the workload moves both phases alike instead
+ * of the ratio.  The tables are emptied at the end too (10 M runs are
+ * gigabytes).  r keeps the history phase's figures, with the medians.
+ */
+static void history_workload(const opts_t *o, sk_bench_result_t *r)
+{
+    sk_bench_result_t hist;
+    int ne = 0, nh = 0;
+
+    r->has_history = 1;
+    r->checkpointed = 1;
+    r->passes = o->passes;
+    history_empty(o);
+    history_passes(o, r, o->passes, r->empty_runs_per_s_pass, r->empty_wal_pass, &ne);
+    history_load(o, r);
+    history_passes(o, r, o->passes, r->history_runs_per_s_pass, r->history_wal_pass, &nh);
+    hist = *r;
+    history_empty(o);
+    history_passes(o, r, o->passes, r->empty_runs_per_s_pass, r->empty_wal_pass, &ne);
+    hist.checkpointed = r->checkpointed;
+    memcpy(hist.empty_runs_per_s_pass, r->empty_runs_per_s_pass, sizeof r->empty_runs_per_s_pass);
+    memcpy(hist.empty_wal_pass, r->empty_wal_pass, sizeof r->empty_wal_pass);
+    hist.empty_seconds = r->seconds;
+    hist.empty_write_xacts_per_run = r->write_xacts_per_run;
+    *r = hist;
+    history_empty(o);
+
+    medians(r->empty_runs_per_s_pass, r->empty_wal_pass, ne, &r->empty_runs_per_s,
+            &r->empty_wal_bytes_per_run);
+    medians(r->history_runs_per_s_pass, r->history_wal_pass, nh, &r->runs_per_s,
+            &r->wal_bytes_per_run);
+    r->steps_per_s = r->runs_per_s;
+    r->history_runs_ratio = r->runs_per_s / r->empty_runs_per_s;
+    r->history_wal_ratio =
+        r->empty_wal_bytes_per_run > 0 ? r->wal_bytes_per_run / r->empty_wal_bytes_per_run : NAN;
+}
+
+static void run_workload(const opts_t *o, sk_bench_result_t *r)
+{
+    const workload_info_t *w = &workloads[o->workload];
+
+    memset(r, 0, sizeof *r);
+    snprintf(r->session, sizeof r->session, "%s", o->session);
+    snprintf(r->commit, sizeof r->commit, "%s", o->commit);
+    snprintf(r->workload, sizeof r->workload, "%s", w->name);
+    snprintf(r->workflow, sizeof r->workflow, "%s", w->workflow);
+    r->runs = o->runs;
+    r->steps_per_run = w->steps_per_run;
+    r->producers = o->producers;
+    r->workers = o->workers;
+
+    if (o->workload == WL_BACKLOG)
+        backlog_load(o, r);
+    if (o->workload == WL_HISTORY) {
+        history_workload(o, r);
+    } else {
+        measure(o, r, NULL);
+    }
+    if (o->workload == WL_IO) {
+        r->has_io = 1;
+        r->step_sleep_ms = IO_STEP_MS;
+        r->ideal_runs_per_s = o->workers * 1000.0 / (w->steps_per_run * IO_STEP_MS);
+    }
     if (o->workload == WL_BACKLOG)
         backlog_idle_and_drop(o, r);
 }

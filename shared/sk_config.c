@@ -153,6 +153,17 @@ static const opt_t options[] = {
      .max = 86400000,
      .metavar = "MS",
      .help = "How long a claim holds a work item before another worker may take it over."},
+    {.flag = "batch",
+     .env = "STEPKIT_BATCH",
+     .type = OPT_INT,
+     FIELD(batch),
+     .def = "8",
+     .min = 1,
+     .max = 64,
+     .metavar = "N",
+     .help = "Most work items a worker claims at once when they are ready together; it runs "
+             "the next step of each and commits their results in one transaction. 1 disables "
+             "batching (one item, one commit per step)."},
     {.flag = "step-timeout",
      .env = "STEPKIT_STEP_TIMEOUT_MS",
      .type = OPT_INT,

@@ -36,6 +36,7 @@ struct sk_wconn {
     char work_channel[CHANNEL_MAX];
     char done_channel[CHANNEL_MAX];
     char sqlstate[6]; /* of the last batch's first error; "" when none */
+    char lost[1024];  /* DETAIL of the last batch's SK001 (batch_fence: the lost items) */
 };
 
 static int64_t mono_ms(void)
@@ -134,6 +135,7 @@ static int collect(sk_wconn_t *c, int n, PGresult **res, int64_t deadline, int *
     int idx = 0, failed = 0;
 
     c->sqlstate[0] = '\0';
+    c->lost[0] = '\0';
     for (;;) {
         PGresult *r;
         while (PQisBusy(c->pg)) {
@@ -158,8 +160,11 @@ static int collect(sk_wconn_t *c, int n, PGresult **res, int64_t deadline, int *
             return failed ? SK_AGAIN : SK_OK;
         case PGRES_FATAL_ERROR: {
             const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-            if (state != NULL && strcmp(state, "SK001") == 0)
+            if (state != NULL && strcmp(state, "SK001") == 0) {
+                const char *d = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
                 *lease_lost = 1;
+                snprintf(c->lost, sizeof(c->lost), "%s", d ? d : "");
+            }
             else if (!failed) {
                 const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
                 if (m == NULL)
@@ -525,6 +530,11 @@ int sk_wconn_sqlstate_final(const char *state)
             return 1;
     }
     return 0;
+}
+
+const char *sk_wconn_lost_detail(const sk_wconn_t *c)
+{
+    return c->lost;
 }
 
 const char *sk_wconn_sqlstate(const sk_wconn_t *c)

@@ -164,6 +164,17 @@ static const opt_t options[] = {
      .help = "Most work items a worker claims at once when they are ready together; it runs "
              "the next step of each and commits their results in one transaction. 1 disables "
              "batching (one item, one commit per step)."},
+    {.flag = "batch-window",
+     .env = "STEPKIT_BATCH_WINDOW_MS",
+     .type = OPT_INT,
+     FIELD(batch_window_ms),
+     .def = "5",
+     .min = 0,
+     .max = 60000,
+     .metavar = "MS",
+     .help = "With --batch above 1: a worker stops running its batch's next steps once this "
+             "long has passed since the first, and commits. Batching pays where the commit costs "
+             "as much as the steps; slow steps commit one by one, as without batching."},
     {.flag = "step-timeout",
      .env = "STEPKIT_STEP_TIMEOUT_MS",
      .type = OPT_INT,

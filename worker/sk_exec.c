@@ -19,12 +19,6 @@
 
 #define NUM_LEN 24
 
-/* A batch round stops running bodies once this much time has passed since
- * it started, and commits: batching pays off where the commit costs as
- * much as the bodies; past that it would only hold results back and widen
- * what a crash makes run again (one body per worker when bodies are slow,
- * as without batching). */
-#define ROUND_BUDGET_MS 5
 
 struct sk_exec {
     sk_wconn_t *conn;
@@ -1526,8 +1520,12 @@ static int round_commit(sk_exec_t *x)
     return sk_wconn_ready(x->conn) ? SK_OK : SK_ERROR;
 }
 
-/* One round: the next step of each held run (round robin, within
- * ROUND_BUDGET_MS), then one commit for all of them. */
+/* One round: the next step of each held run (round robin), then one
+ * commit for all of them.  A round stops running bodies once
+ * --batch-window has passed since it started: batching pays off where the
+ * commit costs as much as the bodies; past that it would only hold results
+ * back and widen what a crash makes run again (one body per worker when
+ * bodies are slow, as without batching). */
 static int round_run(sk_exec_t *x)
 {
     int64_t t0 = sk_shm_now_ms();
@@ -1537,7 +1535,7 @@ static int round_run(sk_exec_t *x)
         slot_t *s = &x->slots[(x->rr + i) % x->batch];
         if (!s->held)
             continue;
-        if (entered > 0 && sk_shm_now_ms() - t0 >= ROUND_BUDGET_MS)
+        if (entered > 0 && sk_shm_now_ms() - t0 >= x->cfg->batch_window_ms)
             break;
         /* (The per-step hook of another helper belongs in before_body,
          * which every body passes in either mode.) */

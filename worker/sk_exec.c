@@ -13,6 +13,7 @@
 #include "sk_json.h"
 #include "sk_log.h"
 #include "sk_metrics.h"
+#include "sk_migrate.h"
 #include "sk_renew.h"
 #include "sk_stmts.h"
 #include "stepkit.h"
@@ -1766,7 +1767,8 @@ sk_exec_t *sk_exec_new(sk_wconn_t *conn, const sk_config_t *cfg, const sk_regist
             strcat(x->workflows, "\n");
         strcat(x->workflows, sk_registry_at(reg, i)->id);
     }
-    x->batch = cfg->batch > 0 ? cfg->batch : 1;
+    x->batch =
+        cfg->batch > 1 && sk_schema_version_known() >= SK_BATCH_SCHEMA_VERSION ? cfg->batch : 1;
     x->slots = calloc((size_t)x->batch, sizeof(*x->slots));
     x->incoming = calloc((size_t)x->batch, sizeof(*x->incoming));
     x->round_in = calloc((size_t)x->batch, sizeof(*x->round_in));

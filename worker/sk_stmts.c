@@ -15,16 +15,6 @@ static const char claim_sql[] = "SELECT * FROM claim($1::int4, $2, string_to_arr
 
 const sk_stmt_def_t sk_stmts[] = {
     {"sk_claim", claim_sql},
-    /* Up to $4 items at once, as many as are ready now (claim_batch in
-     * sql/014_batch.sql): sk_claim's rows, one item after another. */
-    {"sk_claim_batch",
-     "SELECT * FROM claim_batch($1::int4, $2, string_to_array($3, E'\\n'), $4::int4)"},
-    /* First in a batch's transaction: lock the items' rows in item order and
-     * extend their leases ($3 ms), or raise SK001 naming the lost ones in
-     * DETAIL (batch_fence in sql/014_batch.sql).  $1 items, $2 epochs, as
-     * comma-separated lists. */
-    {"sk_batch_fence", "SELECT batch_fence(string_to_array($1, ',')::int8[],"
-                       " string_to_array($2, ',')::int4[], $3::int4)"},
     /* First in a transaction that only moves a lease (a claim alone, a hand
      * back with nothing to record): its commit does not wait for the WAL
      * flush.  Lost in a crash, the lease is as if never taken or kept till
@@ -100,3 +90,18 @@ const sk_stmt_def_t sk_stmts[] = {
 };
 
 const int sk_stmts_count = (int)(sizeof(sk_stmts) / sizeof(sk_stmts[0]));
+
+const sk_stmt_def_t sk_stmts_batch[] = {
+    /* Up to $4 items at once, as many as are ready now (claim_batch in
+     * sql/014_batch.sql): sk_claim's rows, one item after another. */
+    {"sk_claim_batch",
+     "SELECT * FROM claim_batch($1::int4, $2, string_to_array($3, E'\\n'), $4::int4)"},
+    /* First in a batch's transaction: lock the items' rows in item order and
+     * extend their leases ($3 ms), or raise SK001 naming the lost ones in
+     * DETAIL (batch_fence in sql/014_batch.sql).  $1 items, $2 epochs, as
+     * comma-separated lists. */
+    {"sk_batch_fence", "SELECT batch_fence(string_to_array($1, ',')::int8[],"
+                       " string_to_array($2, ',')::int4[], $3::int4)"},
+};
+
+const int sk_stmts_batch_count = (int)(sizeof(sk_stmts_batch) / sizeof(sk_stmts_batch[0]));

@@ -46,6 +46,15 @@ struct sk_exec {
     int nincoming;
     int more_ready; /* the last claim saw more ready than it took */
     int rr;         /* round robin: the slot a round starts with */
+    /* the current round (batch mode) */
+    struct slot **order; /* held slots, from rr on */
+    int round_n;         /* how many are in order */
+    int round_max;       /* most runs held: --batch-window over the bodies' mean time */
+    int round_entered;   /* runs entered in the round */
+    int round_done;      /* the round's transaction ran... */
+    int round_rc;        /* ...with this outcome */
+    int64_t body_t0_us, round_body_us; /* time in bodies during the round */
+    int64_t body_avg_us;               /* moving mean of a body's time (-1: none yet) */
 };
 
 /* A claim's result, shared by the items it returned. */
@@ -97,6 +106,7 @@ typedef struct {
     item_t *it;
     sk_ctx_t *ctx;
     defer_t *defer; /* batch mode: writes go here, committed by the round */
+    struct slot *slot; /* batch mode: the slot holding this run */
     int lost;       /* lease lost or connection gone: stop touching this item */
     int timeout_ms; /* the running body's step timeout */
 } run_state_t;
@@ -108,6 +118,10 @@ typedef struct slot {
     defer_t out;
     int held;    /* the slot holds an item */
     int started; /* its context is built (item_begin ran) */
+    int active;  /* its handler is on the stack (entered, maybe parked in before_body) */
+    int dead;    /* its lease is lost or its writes failed: freed once not active */
+    int round_k; /* its place in the current round */
+    int entered; /* entered in the current round */
 } slot_t;
 
 static int64_t wall_now_ms(void)
@@ -452,7 +466,9 @@ static int add_claim(sk_exec_t *x, batch_t *b, int max)
 /* Room for items a claim may take now. */
 static int claim_room(const sk_exec_t *x)
 {
-    return x->batch - x->nheld - x->nincoming;
+    int room = x->round_max - x->nheld - x->nincoming;
+
+    return room > 0 ? room : 0;
 }
 
 /* The database refused a write with an error that every retry would meet
@@ -524,6 +540,26 @@ static int64_t step_timeout(const run_state_t *rs, int timeout_ms)
 
 /* Around each body: the op in flight and its deadline in the slot (the
  * master kills a worker whose body passes it), and the lease renewal. */
+/* Hold as many runs as the window has room for bodies of the mean time:
+ * with slow bodies one, and a worker runs as without batching (each result
+ * committed before the next body, the last with the run's end); with
+ * bodies short against a commit, up to --batch. */
+static void set_round_max(sk_exec_t *x)
+{
+    int64_t w = (int64_t)x->cfg->batch_window_ms * 1000;
+    int64_t m = x->body_avg_us < 0 ? 1 : w / (x->body_avg_us > 0 ? x->body_avg_us : 1);
+
+    x->round_max = m < 1 ? 1 : m > x->batch ? x->batch : (int)m;
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void body_hook(void *arg, const char *key, const char *step_id, int timeout_ms)
 {
     run_state_t *rs = arg;
@@ -531,6 +567,10 @@ static void body_hook(void *arg, const char *key, const char *step_id, int timeo
     int64_t deadline;
 
     if (key == NULL) {
+        int64_t d = mono_us() - x->body_t0_us;
+        x->round_body_us += d;
+        x->body_avg_us = x->body_avg_us < 0 ? d : x->body_avg_us + (d - x->body_avg_us) / 8;
+        set_round_max(x);
         atomic_store_explicit(&x->slot->deadline_ms, 0, memory_order_release);
         sk_renew_end(x->renew);
         x->held.op_key[0] = x->held.step_id[0] = '\0';
@@ -538,6 +578,9 @@ static void body_hook(void *arg, const char *key, const char *step_id, int timeo
         sk_shm_slot_set_held(x->slot, &x->held);
         return;
     }
+    x->body_t0_us = mono_us();
+    if (rs->defer != NULL)
+        hold_item(x, rs->it); /* a batch: the slot shows the item whose body runs */
     rs->timeout_ms = (int)step_timeout(rs, timeout_ms);
     snprintf(x->held.op_key, sizeof(x->held.op_key), "%s", key);
     snprintf(x->held.step_id, sizeof(x->held.step_id), "%s", step_id ? step_id : "");
@@ -614,6 +657,34 @@ done:
 
 /* Before a new body: commit what is pending (one commit per step), or
  * yield when the worker is stopping. */
+static void drive(sk_exec_t *x, int k);
+
+/* Batch mode: what this run has pending commits with the round's other
+ * runs before its body runs.  The handler stays suspended here (parked)
+ * while the round enters the next runs (drive, nested on this stack); the
+ * last of them commits everything in one transaction, then the parked
+ * bodies run, the innermost first.  Each entry still runs at most one new
+ * body after its previous result committed, as without batching. */
+static int park(run_state_t *rs)
+{
+    sk_exec_t *x = rs->x;
+    slot_t *s = rs->slot;
+
+    if (x->round_done) {
+        /* One new body per entry, and every entry of a round comes before
+         * its commit: a second call would be a bug of ours. */
+        sk_log_error("event=batch_order run=%s item=%s", rs->it->run_id, rs->it->item_s);
+        rs->lost = 1;
+        return SK_ERROR;
+    }
+    drive(x, s->round_k + 1);
+    if (s->dead || x->round_rc != SK_OK) {
+        rs->lost = 1;
+        return SK_ERROR;
+    }
+    return SK_OK;
+}
+
 static int before_body(sk_ctx_t *ctx, void *arg)
 {
     run_state_t *rs = arg;
@@ -625,6 +696,8 @@ static int before_body(sk_ctx_t *ctx, void *arg)
         return SK_AGAIN;
     if (count_pending(ctx) == 0 && sk_ctx_dispatch_count(ctx) == 0)
         return SK_OK;
+    if (rs->defer != NULL)
+        return park(rs);
     one = count_pending(ctx) == 1 && sk_ctx_dispatch_count(ctx) == 0 ? first_pending(ctx) : NULL;
     if (one != NULL && one->intent == SK_INTENT_NONE &&
         (one->status == SK_OP_OK || one->status == SK_OP_ERROR)) {
@@ -1245,6 +1318,15 @@ static void slot_free(sk_exec_t *x, slot_t *s)
     x->nheld--;
 }
 
+/* A slot whose run is on the stack is freed when its entry returns. */
+static void slot_drop(sk_exec_t *x, slot_t *s)
+{
+    if (s->active)
+        s->dead = 1;
+    else
+        slot_free(x, s);
+}
+
 /* Claimed items into free slots. */
 static void take_incoming(sk_exec_t *x)
 {
@@ -1258,6 +1340,7 @@ static void take_incoming(sk_exec_t *x)
         s->it = x->incoming[j++];
         s->rs.x = x;
         s->rs.it = &s->it;
+        s->rs.slot = s;
         s->held = 1;
         x->nheld++;
     }
@@ -1265,14 +1348,17 @@ static void take_incoming(sk_exec_t *x)
 }
 
 /* Batch mode: one entry of this slot's run (its first: item_begin too).
- * Its writes wait in s->out for the round's transaction; a slot left
- * without writes and done with (s->out.ends) is freed by the round. */
+ * A body that finds something of its run pending parks in before_body
+ * while the round goes on (drive).  Writes that end the item's hold wait
+ * in s->out for a round's transaction; a result left by a body waits in
+ * the context, committed by the next round. */
 static void round_enter(sk_exec_t *x, slot_t *s)
 {
     int rc = SK_OK, done;
 
     x->refused[0] = '\0';
     s->rs.defer = &s->out;
+    s->active = 1;
     if (!s->started) {
         s->started = 1;
         done = item_begin(&s->rs, &rc);
@@ -1280,28 +1366,15 @@ static void round_enter(sk_exec_t *x, slot_t *s)
         hold_item(x, &s->it);
         done = 0;
     }
-    if (!done && !item_step(&s->rs, &rc)) {
-        /* A step's result: the round commits it (and dispatches of its
-         * group), then the next entry may run the next body. */
-        sk_ctx_t *ctx = s->rs.ctx;
-        batch_t *b = out_begin(&s->rs, NULL,
-                               2 * count_pending(ctx) + (int)sk_ctx_dispatch_count(ctx) + 1);
-        rc = b == NULL ? SK_ERROR : add_pending_ops(b, s->rs.it, ctx);
-        if (rc == SK_OK)
-            rc = add_dispatches(b, s->rs.it, ctx);
-        if (b != NULL)
-            out_end(&s->rs, b, rc);
-        if (rc == SK_OK)
-            return;
-    }
-    if (x->refused[0] != '\0' && !s->out.used)
+    if (!done)
+        done = item_step(&s->rs, &rc);
+    s->active = 0;
+    if (x->refused[0] != '\0' && !s->dead && !s->out.used)
         rc = fail_refused(&s->rs);
-    if (rc != SK_OK || !s->out.used) {
-        /* Nothing to commit for it: the lease expires, or it was dealt
-         * with at once. */
-        batch_free(&s->out.b);
-        memset(&s->out, 0, sizeof(s->out));
-        s->out.ends = 1;
+    if (s->dead || (done && (rc != SK_OK || !s->out.used))) {
+        /* Lost, or nothing to commit for it: the lease expires, or it was
+         * dealt with at once. */
+        slot_free(x, s);
     }
 }
 
@@ -1312,10 +1385,35 @@ static int cmp_slot_item(const void *a, const void *b)
     return x->it.item_id < y->it.item_id ? -1 : x->it.item_id > y->it.item_id;
 }
 
+/* A slot's writes for the round: those that end its hold (s->out), else
+ * what its run has pending (results of bodies, group dispatches) when it
+ * is parked, was not entered in this round, or when `all`.  A result left by a body that ran at once in
+ * this round waits for the run's next entry in the next round: it commits
+ * there with whatever follows from it (the end of the run, the hand-back),
+ * one transaction per step as without batching. */
+static int round_writes(slot_t *s, int all)
+{
+    sk_ctx_t *ctx = s->rs.ctx;
+    batch_t *b;
+    int rc;
+
+    if (s->out.used || ctx == NULL || !(all || s->active || !s->entered) ||
+        (count_pending(ctx) == 0 && sk_ctx_dispatch_count(ctx) == 0))
+        return SK_OK;
+    b = out_begin(&s->rs, NULL, 2 * count_pending(ctx) + (int)sk_ctx_dispatch_count(ctx) + 1);
+    if (b == NULL)
+        return SK_ERROR;
+    rc = add_pending_ops(b, s->rs.it, ctx);
+    if (rc == SK_OK)
+        rc = add_dispatches(b, s->rs.it, ctx);
+    out_end(&s->rs, b, rc);
+    return rc;
+}
+
 /* What the round's writes did, now committed. */
 static void round_committed(sk_exec_t *x, slot_t *s)
 {
-    if (s->rs.ctx != NULL) {
+    if (s->rs.ctx != NULL && s->out.used) {
         mark_committed(x, s->rs.ctx);
         sk_ctx_dispatch_clear(s->rs.ctx);
     }
@@ -1325,7 +1423,7 @@ static void round_committed(sk_exec_t *x, slot_t *s)
                            (double)(wall_now_ms() - s->it.created_ms) / 1000.0);
     }
     if (s->out.ends) {
-        slot_free(x, s);
+        slot_drop(x, s);
     } else {
         batch_free(&s->out.b);
         memset(&s->out, 0, sizeof(s->out));
@@ -1337,7 +1435,7 @@ static void round_lost(sk_exec_t *x, slot_t *s)
     sk_log_warn("event=lease_lost run=%s item=%s epoch=%s batch=1", s->it.run_id, s->it.item_s,
                 s->it.epoch_s);
     sk_metrics_count(SK_MC_FENCE_REFUSALS);
-    slot_free(x, s);
+    slot_drop(x, s);
 }
 
 /* Whether item `id` is in a comma-separated list. */
@@ -1357,10 +1455,11 @@ static int in_list(const char *list, int64_t id)
 
 /*
  * One transaction for the writes of slots `in` (n of them, in item order):
- * batch_fence first (locks and extends every item's lease, or names the
- * lost ones), then each item's writes, then, when `claim` > 0, a claim of
- * up to that many items.  SK_OK; SK_AGAIN: leases were lost, those slots
- * are freed and nothing was written; SK_WCONN_REFUSED; SK_ERROR.
+ * batch_fence first (locks every item's row and checks its epoch, or names
+ * the lost ones), then each item's writes, then, when `claim` > 0, a claim
+ * of up to that many items.  SK_OK; SK_AGAIN: leases were lost, those slots
+ * are dropped (in[i] = NULL) and nothing was written; SK_WCONN_REFUSED;
+ * SK_ERROR.
  */
 static int round_txn(sk_exec_t *x, slot_t **in, int n, int claim, PGresult **claim_res, char *err,
                      size_t errlen)
@@ -1414,8 +1513,8 @@ static int round_txn(sk_exec_t *x, slot_t **in, int n, int claim, PGresult **cla
             }
         }
         if (!found) {
-            /* Lost, but not named (a fenced write of the items' own): any
-             * of them may be gone; their leases tell the next claimer. */
+            /* Lost, but not named (not batch_fence's refusal): any of them
+             * may be gone; their leases tell the next claimer. */
             for (int i = 0; i < n; i++) {
                 round_lost(x, in[i]);
                 in[i] = NULL;
@@ -1436,12 +1535,14 @@ done:
 }
 
 /*
- * Commit the round: every held slot with writes, in one transaction, and a
- * claim for the room the round made.  A lost lease leaves that item out and
- * the rest is sent again; a refusal (an error no retry would fix) sends each
- * item alone, to find whose it is.  SK_ERROR when the connection failed.
+ * Commit the round: what every held slot has pending, in one transaction,
+ * and a claim for the room the round made.  A lost lease leaves that item
+ * out and the rest is sent again; a refusal (an error no retry would fix)
+ * sends each item alone, to find whose it is.  SK_OK: the slots still held
+ * and alive had their writes committed; SK_ERROR: the connection failed
+ * (every item is dropped: the leases expire).
  */
-static int round_commit(sk_exec_t *x)
+static int round_commit(sk_exec_t *x, int may_claim, int all)
 {
     slot_t **in = x->round_in;
     PGresult *claimed = NULL;
@@ -1452,23 +1553,22 @@ static int round_commit(sk_exec_t *x)
         n = ending = writes = 0;
         for (int i = 0; i < x->batch; i++) {
             slot_t *s = &x->slots[i];
-            if (s->held && s->out.ends && !s->out.used) {
-                slot_free(x, s); /* dealt with, nothing to write */
+            if (!s->held || s->dead)
+                continue;
+            if (round_writes(s, all) != SK_OK) {
+                slot_drop(x, s); /* out of memory: its lease expires */
                 continue;
             }
-            /* Every item held is fenced: those with no writes this round
-             * (not entered: the round's time ran out) have their leases
-             * extended with the others'. */
-            if (s->held) {
-                writes += s->out.used;
-                in[n++] = s;
-                ending += s->out.ends;
-            }
+            /* Every item held is fenced, those with nothing to write too:
+             * their leases are checked and extended with the others'. */
+            writes += s->out.used;
+            ending += s->out.ends;
+            in[n++] = s;
         }
         if (n == 0 || writes == 0)
             return SK_OK;
         qsort(in, (size_t)n, sizeof(in[0]), cmp_slot_item);
-        claim = claim_room(x) + ending;
+        claim = may_claim ? claim_room(x) + ending : 0;
         if (claim > 0 && !ending && !x->more_ready)
             claim = 0; /* nothing left the batch and nothing more was ready */
         rc = round_txn(x, in, n, claim, &claimed, err, sizeof(err));
@@ -1492,7 +1592,10 @@ static int round_commit(sk_exec_t *x)
         /* Whose write was refused?  Each item alone finds out. */
         for (int i = 0; i < n; i++) {
             slot_t *one = in[i];
-            int r = round_txn(x, &one, 1, 0, &claimed, err, sizeof(err));
+            int r;
+            if (one == NULL || !one->held)
+                continue;
+            r = round_txn(x, &one, 1, 0, &claimed, err, sizeof(err));
             if (r == SK_OK) {
                 round_committed(x, one);
             } else if (r == SK_WCONN_REFUSED) {
@@ -1501,11 +1604,11 @@ static int round_commit(sk_exec_t *x)
                 memset(&one->out, 0, sizeof(one->out));
                 one->rs.defer = NULL;
                 fail_refused(&one->rs); /* its own transaction, at once */
-                slot_free(x, one);
+                slot_drop(x, one);
             } else if (r != SK_AGAIN) {
                 sk_log_error("event=write_failed run=%s item=%s error=\"%s\"", one->it.run_id,
                              one->it.item_s, err);
-                slot_free(x, one);
+                slot_drop(x, one);
             }
         }
         return sk_wconn_ready(x->conn) ? SK_OK : SK_ERROR;
@@ -1516,44 +1619,89 @@ static int round_commit(sk_exec_t *x)
      * expire; whoever claims next runs the steps again. */
     for (int i = 0; i < x->batch; i++) {
         if (x->slots[i].held)
-            slot_free(x, &x->slots[i]);
+            slot_drop(x, &x->slots[i]);
     }
-    return sk_wconn_ready(x->conn) ? SK_OK : SK_ERROR;
+    return SK_ERROR;
 }
 
-/* One round: the next step of each held run (round robin), then one
- * commit for all of them.  A round stops running bodies once
- * --batch-window has passed since it started: batching pays off where the
- * commit costs as much as the bodies; past that it would only hold results
- * back and widen what a crash makes run again (one body per worker when
- * bodies are slow, as without batching). */
+/* Enter the round's slots from k on; the last one entered (or the first
+ * that finds the round full) commits the round.  Called again, nested, by
+ * a slot that parks (park). */
+static void drive(sk_exec_t *x, int k)
+{
+    for (; k < x->round_n && !x->round_done; k++) {
+        slot_t *s = x->order[k];
+        if (k > 0 && x->round_body_us >= (int64_t)x->cfg->batch_window_ms * 1000)
+            break; /* the rest wait: what they have pending commits now */
+        if (!s->held || s->dead || s->out.ends)
+            continue; /* (ended, waiting for a commit) */
+        s->round_k = k;
+        s->entered = 1;
+        x->round_entered++;
+        round_enter(x, s);
+    }
+    if (!x->round_done) {
+        x->round_done = 1;
+        x->round_rc = round_commit(x, 1, 0);
+    }
+}
+
+/*
+ * One round: enter the held runs in turn (round robin); each runs its next
+ * body at once when nothing of its run is pending, else parks until the
+ * round's commit.  A round stops entering runs once its bodies took
+ * --batch-window; the runs left out have what they have pending committed
+ * with the others.
+ */
 static int round_run(sk_exec_t *x)
 {
-    int64_t t0 = sk_shm_now_ms();
-    int entered = 0, i;
+    int n = 0;
 
-    for (i = 0; i < x->batch; i++) {
+    for (int i = 0; i < x->batch; i++) {
         slot_t *s = &x->slots[(x->rr + i) % x->batch];
-        if (!s->held)
-            continue;
-        if (entered > 0 && sk_shm_now_ms() - t0 >= x->cfg->batch_window_ms)
-            break;
-        /* (The per-step hook of another helper belongs in before_body,
-         * which every body passes in either mode.) */
-        round_enter(x, s);
-        entered++;
+        if (s->held) {
+            s->entered = 0;
+            x->order[n++] = s;
+        }
     }
-    x->rr = (x->rr + i) % x->batch;
-    i = round_commit(x);
+    x->round_n = n;
+    x->round_done = 0;
+    x->round_rc = SK_OK;
+    x->round_body_us = 0;
+    x->round_entered = 0;
+    drive(x, 0);
     hold_item(x, NULL);
-    return i;
+    x->rr = (x->rr + (x->round_entered > 0 ? x->round_entered : 1)) % x->batch;
+    /* Bodies grew slow: hand back what the window has no room for (fresh
+     * items first), for idle workers to take. */
+    for (int i = x->batch - 1; i >= 0 && x->nheld > x->round_max; i--) {
+        slot_t *s = &x->slots[i];
+        if (!s->held || s->started)
+            continue;
+        s->rs.defer = NULL;
+        if (sk_wconn_ready(x->conn))
+            (void)release(&s->rs, 0, -1, 0);
+        slot_free(x, s);
+    }
+    for (int i = x->batch - 1; i >= 0 && x->nheld > x->round_max; i--) {
+        slot_t *s = &x->slots[i];
+        if (!s->held || s->out.used)
+            continue;
+        s->rs.defer = NULL;
+        if (sk_wconn_ready(x->conn))
+            (void)release(&s->rs, 0, -1, 0);
+        slot_free(x, s);
+    }
+    return x->round_rc == SK_ERROR && !sk_wconn_ready(x->conn) ? SK_ERROR : SK_OK;
 }
 
-/* Stopping: hand back what is held, visible at once (fenced; not a
- * takeover for the next worker).  Nothing of theirs is pending. */
+/* Stopping: commit what is pending, then hand back what is held, visible
+ * at once (fenced; not a takeover for the next worker). */
 static void hand_back_all(sk_exec_t *x)
 {
     take_incoming(x);
+    if (x->nheld > 0 && sk_wconn_ready(x->conn))
+        (void)round_commit(x, 0, 1);
     for (int i = 0; i < x->batch; i++) {
         slot_t *s = &x->slots[i];
         if (!s->held)
@@ -1614,8 +1762,8 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
         *worked = 1;
         x->found_none = 0;
         if (x->nheld == 1 && x->nincoming == 0) {
-            /* One item: alone, as without batching (no round's extra
-             * commit between its last step and its end). */
+            /* One item: alone, exactly as without batching (the light-load
+             * path: a claim that found one item ready). */
             slot_t *s = NULL;
             for (int i = 0; i < x->batch && s == NULL; i++)
                 s = x->slots[i].held ? &x->slots[i] : NULL;
@@ -1772,7 +1920,11 @@ sk_exec_t *sk_exec_new(sk_wconn_t *conn, const sk_config_t *cfg, const sk_regist
     x->slots = calloc((size_t)x->batch, sizeof(*x->slots));
     x->incoming = calloc((size_t)x->batch, sizeof(*x->incoming));
     x->round_in = calloc((size_t)x->batch, sizeof(*x->round_in));
-    if (x->slots == NULL || x->incoming == NULL || x->round_in == NULL) {
+    x->order = calloc((size_t)x->batch, sizeof(*x->order));
+    /* Until a body was timed, a new worker takes one item at a time. */
+    x->body_avg_us = -1;
+    set_round_max(x);
+    if (x->slots == NULL || x->incoming == NULL || x->round_in == NULL || x->order == NULL) {
         sk_exec_free(x);
         return NULL;
     }
@@ -1794,5 +1946,6 @@ void sk_exec_free(sk_exec_t *x)
     free(x->slots);
     free(x->incoming);
     free(x->round_in);
+    free(x->order);
     free(x);
 }

@@ -157,13 +157,13 @@ static const opt_t options[] = {
      .env = "STEPKIT_BATCH",
      .type = OPT_INT,
      FIELD(batch),
-     .def = "8",
+     .def = "1",
      .min = 1,
      .max = 64,
      .metavar = "N",
-     .help = "Most work items a worker claims at once when they are ready together; it runs "
-             "the next step of each and commits their results in one transaction. 1 disables "
-             "batching (one item, one commit per step)."},
+     .help = "Most work items a worker holds at once when they are ready together (8 is a good "
+             "value for short steps); it runs the next step of each and commits their results in "
+             "one transaction. 1: one item at a time, one commit per step."},
     {.flag = "batch-window",
      .env = "STEPKIT_BATCH_WINDOW_MS",
      .type = OPT_INT,
@@ -172,9 +172,10 @@ static const opt_t options[] = {
      .min = 0,
      .max = 60000,
      .metavar = "MS",
-     .help = "With --batch above 1: a worker stops running its batch's next steps once this "
-             "long has passed since the first, and commits. Batching pays where the commit costs "
-             "as much as the steps; slow steps commit one by one, as without batching."},
+     .help = "With --batch above 1: the step time one commit may cover. A worker holds as many "
+             "items as steps of their mean time fit in it (one when steps are slow: no batching "
+             "where a commit costs little next to the steps) and commits at the latest once its "
+             "steps took this long. 0 disables batching."},
     {.flag = "step-timeout",
      .env = "STEPKIT_STEP_TIMEOUT_MS",
      .type = OPT_INT,

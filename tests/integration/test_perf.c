@@ -75,14 +75,12 @@ Test(perf, foreign_backlog_does_not_starve, ITEST_FIXTURES)
 }
 
 /* One worker serving many workflows takes the oldest ready item first,
- * whichever workflow it belongs to.  (Without batching, so that the order
- * the runs end in is the order they were claimed in: a batch takes all
- * five at once and runs their steps side by side.) */
+ * whichever workflow it belongs to. */
 Test(perf, claim_takes_the_oldest_across_workflows, ITEST_FIXTURES)
 {
     static const char *const wfs[] = {"chain3", "two-steps", "chain5", "chain3", "two-steps"};
     char ids[5][SK_UUID_LEN];
-    itest_master_opts_t o = {.workers = 1, .extra = {"--batch", "1"}};
+    itest_master_opts_t o = {.workers = 1};
     PGresult *r;
 
     /* Registered by a first master, started while none runs. */

@@ -1492,6 +1492,8 @@ static int round_txn(sk_exec_t *x, slot_t **in, int n, int claim, PGresult **cla
         goto done;
     cmds[at++] = fb.cmds[0];
     for (int i = 0; i < n; i++) {
+        if (in[i]->out.b.n == 0)
+            continue; /* fenced only */
         memcpy(&cmds[at], in[i]->out.b.cmds, (size_t)in[i]->out.b.n * sizeof(*cmds));
         at += in[i]->out.b.n;
     }

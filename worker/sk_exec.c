@@ -20,7 +20,6 @@
 
 #define NUM_LEN 24
 
-
 struct sk_exec {
     sk_wconn_t *conn;
     const sk_config_t *cfg;
@@ -41,7 +40,7 @@ struct sk_exec {
     int batch;           /* most items held at once (--batch) */
     struct slot *slots;  /* batch entries; fixed: run states point into them */
     int nheld;
-    struct item *incoming; /* claimed, not yet in a slot */
+    struct item *incoming;  /* claimed, not yet in a slot */
     struct slot **round_in; /* the slots a round commits, in item order */
     int nincoming;
     int more_ready; /* the last claim saw more ready than it took */
@@ -105,10 +104,10 @@ typedef struct {
     sk_exec_t *x;
     item_t *it;
     sk_ctx_t *ctx;
-    defer_t *defer; /* batch mode: writes go here, committed by the round */
+    defer_t *defer;    /* batch mode: writes go here, committed by the round */
     struct slot *slot; /* batch mode: the slot holding this run */
-    int lost;       /* lease lost or connection gone: stop touching this item */
-    int timeout_ms; /* the running body's step timeout */
+    int lost;          /* lease lost or connection gone: stop touching this item */
+    int timeout_ms;    /* the running body's step timeout */
 } run_state_t;
 
 /* One item a worker holds, in batch mode between rounds. */
@@ -213,8 +212,9 @@ static int parse_claim(sk_exec_t *x, PGresult *res, int64_t *next_due_ms)
         PQclear(res);
         return 0;
     }
-    *next_due_ms =
-        PQgetisnull(res, rows - 1, SK_CLAIM_NEXT_MS) ? -1 : get_i64(res, rows - 1, SK_CLAIM_NEXT_MS);
+    *next_due_ms = PQgetisnull(res, rows - 1, SK_CLAIM_NEXT_MS)
+                       ? -1
+                       : get_i64(res, rows - 1, SK_CLAIM_NEXT_MS);
     if (PQgetisnull(res, 0, SK_CLAIM_ITEM) || (cr = calloc(1, sizeof(*cr))) == NULL) {
         PQclear(res);
         return 0;
@@ -1387,10 +1387,11 @@ static int cmp_slot_item(const void *a, const void *b)
 
 /* A slot's writes for the round: those that end its hold (s->out), else
  * what its run has pending (results of bodies, group dispatches) when it
- * is parked, was not entered in this round, or when `all`.  A result left by a body that ran at once in
- * this round waits for the run's next entry in the next round: it commits
- * there with whatever follows from it (the end of the run, the hand-back),
- * one transaction per step as without batching. */
+ * is parked, was not entered in this round, or when `all`.  A result left
+ * by a body that ran at once in this round waits for the run's next entry
+ * in the next round: it commits there with whatever follows from it (the
+ * end of the run, the hand-back), one transaction per step as without
+ * batching. */
 static int round_writes(slot_t *s, int all)
 {
     sk_ctx_t *ctx = s->rs.ctx;

@@ -164,8 +164,7 @@ static int collect(sk_wconn_t *c, int n, PGresult **res, int64_t deadline, int *
                 const char *d = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
                 *lease_lost = 1;
                 snprintf(c->lost, sizeof(c->lost), "%s", d ? d : "");
-            }
-            else if (!failed) {
+            } else if (!failed) {
                 const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
                 if (m == NULL)
                     m = PQresultErrorMessage(r);
@@ -340,8 +339,8 @@ static int setup(sk_wconn_t *c)
         if (!PQsendPrepare(c->pg, sk_stmts[i].name, sk_stmts[i].sql, 0, NULL))
             goto done;
     }
-    for (int i = 0; i < sk_stmts_batch_count && sk_schema_version_known() >= SK_BATCH_SCHEMA_VERSION;
-         i++) {
+    for (int i = 0;
+         i < sk_stmts_batch_count && sk_schema_version_known() >= SK_BATCH_SCHEMA_VERSION; i++) {
         if (!PQsendPrepare(c->pg, sk_stmts_batch[i].name, sk_stmts_batch[i].sql, 0, NULL))
             goto done;
     }

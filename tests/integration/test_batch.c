@@ -40,8 +40,8 @@ static void migrated_schema(void)
  * sleeps 1500 ms) are queued before the only worker starts.  A new worker
  * takes one item at a time until it has timed a body (the warm-up run);
  * then it claims the five others at once and its first round runs the
- * first step of each (the window is long: the round does not stop early).  While the slow body sleeps, the first chain
- * run's item is taken away (its epoch moves on, as a takeover does).  The
+ * first step of each (the window is long: the round does not stop early).  While the slow body
+ * sleeps, the first chain run's item is taken away (its epoch moves on, as a takeover does).  The
  * next round enters every run again: the chains park before their second
  * step, the slow run ends; its commit must leave the lost item out and
  * commit the other four results (and the slow run's end) together.  The
@@ -52,8 +52,8 @@ Test(batch, lost_lease_of_one_item_does_not_undo_the_others, ITEST_FIXTURES)
 {
     itest_master_opts_t opts = {
         .workers = 1, .lease_ms = 2000, .extra = {"--batch", "8", "--batch-window", "10000"}};
-    char warm[SK_UUID_LEN], chains[CHAINS][SK_UUID_LEN], slow[SK_UUID_LEN], needle[160],
-        key_s1[41], key_slow[41];
+    char warm[SK_UUID_LEN], chains[CHAINS][SK_UUID_LEN], slow[SK_UUID_LEN], needle[160], key_s1[41],
+        key_slow[41];
     itest_master_t *m;
     long ended;
 
@@ -73,9 +73,9 @@ Test(batch, lost_lease_of_one_item_does_not_undo_the_others, ITEST_FIXTURES)
         cr_assert_eq(itest_count(itest.counts, chains[i], "s1"), 1, "chain %d's s1 not run yet", i);
     cr_assert_eq(itest_long("SELECT count(*) FROM ops WHERE run_id <> $1::uuid", warm), 0,
                  "a result committed before the round");
-    cr_assert_eq(itest_long("SELECT count(*) FROM exec_queue WHERE run_id = $1::uuid AND leased",
-                            chains[0]),
-                 1);
+    cr_assert_eq(
+        itest_long("SELECT count(*) FROM exec_queue WHERE run_id = $1::uuid AND leased", chains[0]),
+        1);
     cr_assert_eq(itest_long("WITH u AS (UPDATE exec_queue SET epoch = epoch + 1"
                             "            WHERE op_key IS NULL AND run_id = $1::uuid RETURNING 1)"
                             " SELECT count(*) FROM u",

@@ -154,6 +154,29 @@ static const opt_t options[] = {
      .max = 86400000,
      .metavar = "MS",
      .help = "How long a claim holds a work item before another worker may take it over."},
+    {.flag = "batch",
+     .env = "STEPKIT_BATCH",
+     .type = OPT_INT,
+     FIELD(batch),
+     .def = "1",
+     .min = 1,
+     .max = 64,
+     .metavar = "N",
+     .help = "Most work items a worker holds at once when they are ready together (8 is a good "
+             "value for short steps); it runs the next step of each and commits their results in "
+             "one transaction. 1: one item at a time, one commit per step."},
+    {.flag = "batch-window",
+     .env = "STEPKIT_BATCH_WINDOW_MS",
+     .type = OPT_INT,
+     FIELD(batch_window_ms),
+     .def = "5",
+     .min = 0,
+     .max = 60000,
+     .metavar = "MS",
+     .help = "With --batch above 1: the step time one commit may cover. A worker holds as many "
+             "items as steps of their mean time fit in it (one when steps are slow: no batching "
+             "where a commit costs little next to the steps) and commits at the latest once its "
+             "steps took this long. 0 disables batching."},
     {.flag = "step-timeout",
      .env = "STEPKIT_STEP_TIMEOUT_MS",
      .type = OPT_INT,

@@ -33,6 +33,8 @@ typedef struct {
     int poll_interval_ms;          /* idle poll, doubles to poll_max_ms */
     int poll_max_ms;
     int lease_ms;            /* how long a claim holds an item */
+    int batch;               /* most items a worker claims and commits together (1: none) */
+    int batch_window_ms;     /* a batch round runs steps this long at most, then commits */
     int step_timeout_ms;     /* a body showing no progress this long gets its worker killed */
     int shutdown_timeout_ms; /* drain grace before SIGKILL */
     int restart_base_ms;     /* worker respawn backoff */

@@ -14,6 +14,7 @@
 #include "sk_json.h"
 #include "sk_log.h"
 #include "sk_metrics.h"
+#include "sk_migrate.h"
 #include "sk_renew.h"
 #include "sk_stmts.h"
 #include "stepkit.h"
@@ -37,11 +38,36 @@ struct sk_exec {
     void *more_arg;
     int found_none;      /* the last run's end claimed and found nothing... */
     int64_t next_due_ms; /* ...and this was its next-due answer */
+    int batch;           /* most items held at once (--batch) */
+    struct slot *slots;  /* batch entries; fixed: run states point into them */
+    int nheld;
+    struct item *incoming;  /* claimed, not yet in a slot */
+    struct slot **round_in; /* the slots a round commits, in item order */
+    int nincoming;
+    int more_ready; /* the last claim saw more ready than it took */
+    int rr;         /* round robin: the slot a round starts with */
+    /* the current round (batch mode) */
+    struct slot **order; /* held slots, from rr on */
+    int round_n;         /* how many are in order */
+    int round_max;       /* most runs held: --batch-window over the bodies' mean time */
+    int round_entered;   /* runs entered in the round */
+    int round_done;      /* the round's transaction ran... */
+    int round_rc;        /* ...with this outcome */
+    int64_t body_t0_us, round_body_us; /* time in bodies during the round */
+    int64_t body_avg_us;               /* moving mean of a body's time (-1: none yet) */
 };
 
-/* A claimed item with its run; pointers into `res`, which it owns. */
+/* A claim's result, shared by the items it returned. */
 typedef struct {
     PGresult *res;
+    int refs;
+} claim_res_t;
+
+/* A claimed item with its run; pointers into its rows of cr->res (row0,
+ * nrows), which it holds a reference to. */
+typedef struct item {
+    claim_res_t *cr;
+    int row0, nrows;
     int64_t item_id;
     int32_t epoch;
     char item_s[NUM_LEN], epoch_s[NUM_LEN];
@@ -67,14 +93,38 @@ typedef struct {
 
 typedef enum { FENCE_EXTEND, FENCE_RELEASE, FENCE_DELETE } fence_mode_t;
 
+/* An item's writes held for its batch's transaction (batch mode) instead
+ * of committed at once, and what to count once they are. */
+typedef struct {
+    batch_t b;
+    int used;               /* b holds this item's writes */
+    int ends;               /* its writes end its hold on the item */
+    const char *end_status; /* "completed" / "failed": they end the run */
+} defer_t;
+
 typedef struct {
     sk_exec_t *x;
     item_t *it;
     sk_ctx_t *ctx;
+    defer_t *defer;       /* batch mode: writes go here, committed by the round */
+    struct slot *slot;    /* batch mode: the slot holding this run */
     int lost;             /* lease lost or connection gone: stop touching this item */
     int timeout_ms;       /* the running body's step timeout */
     int64_t rate_wait_ms; /* no token of the step rate: hand back for this long */
 } run_state_t;
+
+/* One item a worker holds, in batch mode between rounds. */
+typedef struct slot {
+    item_t it;
+    run_state_t rs;
+    defer_t out;
+    int held;    /* the slot holds an item */
+    int started; /* its context is built (item_begin ran) */
+    int active;  /* its handler is on the stack (entered, maybe parked in before_body) */
+    int dead;    /* its lease is lost or its writes failed: freed once not active */
+    int round_k; /* its place in the current round */
+    int entered; /* entered in the current round */
+} slot_t;
 
 static int64_t wall_now_ms(void)
 {
@@ -107,52 +157,94 @@ static const char *get_str(const PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
 }
 
-/* Parse sk_claim's result.  SK_OK: an item (it->res takes `res`); SK_AGAIN:
- * nothing claimed (res cleared). */
-static int parse_claim(PGresult *res, item_t *it, int64_t *next_due_ms)
+static void item_drop(item_t *it)
 {
+    if (it->cr != NULL && --it->cr->refs == 0) {
+        PQclear(it->cr->res);
+        free(it->cr);
+    }
+    it->cr = NULL;
+}
+
+/* One item from rows row0 .. row0 + nrows - 1 of a claim's result. */
+static void item_parse(item_t *it, claim_res_t *cr, int row0, int nrows)
+{
+    const PGresult *res = cr->res;
+
     memset(it, 0, sizeof(*it));
-    /* (SK_CLAIM_STEP_RATE is missing from the claim of a binary that knows
-     * a schema before 013: see sk_stmt_sql) */
-    if (PQntuples(res) == 0 || PQnfields(res) < SK_CLAIM_STEP_RATE) {
-        PQclear(res);
-        return SK_AGAIN;
-    }
-    if (next_due_ms != NULL)
-        *next_due_ms =
-            PQgetisnull(res, 0, SK_CLAIM_NEXT_MS) ? -1 : get_i64(res, 0, SK_CLAIM_NEXT_MS);
-    if (PQgetisnull(res, 0, SK_CLAIM_ITEM)) {
-        PQclear(res);
-        return SK_AGAIN;
-    }
-    it->res = res;
-    it->item_id = get_i64(res, 0, SK_CLAIM_ITEM);
-    it->epoch = get_i32(res, 0, SK_CLAIM_EPOCH);
+    it->cr = cr;
+    cr->refs++;
+    it->row0 = row0;
+    it->nrows = nrows;
+    it->item_id = get_i64(res, row0, SK_CLAIM_ITEM);
+    it->epoch = get_i32(res, row0, SK_CLAIM_EPOCH);
     snprintf(it->item_s, sizeof(it->item_s), "%lld", (long long)it->item_id);
     snprintf(it->epoch_s, sizeof(it->epoch_s), "%d", it->epoch);
-    it->run_id = get_str(res, 0, SK_CLAIM_RUN);
-    it->target = get_str(res, 0, SK_CLAIM_TARGET);
-    snprintf(it->wake_s, sizeof(it->wake_s), "%d", get_i32(res, 0, SK_CLAIM_WAKE));
-    it->takeovers = get_i32(res, 0, SK_CLAIM_TAKEOVERS);
+    it->run_id = get_str(res, row0, SK_CLAIM_RUN);
+    it->target = get_str(res, row0, SK_CLAIM_TARGET);
+    snprintf(it->wake_s, sizeof(it->wake_s), "%d", get_i32(res, row0, SK_CLAIM_WAKE));
+    it->takeovers = get_i32(res, row0, SK_CLAIM_TAKEOVERS);
+    /* (SK_CLAIM_STEP_RATE is missing from the claim of a binary that knows
+     * a schema before 013: see sk_stmt_sql) */
     it->step_rate = PQnfields(res) > SK_CLAIM_STEP_RATE &&
-                    !PQgetisnull(res, 0, SK_CLAIM_STEP_RATE) &&
-                    PQgetvalue(res, 0, SK_CLAIM_STEP_RATE)[0] != 0;
-    it->workflow = get_str(res, 0, SK_CLAIM_WORKFLOW);
-    it->event_id = get_str(res, 0, SK_CLAIM_EVENT);
-    it->ttype = get_str(res, 0, SK_CLAIM_TTYPE);
-    it->tname = get_str(res, 0, SK_CLAIM_TNAME);
-    it->status = get_str(res, 0, SK_CLAIM_STATUS);
+                    !PQgetisnull(res, row0, SK_CLAIM_STEP_RATE) &&
+                    PQgetvalue(res, row0, SK_CLAIM_STEP_RATE)[0] != 0;
+    it->workflow = get_str(res, row0, SK_CLAIM_WORKFLOW);
+    it->event_id = get_str(res, row0, SK_CLAIM_EVENT);
+    it->ttype = get_str(res, row0, SK_CLAIM_TTYPE);
+    it->tname = get_str(res, row0, SK_CLAIM_TNAME);
+    it->status = get_str(res, row0, SK_CLAIM_STATUS);
     if (it->status != NULL) {
-        it->data = PQgetvalue(res, 0, SK_CLAIM_DATA);
-        it->data_len = (size_t)PQgetlength(res, 0, SK_CLAIM_DATA);
-        it->attempt = get_i32(res, 0, SK_CLAIM_ATTEMPT);
-        it->attempt_ops = get_i32(res, 0, SK_CLAIM_ATTEMPT_OPS);
-        it->created_ms = get_i64(res, 0, SK_CLAIM_CREATED_MS);
+        it->data = PQgetvalue(res, row0, SK_CLAIM_DATA);
+        it->data_len = (size_t)PQgetlength(res, row0, SK_CLAIM_DATA);
+        it->attempt = get_i32(res, row0, SK_CLAIM_ATTEMPT);
+        it->attempt_ops = get_i32(res, row0, SK_CLAIM_ATTEMPT_OPS);
+        it->created_ms = get_i64(res, row0, SK_CLAIM_CREATED_MS);
     }
     sk_metrics_count(SK_MC_CLAIMS);
     if (it->takeovers > 0)
         sk_metrics_count(SK_MC_LEASE_TAKEOVERS);
-    return SK_OK;
+}
+
+/* Parse sk_claim's or sk_claim_batch's result (takes `res`) into
+ * x->incoming: each item's rows are consecutive.  The number of items;
+ * *next_due_ms: with none, ms until the earliest is visible (-1: none);
+ * with some, 0 when the last claim saw another ready. */
+static int parse_claim(sk_exec_t *x, PGresult *res, int64_t *next_due_ms)
+{
+    claim_res_t *cr;
+    int rows = PQntuples(res), n = 0, row0 = 0;
+
+    *next_due_ms = -1;
+    if (rows == 0 || PQnfields(res) < SK_CLAIM_STEP_RATE) {
+        PQclear(res);
+        return 0;
+    }
+    *next_due_ms = PQgetisnull(res, rows - 1, SK_CLAIM_NEXT_MS)
+                       ? -1
+                       : get_i64(res, rows - 1, SK_CLAIM_NEXT_MS);
+    if (PQgetisnull(res, 0, SK_CLAIM_ITEM) || (cr = calloc(1, sizeof(*cr))) == NULL) {
+        PQclear(res);
+        return 0;
+    }
+    cr->res = res;
+    cr->refs = 1;
+    for (int row = 1; row <= rows; row++) {
+        if (row < rows && !PQgetisnull(res, row, SK_CLAIM_ITEM) &&
+            get_i64(res, row, SK_CLAIM_ITEM) == get_i64(res, row0, SK_CLAIM_ITEM))
+            continue;
+        if (x->nincoming < x->batch) {
+            item_parse(&x->incoming[x->nincoming++], cr, row0, row - row0);
+            n++;
+        }
+        /* (more than asked cannot come: the claim took at most that many) */
+        if (row < rows && PQgetisnull(res, row, SK_CLAIM_ITEM))
+            break;
+        row0 = row;
+    }
+    x->more_ready = *next_due_ms == 0;
+    item_drop(&(item_t){.cr = cr});
+    return n;
 }
 
 /* ---- batches ------------------------------------------------------------------- */
@@ -363,17 +455,28 @@ static int count_pending(sk_ctx_t *ctx)
     return n;
 }
 
-static int add_claim(sk_exec_t *x, batch_t *b)
+/* Claim up to `max` items (what is ready now; one without batching). */
+static int add_claim(sk_exec_t *x, batch_t *b, int max)
 {
-    sk_cmd_t *k = batch_add(b, "sk_claim");
+    sk_cmd_t *k = batch_add(b, x->batch > 1 ? "sk_claim_batch" : "sk_claim");
 
     if (k == NULL)
         return SK_ERROR;
     param(k, x->lease, 0, 0);
     param(k, x->worker_name, 0, 0);
     param(k, x->workflows, 0, 0);
+    if (x->batch > 1)
+        param(k, num(b, 0, max), 0, 0);
     k->binary_result = 1;
     return SK_OK;
+}
+
+/* Room for items a claim may take now. */
+static int claim_room(const sk_exec_t *x)
+{
+    int room = x->round_max - x->nheld - x->nincoming;
+
+    return room > 0 ? room : 0;
 }
 
 /* The database refused a write with an error that every retry would meet
@@ -445,6 +548,26 @@ static int64_t step_timeout(const run_state_t *rs, int timeout_ms)
 
 /* Around each body: the op in flight and its deadline in the slot (the
  * master kills a worker whose body passes it), and the lease renewal. */
+/* Hold as many runs as the window has room for bodies of the mean time:
+ * with slow bodies one, and a worker runs as without batching (each result
+ * committed before the next body, the last with the run's end); with
+ * bodies short against a commit, up to --batch. */
+static void set_round_max(sk_exec_t *x)
+{
+    int64_t w = (int64_t)x->cfg->batch_window_ms * 1000;
+    int64_t m = x->body_avg_us < 0 ? 1 : w / (x->body_avg_us > 0 ? x->body_avg_us : 1);
+
+    x->round_max = m < 1 ? 1 : m > x->batch ? x->batch : (int)m;
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void body_hook(void *arg, const char *key, const char *step_id, int timeout_ms)
 {
     run_state_t *rs = arg;
@@ -452,6 +575,10 @@ static void body_hook(void *arg, const char *key, const char *step_id, int timeo
     int64_t deadline;
 
     if (key == NULL) {
+        int64_t d = mono_us() - x->body_t0_us;
+        x->round_body_us += d;
+        x->body_avg_us = x->body_avg_us < 0 ? d : x->body_avg_us + (d - x->body_avg_us) / 8;
+        set_round_max(x);
         atomic_store_explicit(&x->slot->deadline_ms, 0, memory_order_release);
         sk_renew_end(x->renew);
         x->held.op_key[0] = x->held.step_id[0] = '\0';
@@ -459,6 +586,9 @@ static void body_hook(void *arg, const char *key, const char *step_id, int timeo
         sk_shm_slot_set_held(x->slot, &x->held);
         return;
     }
+    x->body_t0_us = mono_us();
+    if (rs->defer != NULL)
+        hold_item(x, rs->it); /* a batch: the slot shows the item whose body runs */
     rs->timeout_ms = (int)step_timeout(rs, timeout_ms);
     snprintf(x->held.op_key, sizeof(x->held.op_key), "%s", key);
     snprintf(x->held.step_id, sizeof(x->held.step_id), "%s", step_id ? step_id : "");
@@ -535,6 +665,34 @@ done:
 
 /* Before a new body: commit what is pending (one commit per step), or
  * yield when the worker is stopping. */
+static void drive(sk_exec_t *x, int k);
+
+/* Batch mode: what this run has pending commits with the round's other
+ * runs before its body runs.  The handler stays suspended here (parked)
+ * while the round enters the next runs (drive, nested on this stack); the
+ * last of them commits everything in one transaction, then the parked
+ * bodies run, the innermost first.  Each entry still runs at most one new
+ * body after its previous result committed, as without batching. */
+static int park(run_state_t *rs)
+{
+    sk_exec_t *x = rs->x;
+    slot_t *s = rs->slot;
+
+    if (x->round_done) {
+        /* One new body per entry, and every entry of a round comes before
+         * its commit: a second call would be a bug of ours. */
+        sk_log_error("event=batch_order run=%s item=%s", rs->it->run_id, rs->it->item_s);
+        rs->lost = 1;
+        return SK_ERROR;
+    }
+    drive(x, s->round_k + 1);
+    if (s->dead || x->round_rc != SK_OK) {
+        rs->lost = 1;
+        return SK_ERROR;
+    }
+    return SK_OK;
+}
+
 static int before_body(sk_ctx_t *ctx, void *arg)
 {
     run_state_t *rs = arg;
@@ -546,6 +704,8 @@ static int before_body(sk_ctx_t *ctx, void *arg)
         return SK_AGAIN;
     if (count_pending(ctx) == 0 && sk_ctx_dispatch_count(ctx) == 0)
         return SK_OK;
+    if (rs->defer != NULL)
+        return park(rs);
     one = count_pending(ctx) == 1 && sk_ctx_dispatch_count(ctx) == 0 ? first_pending(ctx) : NULL;
     if (one != NULL && one->intent == SK_INTENT_NONE &&
         (one->status == SK_OP_OK || one->status == SK_OP_ERROR)) {
@@ -606,78 +766,131 @@ static int before_body_rated(sk_ctx_t *ctx, void *arg)
     return SK_ERROR;
 }
 
+/* Where an item's writes go: its defer_t in batch mode (committed by the
+ * round), else `local`, run at once.  out_end cleans up either way. */
+static batch_t *out_begin(run_state_t *rs, batch_t *local, int cap)
+{
+    batch_t *b = rs->defer != NULL ? &rs->defer->b : local;
+
+    if (rs->defer != NULL && rs->defer->used)
+        return NULL; /* one set of writes per item and round */
+    if (batch_init(b, cap) != SK_OK) {
+        batch_free(b);
+        return NULL;
+    }
+    if (rs->defer != NULL)
+        rs->defer->used = 1;
+    return b;
+}
+
+static void out_end(run_state_t *rs, batch_t *b, int rc)
+{
+    if (rs->defer == NULL || rc != SK_OK) {
+        batch_free(b);
+        if (rs->defer != NULL)
+            memset(rs->defer, 0, sizeof(*rs->defer));
+    }
+}
+
+/* A copy of `len` bytes the batch owns (a deferred write outlives the
+ * caller's buffer). */
+static const char *batch_copy(batch_t *b, const char *data, size_t len)
+{
+    msgpack_sbuffer *sb;
+
+    if (data == NULL)
+        return NULL;
+    sb = batch_buffer(b);
+    if (sb == NULL || msgpack_sbuffer_write(sb, data, len) != 0)
+        return NULL;
+    return sb->data;
+}
+
 /* Hand the item back (visible again after delay_ms; < 0: when woken),
  * committing pending ops and group dispatches and, when attempt >= 0, the
  * handler's attempt counters. */
 static int release(run_state_t *rs, int64_t delay_ms, int attempt, int attempt_ops)
 {
-    batch_t b;
+    batch_t local, *b;
     int rc = SK_ERROR;
     int pending = rs->ctx ? count_pending(rs->ctx) : 0;
     size_t nd = rs->ctx ? sk_ctx_dispatch_count(rs->ctx) : 0;
 
-    if (batch_init(&b, 2 * pending + (int)nd + 4) != SK_OK)
+    if ((b = out_begin(rs, &local, 2 * pending + (int)nd + 4)) == NULL)
         return SK_ERROR;
-    if (pending == 0 && nd == 0 && attempt < 0 && batch_add(&b, "sk_lease_only") == NULL)
+    /* (Not in a batch: the others' step results commit with it.) */
+    if (rs->defer == NULL && pending == 0 && nd == 0 && attempt < 0 &&
+        batch_add(b, "sk_lease_only") == NULL)
         goto done;
-    if (add_fence(&b, rs->it, FENCE_RELEASE, delay_ms) != SK_OK ||
-        (rs->ctx && add_pending_ops(&b, rs->it, rs->ctx) != SK_OK))
+    if (add_fence(b, rs->it, FENCE_RELEASE, delay_ms) != SK_OK ||
+        (rs->ctx && add_pending_ops(b, rs->it, rs->ctx) != SK_OK))
         goto done;
-    if (rs->ctx && add_dispatches(&b, rs->it, rs->ctx) != SK_OK)
+    if (rs->ctx && add_dispatches(b, rs->it, rs->ctx) != SK_OK)
         goto done;
     if (attempt >= 0) {
-        sk_cmd_t *k = batch_add(&b, "sk_run_attempt");
+        sk_cmd_t *k = batch_add(b, "sk_run_attempt");
         if (k == NULL)
             goto done;
         param(k, rs->it->run_id, 0, 0);
-        param(k, num(&b, 0, attempt), 0, 0);
-        param(k, num(&b, 1, attempt_ops), 0, 0);
+        param(k, num(b, 0, attempt), 0, 0);
+        param(k, num(b, 1, attempt_ops), 0, 0);
     }
-    rc = run_batch(rs->x, &b, rs->it, NULL);
+    if (rs->defer != NULL) {
+        rs->defer->ends = 1;
+        rc = SK_OK;
+        goto done;
+    }
+    rc = run_batch(rs->x, b, rs->it, NULL);
     if (rc == SK_OK && rs->ctx)
         mark_committed(rs->x, rs->ctx);
 done:
-    batch_free(&b);
+    out_end(rs, b, rc);
     return rc;
 }
 
+static int parse_claim(sk_exec_t *x, PGresult *res, int64_t *next_due_ms);
+
 /*
  * End the run (status "completed" with output, or "failed" with error),
- * with its pending ops, removing the item; the same transaction claims the
- * next item.  *next gets it (SK_OK) or not.
+ * with its pending ops, removing the item (status NULL: only remove the
+ * item).  Run at once, the same transaction claims what is ready next
+ * (into x->incoming); in batch mode the round claims.
  */
 static int finish(run_state_t *rs, const char *status, const char *output, size_t output_len,
-                  const char *error, size_t error_len, item_t *next, int *have_next)
+                  const char *error, size_t error_len)
 {
     sk_exec_t *x = rs->x;
-    batch_t b;
+    batch_t local, *b;
     sk_cmd_t *k;
     PGresult **res = NULL;
     int rc = SK_ERROR, claim_at = -1;
     int pending = rs->ctx ? count_pending(rs->ctx) : 0;
 
-    *have_next = 0;
-    if (batch_init(&b, 2 * pending + 5) != SK_OK)
+    if ((b = out_begin(rs, &local, 2 * pending + 7)) == NULL)
         return SK_ERROR;
     /* A group member ending its run locks the run's item first, as every
      * writer touching both items does (see target_done): no deadlock.  A
      * member's item that finds its op already final (a reclaim recorded
      * the last attempt's death) wakes the run too: nothing else would. */
     if (rs->it->target != NULL) {
-        if ((k = batch_add(&b, "sk_wake")) == NULL)
+        if ((k = batch_add(b, "sk_wake")) == NULL)
             goto done;
         param(k, rs->it->run_id, 0, 0);
     }
     if (status == NULL) {
-        if (add_fence(&b, rs->it, FENCE_DELETE, 0) != SK_OK)
+        if (add_fence(b, rs->it, FENCE_DELETE, 0) != SK_OK)
             goto done;
     } else {
         /* end_run is fenced itself: it removes our item or raises SK001,
          * before anything else of this transaction is written. */
-        msgpack_sbuffer *perr = error != NULL ? batch_buffer(&b) : NULL;
+        msgpack_sbuffer *perr = error != NULL ? batch_buffer(b) : NULL;
         if (error != NULL && (perr == NULL || sk_error_repack_fatal(error, error_len, perr)))
             goto done;
-        k = batch_add(&b, "sk_end_run");
+        if (rs->defer != NULL) {
+            output = batch_copy(b, output, output_len);
+            error = batch_copy(b, error, error_len);
+        }
+        k = batch_add(b, "sk_end_run");
         if (k == NULL)
             goto done;
         param(k, rs->it->item_s, 0, 0);
@@ -689,18 +902,24 @@ static int finish(run_state_t *rs, const char *status, const char *output, size_
         param(k, perr ? perr->data : NULL, perr ? (int)perr->size : 0, 1);
         param(k, sk_wconn_done_channel(x->conn), 0, 0);
     }
-    if (rs->ctx && add_pending_ops(&b, rs->it, rs->ctx) != SK_OK)
+    if (rs->ctx && add_pending_ops(b, rs->it, rs->ctx) != SK_OK)
         goto done;
+    if (rs->defer != NULL) {
+        rs->defer->ends = 1;
+        rs->defer->end_status = status;
+        rc = SK_OK;
+        goto done;
+    }
     /* Claim the next item even when stopping: asking here would serve
      * signals mid-transaction; a stopping worker hands it back at once
      * (sk_exec_work), an extra round trip only at shutdown. */
-    claim_at = b.n;
-    if (add_claim(x, &b) != SK_OK)
+    claim_at = b->n;
+    if (add_claim(x, b, claim_room(x) + 1) != SK_OK) /* (+ 1: this item's slot) */
         goto done;
-    res = calloc((size_t)b.n, sizeof(*res));
+    res = calloc((size_t)b->n, sizeof(*res));
     if (res == NULL)
         goto done;
-    rc = run_batch(x, &b, rs->it, res);
+    rc = run_batch(x, b, rs->it, res);
     if (rc == SK_OK) {
         if (rs->ctx)
             mark_committed(x, rs->ctx);
@@ -711,26 +930,25 @@ static int finish(run_state_t *rs, const char *status, const char *output, size_
         }
         if (claim_at >= 0 && res[claim_at] != NULL) {
             int64_t more = -1;
-            *have_next = parse_claim(res[claim_at], next, &more) == SK_OK;
+            int got = parse_claim(x, res[claim_at], &more);
             res[claim_at] = NULL;
-            if (*have_next && more == 0 && x->more != NULL)
+            if (got > 0 && more == 0 && x->more != NULL)
                 x->more(x->more_arg);
-            x->found_none = !*have_next; /* no second claim to learn that again */
+            x->found_none = got == 0; /* no second claim to learn that again */
             x->next_due_ms = more;
         }
     }
 done:
     if (res != NULL) {
-        for (int i = 0; i < b.n; i++)
+        for (int i = 0; i < b->n; i++)
             PQclear(res[i]);
         free(res);
     }
-    batch_free(&b);
+    out_end(rs, b, rc);
     return rc;
 }
 
-static int fail_simple(run_state_t *rs, const char *name, const char *msg, item_t *next,
-                       int *have_next)
+static int fail_simple(run_state_t *rs, const char *name, const char *msg)
 {
     msgpack_sbuffer buf;
     int rc;
@@ -738,7 +956,7 @@ static int fail_simple(run_state_t *rs, const char *name, const char *msg, item_
     msgpack_sbuffer_init(&buf);
     rc = sk_error_pack_simple(&buf, name, msg, 0);
     if (rc == SK_OK)
-        rc = finish(rs, "failed", NULL, 0, buf.data, buf.size, next, have_next);
+        rc = finish(rs, "failed", NULL, 0, buf.data, buf.size);
     msgpack_sbuffer_destroy(&buf);
     return rc;
 }
@@ -747,9 +965,9 @@ static int fail_simple(run_state_t *rs, const char *name, const char *msg, item_
 
 static int load_ops(run_state_t *rs, char *err, size_t errlen)
 {
-    const PGresult *r = rs->it->res;
+    const PGresult *r = rs->it->cr->res;
 
-    for (int row = 0; row < PQntuples(r); row++) {
+    for (int row = rs->it->row0; row < rs->it->row0 + rs->it->nrows; row++) {
         const char *key = get_str(r, row, SK_CLAIM_OP_KEY);
         const char *step = get_str(r, row, SK_CLAIM_OP_STEP);
         const char *st = get_str(r, row, SK_CLAIM_OP_STATUS);
@@ -854,28 +1072,33 @@ static int resolve_timeouts(run_state_t *rs)
  * item and wake the run so its holder sees the result. */
 static int target_done(run_state_t *rs)
 {
-    batch_t b;
+    batch_t local, *b;
     sk_cmd_t *k;
     int rc = SK_ERROR;
 
-    if (batch_init(&b, 2 * count_pending(rs->ctx) + 3) != SK_OK)
+    if ((b = out_begin(rs, &local, 2 * count_pending(rs->ctx) + 3)) == NULL)
         return SK_ERROR;
     /* The wake first: it locks the run's item before the fence locks the
      * member's.  The run's holder handing it back locks them in that order
      * too (its fence, then sk_dispatch meeting this item in the unique
      * index): the other order deadlocks.  One transaction either way, so a
      * lost lease still undoes the wake. */
-    if ((k = batch_add(&b, "sk_wake")) == NULL)
+    if ((k = batch_add(b, "sk_wake")) == NULL)
         goto done;
     param(k, rs->it->run_id, 0, 0);
-    if (add_fence(&b, rs->it, FENCE_DELETE, 0) != SK_OK ||
-        add_pending_ops(&b, rs->it, rs->ctx) != SK_OK)
+    if (add_fence(b, rs->it, FENCE_DELETE, 0) != SK_OK ||
+        add_pending_ops(b, rs->it, rs->ctx) != SK_OK)
         goto done;
-    rc = run_batch(rs->x, &b, rs->it, NULL);
+    if (rs->defer != NULL) {
+        rs->defer->ends = 1;
+        rc = SK_OK;
+        goto done;
+    }
+    rc = run_batch(rs->x, b, rs->it, NULL);
     if (rc == SK_OK)
         mark_committed(rs->x, rs->ctx);
 done:
-    batch_free(&b);
+    out_end(rs, b, rc);
     return rc;
 }
 
@@ -892,9 +1115,9 @@ static int target_recorded(sk_ctx_t *ctx, const char *key)
 /* End the run with the refusal noted by note_refused, in a transaction of
  * its own without the refused ops: waiting for the lease to expire would
  * only meet the same error on every takeover. */
-static int fail_refused(run_state_t *rs, item_t *next, int *have_next)
+static int fail_refused(run_state_t *rs)
 {
-    run_state_t bare = {.x = rs->x, .it = rs->it};
+    run_state_t bare = {.x = rs->x, .it = rs->it, .defer = rs->defer};
     char msg[800];
     int rc;
 
@@ -903,12 +1126,12 @@ static int fail_refused(run_state_t *rs, item_t *next, int *have_next)
     rs->x->refused[0] = '\0';
     sk_log_info("event=run_failed run=%s workflow=%s error=DatabaseError", rs->it->run_id,
                 rs->it->workflow);
-    rc = fail_simple(&bare, "DatabaseError", msg, next, have_next);
+    rc = fail_simple(&bare, "DatabaseError", msg);
     rs->x->refused[0] = '\0'; /* refused again: the lease expires, as for any failed write */
     return rc;
 }
 
-static int handler_failed(run_state_t *rs, const sk_entry_t *e, item_t *next, int *have_next)
+static int handler_failed(run_state_t *rs, const sk_entry_t *e)
 {
     const sk_wf_t *wf = sk_ctx_workflow(rs->ctx);
     int final_ops = (int)sk_ctx_final_ops(rs->ctx);
@@ -918,7 +1141,7 @@ static int handler_failed(run_state_t *rs, const sk_entry_t *e, item_t *next, in
     if (e->fatal || attempt >= wf->max_attempts) {
         sk_log_info("event=run_failed run=%s workflow=%s attempt=%d fatal=%d", rs->it->run_id,
                     rs->it->workflow, attempt, e->fatal);
-        return finish(rs, "failed", NULL, 0, e->error, e->error_len, next, have_next);
+        return finish(rs, "failed", NULL, 0, e->error, e->error_len);
     }
     sk_log_info("event=handler_retry run=%s workflow=%s attempt=%d", rs->it->run_id,
                 rs->it->workflow, attempt);
@@ -937,24 +1160,28 @@ static sk_metric_wf_t done_outcome(const sk_op_t *op)
     return op != NULL && op->status == SK_OP_ERROR ? SK_MC_STEPS_FAILED : SK_MC_STEPS_EXECUTED;
 }
 
-static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
+/* Everything before the first entry of the handler.  1: the item is dealt
+ * with (*rc says how that went); 0: enter the handler. */
+static int item_begin(run_state_t *rs, int *rc)
 {
-    run_state_t rs = {.x = x, .it = it};
+    sk_exec_t *x = rs->x;
+    item_t *it = rs->it;
     const sk_wf_t *wf;
     sk_ctx_params_t p;
     sk_entry_t e;
     char err[256];
-    int rc = SK_OK;
 
-    *have_next = 0;
-    x->refused[0] = '\0';
+    *rc = SK_OK;
     if (it->status == NULL || strcmp(it->status, "pending") != 0) {
         /* A stale item (its run ended, or vanished): remove it. */
-        return finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
+        *rc = finish(rs, NULL, NULL, 0, NULL, 0);
+        return 1;
     }
     wf = sk_registry_find(x->reg, it->workflow);
-    if (wf == NULL) /* the claim filters by workflow: only a bad row gets here */
-        return release(&rs, x->cfg->lease_ms, -1, 0);
+    if (wf == NULL) { /* the claim filters by workflow: only a bad row gets here */
+        *rc = release(rs, x->cfg->lease_ms, -1, 0);
+        return 1;
+    }
     if (it->takeovers >= wf->max_attempts) {
         /* A worker whose master sees it die has its item handed back at
          * once (reclaim_item), which counts attempts.  Leases that expired
@@ -967,14 +1194,15 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
                  it->takeovers, x->cfg->lease_ms);
         sk_log_warn("event=run_abandoned run=%s workflow=%s takeovers=%d", it->run_id, it->workflow,
                     it->takeovers);
-        return fail_simple(&rs, "WorkerLostError", msg, next, have_next);
+        *rc = fail_simple(rs, "WorkerLostError", msg);
+        return 1;
     }
     hold_item(x, it);
     if (sk_msgpack_check(it->data, it->data_len, err, sizeof(err)) != SK_OK) {
         char msg[400];
         snprintf(msg, sizeof(msg), "stored input is not valid msgpack: %s", err);
-        rc = fail_simple(&rs, "CorruptRecordError", msg, next, have_next);
-        goto done;
+        *rc = fail_simple(rs, "CorruptRecordError", msg);
+        return 1;
     }
     memset(&p, 0, sizeof(p));
     p.wf = wf;
@@ -988,122 +1216,555 @@ static int execute(sk_exec_t *x, item_t *it, item_t *next, int *have_next)
     p.before_body = it->step_rate ? before_body_rated : before_body;
     p.body_hook = body_hook;
     p.heartbeat = heartbeat_hook;
-    p.hook_arg = &rs;
+    p.hook_arg = rs;
     p.target = it->target;
-    rs.ctx = sk_ctx_new(&p);
-    if (rs.ctx == NULL) {
-        rc = SK_ERROR;
-        goto done;
+    rs->ctx = sk_ctx_new(&p);
+    if (rs->ctx == NULL) {
+        *rc = SK_ERROR;
+        return 1;
     }
-    if (load_ops(&rs, err, sizeof(err)) != SK_OK) {
+    if (load_ops(rs, err, sizeof(err)) != SK_OK) {
         char msg[400];
         snprintf(msg, sizeof(msg), "stored op is not readable: %s", err);
-        rc = fail_simple(&rs, "CorruptRecordError", msg, next, have_next);
-        goto done;
+        *rc = fail_simple(rs, "CorruptRecordError", msg);
+        return 1;
     }
-    if (it->target != NULL && target_recorded(rs.ctx, it->target)) {
+    if (it->target != NULL && target_recorded(rs->ctx, it->target)) {
         /* A duplicate item (the member was dispatched again while its result
          * was being committed): nothing left to do.  Entering the handler
          * would find every member recorded and run its code past the group. */
-        rc = finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
-        goto done;
+        *rc = finish(rs, NULL, NULL, 0, NULL, 0);
+        return 1;
     }
-    if (it->target == NULL && it->attempt == 0 && sk_ctx_first_op(rs.ctx) == NULL)
+    if (it->target == NULL && it->attempt == 0 && sk_ctx_first_op(rs->ctx) == NULL)
         sk_metrics_count_wf(it->workflow, SK_MC_RUNS_STARTED);
     sk_ctx_set_handler_attempt(
-        rs.ctx, it->attempt_ops == (int)sk_ctx_final_ops(rs.ctx) ? it->attempt + 1 : 1);
-    if (it->target == NULL && resolve_timeouts(&rs) != SK_OK)
-        goto done; /* the lease expires and another worker retries */
-    if (sk_ctx_validate(rs.ctx, &e) == SK_FAILED) {
+        rs->ctx, it->attempt_ops == (int)sk_ctx_final_ops(rs->ctx) ? it->attempt + 1 : 1);
+    if (it->target == NULL && resolve_timeouts(rs) != SK_OK)
+        return 1; /* the lease expires and another worker retries */
+    if (sk_ctx_validate(rs->ctx, &e) == SK_FAILED) {
         sk_log_info("event=run_failed run=%s workflow=%s error=InvalidInputError", it->run_id,
                     it->workflow);
-        rc = finish(&rs, "failed", NULL, 0, e.error, e.error_len, next, have_next);
-        goto done;
+        *rc = finish(rs, "failed", NULL, 0, e.error, e.error_len);
+        return 1;
     }
-    for (;;) {
-        sk_ctx_enter(rs.ctx, &e);
-        if (it->target != NULL) {
-            /* A group member's body on its own item. */
-            switch (e.kind) {
-            case SK_ENTRY_STEP_DONE:
-                count_step(it, e.op, done_outcome(e.op));
-                rc = target_done(&rs);
-                goto done;
-            case SK_ENTRY_FAILED:
-                if (e.op == NULL)
-                    break; /* the handler's own failure: its holder decides */
-                rc = finish(&rs, "failed", NULL, 0, e.error, e.error_len, next, have_next);
-                goto done;
-            case SK_ENTRY_STEP_RETRY:
-            case SK_ENTRY_YIELD:
-            case SK_ENTRY_ABORTED:
-                break;
-            default:
-                /* Recorded already (a duplicate item): nothing left to do. */
-                rc = finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
-                goto done;
-            }
-            if (e.kind == SK_ENTRY_FAILED) {
-                rc = finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
-                goto done;
-            }
-        }
+    return 0;
+}
+
+/* One entry of the handler and what follows from it.  0: a step's body
+ * ran to its result, which must commit before the next entry; 1: the
+ * item is dealt with (*rc). */
+static int item_step(run_state_t *rs, int *rc)
+{
+    item_t *it = rs->it;
+    sk_entry_t e;
+
+    *rc = SK_OK;
+    sk_ctx_enter(rs->ctx, &e);
+    if (it->target != NULL) {
+        /* A group member's body on its own item. */
         switch (e.kind) {
         case SK_ENTRY_STEP_DONE:
             count_step(it, e.op, done_outcome(e.op));
-            continue; /* replay at once, the new result still in memory */
-        case SK_ENTRY_SUSPENDED:
-            sk_log_debug("event=run_suspended run=%s visible_ms=%lld", it->run_id,
-                         (long long)e.visible_ms);
-            rc = release(&rs, e.visible_ms, -1, 0);
-            goto done;
-        case SK_ENTRY_TARGET_IDLE:
-            rc = finish(&rs, NULL, NULL, 0, NULL, 0, next, have_next);
-            goto done;
-        case SK_ENTRY_COMPLETED:
-            sk_log_debug("event=run_completed run=%s workflow=%s", it->run_id, it->workflow);
-            rc = finish(&rs, "completed", e.output, e.output_len, NULL, 0, next, have_next);
-            goto done;
+            *rc = target_done(rs);
+            return 1;
         case SK_ENTRY_FAILED:
-            count_step(it, e.op, SK_MC_STEPS_FAILED);
-            rc = handler_failed(&rs, &e, next, have_next);
-            goto done;
-        case SK_ENTRY_STEP_RETRY:
-            count_step(it, e.op, SK_MC_STEPS_RETRIED);
-            sk_log_info("event=step_retry run=%s step=%s attempt=%d delay_ms=%d", it->run_id,
-                        e.op->step_id, e.op->attempts, e.retry_delay_ms);
-            rc = release(&rs, e.retry_delay_ms, -1, 0);
-            goto done;
-        case SK_ENTRY_YIELD:
-            if (rs.rate_wait_ms > 0) { /* before_body_rated: no token */
-                sk_log_debug("event=step_rate_wait run=%s workflow=%s visible_ms=%lld", it->run_id,
-                             it->workflow, (long long)rs.rate_wait_ms);
-                rc = release(&rs, rs.rate_wait_ms, -1, 0);
-                goto done;
+            if (e.op == NULL) {
+                /* the handler's own failure: its holder decides */
+                *rc = finish(rs, NULL, NULL, 0, NULL, 0);
+                return 1;
             }
-            sk_log_info("event=run_yield run=%s reason=stopping", it->run_id);
-            rc = release(&rs, 0, -1, 0);
-            goto done;
+            *rc = finish(rs, "failed", NULL, 0, e.error, e.error_len);
+            return 1;
+        case SK_ENTRY_STEP_RETRY:
+        case SK_ENTRY_YIELD:
         case SK_ENTRY_ABORTED:
-            if (!rs.lost)
-                sk_log_error("event=run_aborted run=%s reason=internal", it->run_id);
-            goto done; /* the lease expires and another worker takes over */
+            break;
+        default:
+            /* Recorded already (a duplicate item): nothing left to do. */
+            *rc = finish(rs, NULL, NULL, 0, NULL, 0);
+            return 1;
         }
     }
-done:
+    switch (e.kind) {
+    case SK_ENTRY_STEP_DONE:
+        count_step(it, e.op, done_outcome(e.op));
+        return 0;
+    case SK_ENTRY_SUSPENDED:
+        sk_log_debug("event=run_suspended run=%s visible_ms=%lld", it->run_id,
+                     (long long)e.visible_ms);
+        *rc = release(rs, e.visible_ms, -1, 0);
+        return 1;
+    case SK_ENTRY_TARGET_IDLE:
+        *rc = finish(rs, NULL, NULL, 0, NULL, 0);
+        return 1;
+    case SK_ENTRY_COMPLETED:
+        sk_log_debug("event=run_completed run=%s workflow=%s", it->run_id, it->workflow);
+        *rc = finish(rs, "completed", e.output, e.output_len, NULL, 0);
+        return 1;
+    case SK_ENTRY_FAILED:
+        count_step(it, e.op, SK_MC_STEPS_FAILED);
+        *rc = handler_failed(rs, &e);
+        return 1;
+    case SK_ENTRY_STEP_RETRY:
+        count_step(it, e.op, SK_MC_STEPS_RETRIED);
+        sk_log_info("event=step_retry run=%s step=%s attempt=%d delay_ms=%d", it->run_id,
+                    e.op->step_id, e.op->attempts, e.retry_delay_ms);
+        *rc = release(rs, e.retry_delay_ms, -1, 0);
+        return 1;
+    case SK_ENTRY_YIELD:
+        if (rs->rate_wait_ms > 0) { /* before_body_rated: no token */
+            sk_log_debug("event=step_rate_wait run=%s workflow=%s visible_ms=%lld", it->run_id,
+                         it->workflow, (long long)rs->rate_wait_ms);
+            *rc = release(rs, rs->rate_wait_ms, -1, 0);
+            return 1;
+        }
+        sk_log_info("event=run_yield run=%s reason=stopping", it->run_id);
+        *rc = release(rs, 0, -1, 0);
+        return 1;
+    case SK_ENTRY_ABORTED:
+        if (!rs->lost)
+            sk_log_error("event=run_aborted run=%s reason=internal", it->run_id);
+        return 1; /* the lease expires and another worker takes over */
+    }
+    return 1;
+}
+
+/* One item, alone: each step's result commits just before the next body
+ * runs (the handler is entered again at once, the result still in
+ * memory), the last with the end of the run. */
+static int execute(sk_exec_t *x, item_t *it)
+{
+    run_state_t rs = {.x = x, .it = it};
+    int rc = SK_OK;
+
+    x->refused[0] = '\0';
+    if (!item_begin(&rs, &rc)) {
+        while (!item_step(&rs, &rc))
+            ;
+    }
     if (x->refused[0] != '\0')
-        rc = fail_refused(&rs, next, have_next);
+        rc = fail_refused(&rs);
     hold_item(x, NULL);
     sk_ctx_free(rs.ctx);
     return rc;
+}
+
+/* ---- batches of items ----------------------------------------------------------------- */
+
+static void slot_free(sk_exec_t *x, slot_t *s)
+{
+    batch_free(&s->out.b);
+    memset(&s->out, 0, sizeof(s->out));
+    sk_ctx_free(s->rs.ctx);
+    item_drop(&s->it);
+    memset(s, 0, sizeof(*s));
+    x->nheld--;
+}
+
+/* A slot whose run is on the stack is freed when its entry returns. */
+static void slot_drop(sk_exec_t *x, slot_t *s)
+{
+    if (s->active)
+        s->dead = 1;
+    else
+        slot_free(x, s);
+}
+
+/* Claimed items into free slots. */
+static void take_incoming(sk_exec_t *x)
+{
+    int j = 0;
+
+    for (int i = 0; i < x->batch && j < x->nincoming; i++) {
+        slot_t *s = &x->slots[i];
+        if (s->held)
+            continue;
+        memset(s, 0, sizeof(*s));
+        s->it = x->incoming[j++];
+        s->rs.x = x;
+        s->rs.it = &s->it;
+        s->rs.slot = s;
+        s->held = 1;
+        x->nheld++;
+    }
+    x->nincoming = 0;
+}
+
+/* Batch mode: one entry of this slot's run (its first: item_begin too).
+ * A body that finds something of its run pending parks in before_body
+ * while the round goes on (drive).  Writes that end the item's hold wait
+ * in s->out for a round's transaction; a result left by a body waits in
+ * the context, committed by the next round. */
+static void round_enter(sk_exec_t *x, slot_t *s)
+{
+    int rc = SK_OK, done;
+
+    x->refused[0] = '\0';
+    s->rs.defer = &s->out;
+    s->active = 1;
+    if (!s->started) {
+        s->started = 1;
+        done = item_begin(&s->rs, &rc);
+    } else {
+        hold_item(x, &s->it);
+        done = 0;
+    }
+    if (!done)
+        done = item_step(&s->rs, &rc);
+    s->active = 0;
+    if (x->refused[0] != '\0' && !s->dead && !s->out.used)
+        rc = fail_refused(&s->rs);
+    if (s->dead || (done && (rc != SK_OK || !s->out.used))) {
+        /* Lost, or nothing to commit for it: the lease expires, or it was
+         * dealt with at once. */
+        slot_free(x, s);
+    }
+}
+
+static int cmp_slot_item(const void *a, const void *b)
+{
+    const slot_t *x = *(slot_t *const *)a, *y = *(slot_t *const *)b;
+
+    return x->it.item_id < y->it.item_id ? -1 : x->it.item_id > y->it.item_id;
+}
+
+/* A slot's writes for the round: those that end its hold (s->out), else
+ * what its run has pending (results of bodies, group dispatches) when it
+ * is parked, was not entered in this round, or when `all`.  A result left
+ * by a body that ran at once in this round waits for the run's next entry
+ * in the next round: it commits there with whatever follows from it (the
+ * end of the run, the hand-back), one transaction per step as without
+ * batching. */
+static int round_writes(slot_t *s, int all)
+{
+    sk_ctx_t *ctx = s->rs.ctx;
+    batch_t *b;
+    int rc;
+
+    if (s->out.used || ctx == NULL || !(all || s->active || !s->entered) ||
+        (count_pending(ctx) == 0 && sk_ctx_dispatch_count(ctx) == 0))
+        return SK_OK;
+    b = out_begin(&s->rs, NULL, 2 * count_pending(ctx) + (int)sk_ctx_dispatch_count(ctx) + 1);
+    if (b == NULL)
+        return SK_ERROR;
+    rc = add_pending_ops(b, s->rs.it, ctx);
+    if (rc == SK_OK)
+        rc = add_dispatches(b, s->rs.it, ctx);
+    out_end(&s->rs, b, rc);
+    return rc;
+}
+
+/* What the round's writes did, now committed. */
+static void round_committed(sk_exec_t *x, slot_t *s)
+{
+    if (s->rs.ctx != NULL && s->out.used) {
+        mark_committed(x, s->rs.ctx);
+        sk_ctx_dispatch_clear(s->rs.ctx);
+    }
+    if (s->out.end_status != NULL) {
+        atomic_fetch_add(&x->slot->runs_done, 1);
+        sk_metrics_run_end(s->it.workflow, strcmp(s->out.end_status, "completed") == 0,
+                           (double)(wall_now_ms() - s->it.created_ms) / 1000.0);
+    }
+    if (s->out.ends) {
+        slot_drop(x, s);
+    } else {
+        batch_free(&s->out.b);
+        memset(&s->out, 0, sizeof(s->out));
+    }
+}
+
+static void round_lost(sk_exec_t *x, slot_t *s)
+{
+    sk_log_warn("event=lease_lost run=%s item=%s epoch=%s batch=1", s->it.run_id, s->it.item_s,
+                s->it.epoch_s);
+    sk_metrics_count(SK_MC_FENCE_REFUSALS);
+    slot_drop(x, s);
+}
+
+/* Whether item `id` is in a comma-separated list. */
+static int in_list(const char *list, int64_t id)
+{
+    for (const char *p = list; *p != '\0';) {
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p)
+            return 0;
+        if (v == id)
+            return 1;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return 0;
+}
+
+/*
+ * One transaction for the writes of slots `in` (n of them, in item order):
+ * batch_fence first (locks every item's row and checks its epoch, or names
+ * the lost ones), then each item's writes, then, when `claim` > 0, a claim
+ * of up to that many items.  SK_OK; SK_AGAIN: leases were lost, those slots
+ * are dropped (in[i] = NULL) and nothing was written; SK_WCONN_REFUSED;
+ * SK_ERROR.
+ */
+static int round_txn(sk_exec_t *x, slot_t **in, int n, int claim, PGresult **claim_res, char *err,
+                     size_t errlen)
+{
+    batch_t fb;
+    sk_cmd_t *cmds = NULL, *k;
+    PGresult **res = NULL;
+    char *items = NULL, *epochs = NULL;
+    size_t cap = (size_t)n * NUM_LEN + 1;
+    int total = 1 + (claim > 0), at = 0, rc = SK_ERROR;
+
+    *claim_res = NULL;
+    for (int i = 0; i < n; i++)
+        total += in[i]->out.b.n;
+    if (batch_init(&fb, 2) != SK_OK || (cmds = calloc((size_t)total, sizeof(*cmds))) == NULL ||
+        (res = calloc((size_t)total, sizeof(*res))) == NULL || (items = calloc(1, cap)) == NULL ||
+        (epochs = calloc(1, cap)) == NULL)
+        goto done;
+    for (int i = 0; i < n; i++) {
+        size_t li = strlen(items), le = strlen(epochs);
+        snprintf(items + li, cap - li, "%s%s", i ? "," : "", in[i]->it.item_s);
+        snprintf(epochs + le, cap - le, "%s%s", i ? "," : "", in[i]->it.epoch_s);
+    }
+    if ((k = batch_add(&fb, "sk_batch_fence")) == NULL)
+        goto done;
+    param(k, items, 0, 0);
+    param(k, epochs, 0, 0);
+    param(k, x->lease, 0, 0);
+    if (claim > 0 && add_claim(x, &fb, claim) != SK_OK)
+        goto done;
+    cmds[at++] = fb.cmds[0];
+    for (int i = 0; i < n; i++) {
+        if (in[i]->out.b.n == 0)
+            continue; /* fenced only */
+        memcpy(&cmds[at], in[i]->out.b.cmds, (size_t)in[i]->out.b.n * sizeof(*cmds));
+        at += in[i]->out.b.n;
+    }
+    if (claim > 0)
+        cmds[at++] = fb.cmds[1];
+    rc = sk_wconn_run(x->conn, cmds, at, res, err, errlen);
+    if (rc == SK_OK && claim > 0) {
+        *claim_res = res[at - 1];
+        res[at - 1] = NULL;
+    }
+    if (rc == SK_AGAIN) {
+        const char *lost = sk_wconn_lost_detail(x->conn);
+        int found = 0;
+        for (int i = 0; i < n; i++) {
+            if (in_list(lost, in[i]->it.item_id)) {
+                round_lost(x, in[i]);
+                in[i] = NULL;
+                found = 1;
+            }
+        }
+        if (!found) {
+            /* Lost, but not named (not batch_fence's refusal): any of them
+             * may be gone; their leases tell the next claimer. */
+            for (int i = 0; i < n; i++) {
+                round_lost(x, in[i]);
+                in[i] = NULL;
+            }
+        }
+    }
+done:
+    if (res != NULL) {
+        for (int i = 0; i < at; i++)
+            PQclear(res[i]);
+    }
+    free(res);
+    free(cmds);
+    free(items);
+    free(epochs);
+    batch_free(&fb);
+    return rc;
+}
+
+/*
+ * Commit the round: what every held slot has pending, in one transaction,
+ * and a claim for the room the round made.  A lost lease leaves that item
+ * out and the rest is sent again; a refusal (an error no retry would fix)
+ * sends each item alone, to find whose it is.  SK_OK: the slots still held
+ * and alive had their writes committed; SK_ERROR: the connection failed
+ * (every item is dropped: the leases expire).
+ */
+static int round_commit(sk_exec_t *x, int may_claim, int all)
+{
+    slot_t **in = x->round_in;
+    PGresult *claimed = NULL;
+    char err[512];
+    int n = 0, claim = 0, ending, writes, rc = SK_ERROR;
+
+    for (int tries = 0; tries <= x->batch; tries++) {
+        n = ending = writes = 0;
+        for (int i = 0; i < x->batch; i++) {
+            slot_t *s = &x->slots[i];
+            if (!s->held || s->dead)
+                continue;
+            if (round_writes(s, all) != SK_OK) {
+                slot_drop(x, s); /* out of memory: its lease expires */
+                continue;
+            }
+            /* Every item held is fenced, those with nothing to write too:
+             * their leases are checked and extended with the others'. */
+            writes += s->out.used;
+            ending += s->out.ends;
+            in[n++] = s;
+        }
+        if (n == 0 || writes == 0)
+            return SK_OK;
+        qsort(in, (size_t)n, sizeof(in[0]), cmp_slot_item);
+        claim = may_claim ? claim_room(x) + ending : 0;
+        if (claim > 0 && !ending && !x->more_ready)
+            claim = 0; /* nothing left the batch and nothing more was ready */
+        rc = round_txn(x, in, n, claim, &claimed, err, sizeof(err));
+        if (rc != SK_AGAIN)
+            break;
+    }
+    if (rc == SK_OK) {
+        for (int i = 0; i < n; i++)
+            round_committed(x, in[i]);
+        if (claim > 0) {
+            int64_t more = -1;
+            int got = parse_claim(x, claimed, &more);
+            if (got > 0 && more == 0 && x->more != NULL)
+                x->more(x->more_arg);
+            x->found_none = got == 0;
+            x->next_due_ms = more;
+        }
+        return SK_OK;
+    }
+    if (rc == SK_WCONN_REFUSED) {
+        /* Whose write was refused?  Each item alone finds out. */
+        for (int i = 0; i < n; i++) {
+            slot_t *one = in[i];
+            int r;
+            if (one == NULL || !one->held)
+                continue;
+            r = round_txn(x, &one, 1, 0, &claimed, err, sizeof(err));
+            if (r == SK_OK) {
+                round_committed(x, one);
+            } else if (r == SK_WCONN_REFUSED) {
+                note_refused(x, &one->it, err);
+                batch_free(&one->out.b);
+                memset(&one->out, 0, sizeof(one->out));
+                one->rs.defer = NULL;
+                fail_refused(&one->rs); /* its own transaction, at once */
+                slot_drop(x, one);
+            } else if (r != SK_AGAIN) {
+                sk_log_error("event=write_failed run=%s item=%s error=\"%s\"", one->it.run_id,
+                             one->it.item_s, err);
+                slot_drop(x, one);
+            }
+        }
+        return sk_wconn_ready(x->conn) ? SK_OK : SK_ERROR;
+    }
+    if (rc != SK_AGAIN)
+        sk_log_error("event=write_failed batch=%d error=\"%s\"", n, err);
+    /* The connection failed (or leases kept being lost): let every lease
+     * expire; whoever claims next runs the steps again. */
+    for (int i = 0; i < x->batch; i++) {
+        if (x->slots[i].held)
+            slot_drop(x, &x->slots[i]);
+    }
+    return SK_ERROR;
+}
+
+/* Enter the round's slots from k on; the last one entered (or the first
+ * that finds the round full) commits the round.  Called again, nested, by
+ * a slot that parks (park). */
+static void drive(sk_exec_t *x, int k)
+{
+    for (; k < x->round_n && !x->round_done; k++) {
+        slot_t *s = x->order[k];
+        if (k > 0 && x->round_body_us >= (int64_t)x->cfg->batch_window_ms * 1000)
+            break; /* the rest wait: what they have pending commits now */
+        if (!s->held || s->dead || s->out.ends)
+            continue; /* (ended, waiting for a commit) */
+        s->round_k = k;
+        s->entered = 1;
+        x->round_entered++;
+        round_enter(x, s);
+    }
+    if (!x->round_done) {
+        x->round_done = 1;
+        x->round_rc = round_commit(x, 1, 0);
+    }
+}
+
+/*
+ * One round: enter the held runs in turn (round robin); each runs its next
+ * body at once when nothing of its run is pending, else parks until the
+ * round's commit.  A round stops entering runs once its bodies took
+ * --batch-window; the runs left out have what they have pending committed
+ * with the others.
+ */
+static int round_run(sk_exec_t *x)
+{
+    int n = 0;
+
+    for (int i = 0; i < x->batch; i++) {
+        slot_t *s = &x->slots[(x->rr + i) % x->batch];
+        if (s->held) {
+            s->entered = 0;
+            x->order[n++] = s;
+        }
+    }
+    x->round_n = n;
+    x->round_done = 0;
+    x->round_rc = SK_OK;
+    x->round_body_us = 0;
+    x->round_entered = 0;
+    drive(x, 0);
+    hold_item(x, NULL);
+    x->rr = (x->rr + (x->round_entered > 0 ? x->round_entered : 1)) % x->batch;
+    /* Bodies grew slow: hand back what the window has no room for (fresh
+     * items first), for idle workers to take. */
+    for (int i = x->batch - 1; i >= 0 && x->nheld > x->round_max; i--) {
+        slot_t *s = &x->slots[i];
+        if (!s->held || s->started)
+            continue;
+        s->rs.defer = NULL;
+        if (sk_wconn_ready(x->conn))
+            (void)release(&s->rs, 0, -1, 0);
+        slot_free(x, s);
+    }
+    for (int i = x->batch - 1; i >= 0 && x->nheld > x->round_max; i--) {
+        slot_t *s = &x->slots[i];
+        if (!s->held || s->out.used)
+            continue;
+        s->rs.defer = NULL;
+        if (sk_wconn_ready(x->conn))
+            (void)release(&s->rs, 0, -1, 0);
+        slot_free(x, s);
+    }
+    return x->round_rc == SK_ERROR && !sk_wconn_ready(x->conn) ? SK_ERROR : SK_OK;
+}
+
+/* Stopping: commit what is pending, then hand back what is held, visible
+ * at once (fenced; not a takeover for the next worker). */
+static void hand_back_all(sk_exec_t *x)
+{
+    take_incoming(x);
+    if (x->nheld > 0 && sk_wconn_ready(x->conn))
+        (void)round_commit(x, 0, 1);
+    for (int i = 0; i < x->batch; i++) {
+        slot_t *s = &x->slots[i];
+        if (!s->held)
+            continue;
+        s->rs.defer = NULL;
+        if (sk_wconn_ready(x->conn) && release(&s->rs, 0, -1, 0) == SK_OK)
+            sk_log_info("event=item_released run=%s item=%s reason=stopping", s->it.run_id,
+                        s->it.item_s);
+        slot_free(x, s);
+    }
 }
 
 /* ---- the public loop ------------------------------------------------------------------ */
 
 int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
 {
-    item_t it, next;
-    int have = 0, have_next;
     batch_t b;
     PGresult *res[2] = {NULL, NULL};
     char err[512];
@@ -1112,12 +1773,14 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
     *next_due_ms = -1;
     *worked = 0;
     while (!x->stop(x->stop_arg)) {
-        if (!have) {
+        take_incoming(x);
+        if (x->nheld == 0) {
+            int64_t due;
             if (!sk_wconn_ready(x->conn))
                 return SK_ERROR; /* dropped meanwhile: it reconnects by itself, then claims */
             /* A claim alone only moves a lease: no flush wait (sk_lease_only). */
             if (batch_init(&b, 2) != SK_OK || batch_add(&b, "sk_lease_only") == NULL ||
-                add_claim(x, &b) != SK_OK) {
+                add_claim(x, &b, claim_room(x)) != SK_OK) {
                 batch_free(&b);
                 return SK_ERROR;
             }
@@ -1135,37 +1798,43 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
             /* Connected and served: from now on a death of this worker is
              * not a start-up failure (the master respawns it at once). */
             atomic_store_explicit(&x->slot->ready, 1, memory_order_release);
-            if (parse_claim(res[1], &it, next_due_ms) != SK_OK)
+            if (parse_claim(x, res[1], &due) == 0) {
+                *next_due_ms = due;
                 return SK_OK; /* nothing visible */
-            have = 1;
-            if (*next_due_ms == 0 && x->more != NULL)
+            }
+            if (due == 0 && x->more != NULL)
                 x->more(x->more_arg); /* 0 with an item: more are ready */
-            *next_due_ms = -1;
+            take_incoming(x);
         }
         *worked = 1;
         x->found_none = 0;
-        rc = execute(x, &it, &next, &have_next);
-        PQclear(it.res);
-        have = 0;
-        if (rc == SK_OK && have_next) {
-            it = next;
-            have = 1;
+        if (x->nheld == 1 && x->nincoming == 0) {
+            /* One item: alone, exactly as without batching (the light-load
+             * path: a claim that found one item ready). */
+            slot_t *s = NULL;
+            for (int i = 0; i < x->batch && s == NULL; i++)
+                s = x->slots[i].held ? &x->slots[i] : NULL;
+            if (!s->started) {
+                rc = execute(x, &s->it);
+                slot_free(x, s);
+                if (!sk_wconn_ready(x->conn))
+                    return SK_ERROR;
+                if (rc == SK_OK && x->found_none && x->nincoming == 0) {
+                    *next_due_ms = x->next_due_ms; /* the end's own claim found nothing */
+                    return SK_OK;
+                }
+                continue;
+            }
         }
-        if (!sk_wconn_ready(x->conn))
+        rc = round_run(x);
+        if (rc != SK_OK || !sk_wconn_ready(x->conn))
             return SK_ERROR;
-        if (rc == SK_OK && x->found_none) {
-            *next_due_ms = x->next_due_ms; /* the end's own claim found nothing */
+        if (x->nheld == 0 && x->nincoming == 0 && x->found_none) {
+            *next_due_ms = x->next_due_ms;
             return SK_OK;
         }
     }
-    if (have) {
-        /* Stopping with an item claimed at the end of the last run: hand it
-         * back, visible at once (fenced; not a takeover for the next). */
-        run_state_t rs = {.x = x, .it = &it};
-        if (release(&rs, 0, -1, 0) == SK_OK)
-            sk_log_info("event=item_released run=%s item=%s reason=stopping", it.run_id, it.item_s);
-        PQclear(it.res);
-    }
+    hand_back_all(x);
     return SK_OK;
 }
 
@@ -1293,6 +1962,19 @@ sk_exec_t *sk_exec_new(sk_wconn_t *conn, const sk_config_t *cfg, const sk_regist
             strcat(x->workflows, "\n");
         strcat(x->workflows, sk_registry_at(reg, i)->id);
     }
+    x->batch =
+        cfg->batch > 1 && sk_schema_version_known() >= SK_BATCH_SCHEMA_VERSION ? cfg->batch : 1;
+    x->slots = calloc((size_t)x->batch, sizeof(*x->slots));
+    x->incoming = calloc((size_t)x->batch, sizeof(*x->incoming));
+    x->round_in = calloc((size_t)x->batch, sizeof(*x->round_in));
+    x->order = calloc((size_t)x->batch, sizeof(*x->order));
+    /* Until a body was timed, a new worker takes one item at a time. */
+    x->body_avg_us = -1;
+    set_round_max(x);
+    if (x->slots == NULL || x->incoming == NULL || x->round_in == NULL || x->order == NULL) {
+        sk_exec_free(x);
+        return NULL;
+    }
     return x;
 }
 
@@ -1308,5 +1990,9 @@ void sk_exec_free(sk_exec_t *x)
         return;
     sk_renew_free(x->renew);
     free(x->workflows);
+    free(x->slots);
+    free(x->incoming);
+    free(x->round_in);
+    free(x->order);
     free(x);
 }

@@ -6,6 +6,13 @@
  * fenced by the item's lease) just before the next body runs, and the last
  * one together with the end of the run, which also claims the next item.
  * No transaction is open while user code runs.
+ *
+ * With --batch N > 1 a worker claims up to N ready items at once (as many
+ * as bodies of their mean time fit in --batch-window) and runs them in
+ * rounds: the next step of each, the results committed together in one
+ * transaction (batch_fence checks every item's lease first, so a lost one
+ * is left out without undoing the others).  One item claimed runs as
+ * above.  docs/performance.md, section 8.
  */
 #ifndef SK_EXEC_H
 #define SK_EXEC_H

@@ -128,3 +128,24 @@ const char *sk_stmt_sql(int i)
     }
     return sk_stmts[i].sql;
 }
+
+const sk_stmt_def_t sk_stmts_batch[] = {
+    /* Up to $4 items at once, as many as are ready now (claim_batch in
+     * sql/014_batch.sql): sk_claim's rows, one item after another, each
+     * with its workflow's step-rate flag as in sk_claim. */
+    {"sk_claim_batch",
+     "WITH c AS MATERIALIZED"
+     "     (SELECT * FROM claim_batch($1::int4, $2, string_to_array($3, E'\\n'), $4::int4))"
+     " SELECT c.*, EXISTS (SELECT FROM workflows w"
+     "                      WHERE w.workflow_id = c.workflow_id"
+     "                        AND w.step_rate_limit IS NOT NULL)"
+     "   FROM c"},
+    /* First in a batch's transaction: lock the items' rows in item order and
+     * extend their leases ($3 ms), or raise SK001 naming the lost ones in
+     * DETAIL (batch_fence in sql/014_batch.sql).  $1 items, $2 epochs, as
+     * comma-separated lists. */
+    {"sk_batch_fence", "SELECT batch_fence(string_to_array($1, ',')::int8[],"
+                       " string_to_array($2, ',')::int4[], $3::int4)"},
+};
+
+const int sk_stmts_batch_count = (int)(sizeof(sk_stmts_batch) / sizeof(sk_stmts_batch[0]));

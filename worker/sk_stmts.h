@@ -5,6 +5,12 @@
 #ifndef SK_STMTS_H
 #define SK_STMTS_H
 
+/* The first schema version with claim_batch and batch_fence
+ * (sql/014_batch.sql).  A build whose embedded migrations stop before it
+ * (the "previous release" of the upgrade test) neither prepares their
+ * statements nor batches. */
+#define SK_BATCH_SCHEMA_VERSION 14
+
 typedef struct {
     const char *name;
     const char *sql;
@@ -18,6 +24,9 @@ const char *sk_stmt_sql(int i);
 
 extern const sk_stmt_def_t sk_stmts[];
 extern const int sk_stmts_count;
+/* Prepared too when the build knows SK_BATCH_SCHEMA_VERSION. */
+extern const sk_stmt_def_t sk_stmts_batch[];
+extern const int sk_stmts_batch_count;
 
 /* Column numbers of sk_claim's result. */
 enum {

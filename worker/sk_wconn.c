@@ -36,6 +36,7 @@ struct sk_wconn {
     char work_channel[CHANNEL_MAX];
     char done_channel[CHANNEL_MAX];
     char sqlstate[6]; /* of the last batch's first error; "" when none */
+    char lost[1024];  /* DETAIL of the last batch's SK001 (batch_fence: the lost items) */
 };
 
 static int64_t mono_ms(void)
@@ -134,6 +135,7 @@ static int collect(sk_wconn_t *c, int n, PGresult **res, int64_t deadline, int *
     int idx = 0, failed = 0;
 
     c->sqlstate[0] = '\0';
+    c->lost[0] = '\0';
     for (;;) {
         PGresult *r;
         while (PQisBusy(c->pg)) {
@@ -158,9 +160,11 @@ static int collect(sk_wconn_t *c, int n, PGresult **res, int64_t deadline, int *
             return failed ? SK_AGAIN : SK_OK;
         case PGRES_FATAL_ERROR: {
             const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-            if (state != NULL && strcmp(state, "SK001") == 0)
+            if (state != NULL && strcmp(state, "SK001") == 0) {
+                const char *d = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
                 *lease_lost = 1;
-            else if (!failed) {
+                snprintf(c->lost, sizeof(c->lost), "%s", d ? d : "");
+            } else if (!failed) {
                 const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
                 if (m == NULL)
                     m = PQresultErrorMessage(r);
@@ -334,6 +338,11 @@ static int setup(sk_wconn_t *c)
     for (int i = 0; i < sk_stmts_count; i++) {
         if (sk_stmt_sql(i) != NULL &&
             !PQsendPrepare(c->pg, sk_stmts[i].name, sk_stmt_sql(i), 0, NULL))
+            goto done;
+    }
+    for (int i = 0;
+         i < sk_stmts_batch_count && sk_schema_version_known() >= SK_BATCH_SCHEMA_VERSION; i++) {
+        if (!PQsendPrepare(c->pg, sk_stmts_batch[i].name, sk_stmts_batch[i].sql, 0, NULL))
             goto done;
     }
     if (!PQpipelineSync(c->pg) || flush_out(c, deadline) != SK_OK ||
@@ -526,6 +535,11 @@ int sk_wconn_sqlstate_final(const char *state)
             return 1;
     }
     return 0;
+}
+
+const char *sk_wconn_lost_detail(const sk_wconn_t *c)
+{
+    return c->lost;
 }
 
 const char *sk_wconn_sqlstate(const sk_wconn_t *c)

@@ -68,6 +68,9 @@ int sk_wconn_run(sk_wconn_t *c, sk_cmd_t *cmds, int n, PGresult **res, char *err
 
 /* SQLSTATE of the last batch's first error ("" when none). */
 const char *sk_wconn_sqlstate(const sk_wconn_t *c);
+/* DETAIL of the last batch's SK001 ("" when none): batch_fence lists the
+ * lost items there, comma-separated. */
+const char *sk_wconn_lost_detail(const sk_wconn_t *c);
 /* Whether an error of this SQLSTATE would come back on every try. */
 int sk_wconn_sqlstate_final(const char *state);
 

@@ -537,8 +537,8 @@ static int run(master_t *m)
     m->state = SK_MASTER_INIT;
 
     sk_log_mask_url(m->cfg.database_url, url, sizeof(url));
-    sk_log_info("event=start workers=%d schema=%s url=\"%s\" migrate=%s libraries=%d",
-                m->cfg.workers, m->cfg.schema, url[0] ? url : "(libpq defaults)",
+    sk_log_info("event=start workers=%d batch=%d schema=%s url=\"%s\" migrate=%s libraries=%d",
+                m->cfg.workers, m->cfg.batch, m->cfg.schema, url[0] ? url : "(libpq defaults)",
                 m->cfg.no_migrate ? "no" : "yes", m->cfg.n_libraries);
 
     if (load_libraries(m) != SK_OK)

@@ -704,6 +704,17 @@ static void parse(chaos_t *c, int argc, char **argv)
     c->master_kill = c->pg_restart = true;
     c->seed = (unsigned)time(NULL);
     c->build = getenv("BUILD") && *getenv("BUILD") ? getenv("BUILD") : "build";
+    /* The masters' --batch (they read STEPKIT_BATCH from this environment). */
+    c->batch = 1;
+    if (getenv("STEPKIT_BATCH") != NULL && *getenv("STEPKIT_BATCH") != '\0') {
+        char *end;
+        long b = strtol(getenv("STEPKIT_BATCH"), &end, 10);
+        if (*end != '\0' || b < 1 || b > 1000) {
+            fprintf(stderr, "chaos: STEPKIT_BATCH must be 1..1000\n");
+            exit(2);
+        }
+        c->batch = (int)b;
+    }
     c->outdir = NULL;
     c->pg_cluster = "tests/pg-cluster.sh";
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {

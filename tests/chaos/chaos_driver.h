@@ -67,6 +67,7 @@ typedef struct {
     bool master_kill, pg_restart, hang_poison;
     unsigned seed;
     const char *build, *outdir, *pg_cluster;
+    int batch;                  /* the masters' --batch (STEPKIT_BATCH): bodies a kill may lose */
     char step_timeout_flag[64]; /* "" when the master has none */
     bool http_flag;             /* the master has --http (its HTTP process is off here) */
 

@@ -391,17 +391,26 @@ int chaos_report(chaos_t *c, PGconn *db)
         free(eff);
         return 1;
     }
-    /* The last effect time of every pid, for "the killed worker's last body". */
+    /* For "a body the killed worker had not committed": the last effect
+     * time of every pid, or the effect's own time when it is among the last
+     * `batch` bodies of its pid (with --batch N a worker commits the results
+     * of up to N bodies together, so a kill loses up to N of them). */
     last = calloc((size_t)n_eff + 1, sizeof(*last));
     take = calloc((size_t)n_eff + 1, sizeof(*take));
     resp = calloc((size_t)c->n_ev + 1, sizeof(*resp));
     if (take == NULL || resp == NULL || last == NULL)
         abort();
     for (int i = 0; i < n_eff; i++) {
+        int after = 0;
         for (int j = 0; j < n_eff; j++) {
-            if (eff[j].pid == eff[i].pid && eff[j].t > last[i])
+            if (eff[j].pid != eff[i].pid)
+                continue;
+            after += eff[j].t > eff[i].t;
+            if (eff[j].t > last[i])
                 last[i] = eff[j].t;
         }
+        if (after < c->batch)
+            last[i] = eff[i].t;
     }
 
     /* ---- runs: lost, wrong, ended twice ---- */

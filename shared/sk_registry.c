@@ -206,12 +206,18 @@ int sk_registry_load(sk_registry_t *reg, const char *path, char *err, size_t err
         snprintf(err, errlen, "cannot load workflow library %s: %s", path, dlerror());
         return SK_ERROR;
     }
-    *(void **)(&entry) = dlsym(h, "stepkit_workflows_v1");
+    *(void **)(&entry) = dlsym(h, "stepkit_workflows_v2");
     if (entry == NULL) {
-        snprintf(err, errlen,
-                 "%s does not export stepkit_workflows_v1 (define it with SK_WORKFLOWS; a library "
-                 "built for another StepKit ABI cannot be loaded)",
-                 path);
+        if (dlsym(h, "stepkit_workflows_v1") != NULL)
+            snprintf(err, errlen,
+                     "%s was built against an older stepkit.h (ABI 1): sk_workflow_t has grown "
+                     "since; rebuild the library against this version's stepkit.h",
+                     path);
+        else
+            snprintf(err, errlen,
+                     "%s does not export stepkit_workflows_v2 (define it with SK_WORKFLOWS; a "
+                     "library built for another StepKit ABI cannot be loaded)",
+                     path);
         dlclose(h);
         return SK_ERROR;
     }

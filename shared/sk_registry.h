@@ -1,6 +1,6 @@
 /*
  * sk_registry - the workflows a master loaded from its libraries
- * (dlopen + stepkit_workflows_v1).  Built by the master before fork and
+ * (dlopen + stepkit_workflows_v2).  Built by the master before fork and
  * inherited, read-only, by every worker.
  */
 #ifndef SK_REGISTRY_H

@@ -157,11 +157,13 @@ typedef struct {
 int sk_register(sk_registry_t *reg, const sk_workflow_t *wf);
 
 /* The entry point every workflow library exports (the suffix is the ABI
- * version the engine checks):  SK_WORKFLOWS(reg) { return sk_register(...); } */
-#define SK_ABI_VERSION 1
+ * version the engine checks):  SK_WORKFLOWS(reg) { return sk_register(...); }
+ * 2: sk_workflow_t grew (flow control, step rates): the engine would read a
+ * version-1 library's workflows past their end, so it refuses them. */
+#define SK_ABI_VERSION 2
 #define SK_WORKFLOWS(reg)                                                                          \
-    int stepkit_workflows_v1(sk_registry_t *reg);                                                  \
-    int stepkit_workflows_v1(sk_registry_t *reg)
+    int stepkit_workflows_v2(sk_registry_t *reg);                                                  \
+    int stepkit_workflows_v2(sk_registry_t *reg)
 
 /* ---- the context ------------------------------------------------------- */
 

@@ -655,3 +655,34 @@ Test(privilege, runtime_role_facing_a_pending_migration_is_told_to_run_migrate, 
     itest_finish();
     drop_runtime_role(role);
 }
+
+/* A library built against an older stepkit.h (entry point of ABI 1) is
+ * refused by name before anything connects: its sk_workflow_t is shorter
+ * than this engine's, which would read past it. */
+Test(hostile, library_of_an_older_abi_is_refused_with_the_reason, ITEST_FIXTURES)
+{
+    char src[2 * ITEST_PATH_MAX], so[2 * ITEST_PATH_MAX], bin[2 * ITEST_PATH_MAX];
+    const char *cc[] = {"cc", "-shared", "-fPIC", "-o", so, src, NULL};
+    const char *master[] = {bin, "--workflows", so, "--http", "off", NULL};
+    itest_cmd_t r;
+    FILE *f;
+
+    snprintf(src, sizeof(src), "%s/%s-abi1.c", itest.logdir, itest.schema);
+    snprintf(so, sizeof(so), "%s/%s-abi1.so", itest.logdir, itest.schema);
+    snprintf(bin, sizeof(bin), "%s/bin/stepkit-master", itest.build);
+    f = fopen(src, "w");
+    cr_assert_not_null(f);
+    fputs("int stepkit_workflows_v1(void *reg);\n"
+          "int stepkit_workflows_v1(void *reg) { (void)reg; return 0; }\n",
+          f);
+    fclose(f);
+    itest_run_cmd(cc, NULL, 60000, &r);
+    cr_assert_eq(r.code, 0, "cc: %s", r.err);
+    itest_cmd_free(&r);
+    itest_run_cmd(master, NULL, 20000, &r);
+    cr_expect_neq(r.code, 0);
+    cr_expect(strstr(r.err, "built against an older stepkit.h (ABI 1)") != NULL, "%s", r.err);
+    cr_expect(strstr(r.err, "db_connect") == NULL, "it connected first: %s", r.err);
+    itest_cmd_free(&r);
+    itest_finish();
+}

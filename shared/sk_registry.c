@@ -258,6 +258,21 @@ static char *join_lines(const char *const *list)
     return s;
 }
 
+/* One statement that writes a workflow's setting; errors name `what`. */
+static int run_setting(PGconn *conn, const char *sql, int n, const char *const *params,
+                       const char *what, char *err, size_t errlen)
+{
+    PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+    int rc = SK_OK;
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        sk_pg_error(conn, res, what, err, errlen);
+        rc = SK_ERROR;
+    }
+    PQclear(res);
+    return rc;
+}
+
 /* sql/010_flow.sql: the first schema with set_flow_control. */
 #define SK_FLOW_SCHEMA_VERSION 10
 
@@ -268,8 +283,6 @@ static int publish_flow(const sk_wf_t *w, PGconn *conn, char *err, size_t errlen
         "SELECT set_flow_control($1, $2::int, $3, $4::int, $5::int, $6, $7::int)";
     char climit[16], rlimit[16], period[16], prio[16];
     const char *params[7] = {w->id, NULL, w->concurrency.key, NULL, NULL, w->rate.key, prio};
-    PGresult *res;
-    int rc = SK_OK;
 
     if (w->concurrency.limit == 0 && w->rate.limit == 0 && w->priority == 0)
         return SK_OK;
@@ -289,13 +302,7 @@ static int publish_flow(const sk_wf_t *w, PGconn *conn, char *err, size_t errlen
         params[3] = rlimit;
         params[4] = period;
     }
-    res = PQexecParams(conn, sql, 7, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        sk_pg_error(conn, res, "set flow control", err, errlen);
-        rc = SK_ERROR;
-    }
-    PQclear(res);
-    return rc;
+    return run_setting(conn, sql, 7, params, "set flow control", err, errlen);
 }
 
 /* sql/013_flow_steps.sql: the first schema with set_step_rate. */
@@ -307,8 +314,6 @@ static int publish_step_rate(const sk_wf_t *w, PGconn *conn, char *err, size_t e
     static const char *sql = "SELECT set_step_rate($1, $2::int, $3::int, $4)";
     char limit[16], period[16];
     const char *params[4] = {w->id, limit, period, w->step_rate.key};
-    PGresult *res;
-    int rc = SK_OK;
 
     if (w->step_rate.limit == 0)
         return SK_OK;
@@ -318,13 +323,7 @@ static int publish_step_rate(const sk_wf_t *w, PGconn *conn, char *err, size_t e
     }
     snprintf(limit, sizeof(limit), "%d", w->step_rate.limit);
     snprintf(period, sizeof(period), "%d", w->step_rate.period_ms);
-    res = PQexecParams(conn, sql, 4, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        sk_pg_error(conn, res, "set step rate", err, errlen);
-        rc = SK_ERROR;
-    }
-    PQclear(res);
-    return rc;
+    return run_setting(conn, sql, 4, params, "set step rate", err, errlen);
 }
 
 int sk_registry_publish(const sk_registry_t *reg, PGconn *conn, char *err, size_t errlen)

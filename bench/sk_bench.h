@@ -139,6 +139,13 @@ int sk_bench_db_advance(PGconn *conn, const char (*ids)[SK_UUID_LEN], long n, lo
 int sk_bench_db_progress(PGconn *conn, const char (*ids)[SK_UUID_LEN], long n, const char *since,
                          sk_bench_progress_t *p, char *err, size_t errlen);
 
+/* How many of the runs ids[0..n) ended in each whole second after `since`
+ * (text timestamptz), from their ended_at: per_s[0..*nsec), *nsec at most
+ * max, the last partial second left out (at least one second is kept).
+ * Exact whatever order the runs ended in. */
+int sk_bench_db_ended_per_s(PGconn *conn, const char (*ids)[SK_UUID_LEN], long n, const char *since,
+                            long *per_s, int max, int *nsec, char *err, size_t errlen);
+
 /* p50/p95/p99 in ms of ended_at - created_at of the completed runs among
  * ids[0..n). */
 int sk_bench_db_latency(PGconn *conn, const char (*ids)[SK_UUID_LEN], long n, double out[3],

@@ -256,6 +256,54 @@ int sk_bench_db_advance(PGconn *conn, const char (*ids)[SK_UUID_LEN], long n, lo
     return SK_OK;
 }
 
+int sk_bench_db_ended_per_s(PGconn *conn, const char (*ids)[SK_UUID_LEN], long n, const char *since,
+                            long *per_s, int max, int *nsec, char *err, size_t errlen)
+{
+    /* Seconds since `since` of each end (a run a worker ended before the
+     * clock was read counts in second 0), and the whole seconds in all. */
+    static const char sql[] =
+        "WITH e AS (SELECT greatest(extract(epoch FROM r.ended_at - $2::timestamptz), 0) AS t"
+        "             FROM runs r WHERE r.run_id = ANY ($1::uuid[]) AND r.ended_at IS NOT NULL)"
+        " SELECT floor(e.t)::int, count(*), (SELECT floor(max(t))::int FROM e)"
+        "   FROM e GROUP BY 1 ORDER BY 1";
+    char *arr = id_array(ids, n);
+    const char *params[2] = {arr, since};
+    PGresult *res;
+    int whole;
+
+    *nsec = 0;
+    if (arr == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return SK_ERROR;
+    }
+    res = PQexecParams(conn, sql, 2, NULL, params, NULL, NULL, 0);
+    free(arr);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        pg_message("ends per second", PQresultErrorMessage(res), err, errlen);
+        PQclear(res);
+        return SK_ERROR;
+    }
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return SK_OK;
+    }
+    whole = atoi(PQgetvalue(res, 0, 2)); /* the second the last run ended in: partial */
+    if (whole < 1)
+        whole = 1;
+    if (whole > max)
+        whole = max;
+    for (int i = 0; i < whole; i++)
+        per_s[i] = 0;
+    for (int i = 0; i < PQntuples(res); i++) {
+        int sec = atoi(PQgetvalue(res, i, 0));
+        if (sec < whole)
+            per_s[sec] = atol(PQgetvalue(res, i, 1));
+    }
+    *nsec = whole;
+    PQclear(res);
+    return SK_OK;
+}
+
 int sk_bench_db_progress(PGconn *conn, const char (*ids)[SK_UUID_LEN], long n, const char *since,
                          sk_bench_progress_t *p, char *err, size_t errlen)
 {

@@ -561,20 +561,13 @@ static char (*new_ids(long n))[SK_UUID_LEN]
  */
 static void wait_done(const opts_t *o, PGconn *mon, const char *workflow,
                       const char (*ids)[SK_UUID_LEN], long n, const char *since,
-                      sk_bench_progress_t *p, long *polls, sk_bench_result_t *burst,
-                      sk_bench_result_t *conns)
+                      sk_bench_progress_t *p, long *polls, sk_bench_result_t *conns)
 {
     double t0 = mono_ms(), deadline = t0 + (double)o->timeout_s * 1e3;
     char err[ERR_MAX];
-    long cursor = 0, failed = 0, at_last = 0;
+    long cursor = 0, failed = 0;
 
     for (;;) {
-        /* A burst: the runs passed in each whole second since t0. */
-        while (burst != NULL && mono_ms() - t0 >= 1000.0 * (burst->burst_nsec + 1) &&
-               burst->burst_nsec < (int)(sizeof burst->burst_per_s / sizeof(long))) {
-            burst->burst_per_s[burst->burst_nsec++] = cursor - at_last;
-            at_last = cursor;
-        }
         if (sk_bench_db_advance(mon, ids, n, &cursor, &failed, polls, err, sizeof err) != SK_OK)
             fail("%s", err);
         if (failed > 0)
@@ -652,7 +645,7 @@ static void warm_up(const opts_t *o, const char *workflow)
     if (mon == NULL)
         fail("%s", err);
     wait_done(o, mon, workflow, (const char(*)[SK_UUID_LEN])ids, o->warmup,
-              "1970-01-01 00:00:00+00", &p, &polls, NULL, NULL);
+              "1970-01-01 00:00:00+00", &p, &polls, NULL);
     PQfinish(mon);
     free(ids);
 }
@@ -1050,9 +1043,18 @@ static void measure(const opts_t *o, sk_bench_result_t *r, int *checkpointed)
 
     wait_done(o, mon, w->workflow, (const char(*)[SK_UUID_LEN])ids, o->runs,
               o->workload == WL_BURST ? burst_ts : before.ts, &p, &polls,
-              o->workload == WL_BURST ? r : NULL, o->workload == WL_IO ? r : NULL);
-    if (o->workload == WL_BURST)
+              o->workload == WL_IO ? r : NULL);
+    if (o->workload == WL_BURST) {
+        /* From the runs' own ends: the progress cursor above follows start
+         * order, and runs started together end in any order (the queue's
+         * ties follow where their rows landed in the heap). */
+        if (sk_bench_db_ended_per_s(mon, (const char(*)[SK_UUID_LEN])ids, o->runs, burst_ts,
+                                    r->burst_per_s,
+                                    (int)(sizeof r->burst_per_s / sizeof(r->burst_per_s[0])),
+                                    &r->burst_nsec, err, sizeof err) != SK_OK)
+            fail("%s", err);
         burst_figures(r);
+    }
     if (p.total != o->runs)
         fail("expected %d runs of %s, found %ld", o->runs, w->workflow, p.total);
     if (p.seconds <= 0)

@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include "sk_ctx.h"
-#include "sk_flow.h"
 #include "sk_json.h"
 #include "sk_log.h"
 #include "sk_metrics.h"
@@ -742,28 +741,35 @@ static int before_body(sk_ctx_t *ctx, void *arg)
 static int before_body_rated(sk_ctx_t *ctx, void *arg)
 {
     run_state_t *rs = arg;
-    char err[512];
+    batch_t b;
+    sk_cmd_t *k;
+    PGresult *res[1] = {NULL};
     int rc = before_body(ctx, arg);
 
     if (rc != SK_OK)
         return rc;
-    rc = sk_flow_step_take(rs->x->conn, rs->it->item_s, rs->it->epoch_s, &rs->rate_wait_ms, err,
-                           sizeof(err));
-    if (rc == SK_OK)
-        return rs->rate_wait_ms > 0 ? SK_AGAIN : SK_OK;
-    if (rc == SK_AGAIN) {
-        sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", rs->it->run_id, rs->it->item_s,
-                    rs->it->epoch_s);
-        sk_metrics_count(SK_MC_FENCE_REFUSALS);
-    } else if (rc == SK_WCONN_REFUSED) {
-        note_refused(rs->x, rs->it, err);
-    } else {
-        sk_log_error("event=write_failed run=%s item=%s error=\"%s\"", rs->it->run_id,
-                     rs->it->item_s, err);
-    }
     rs->rate_wait_ms = 0;
-    rs->lost = 1;
-    return SK_ERROR;
+    if (batch_init(&b, 1) != SK_OK || (k = batch_add(&b, "sk_step_take")) == NULL) {
+        batch_free(&b);
+        return SK_ERROR;
+    }
+    param(k, rs->it->item_s, 0, 0);
+    param(k, rs->it->epoch_s, 0, 0);
+    rc = run_batch(rs->x, &b, rs->it, res); /* SK_AGAIN: lease lost, nothing taken */
+    batch_free(&b);
+    if (rc == SK_OK && (PQntuples(res[0]) != 1 || PQgetisnull(res[0], 0, 0))) {
+        sk_log_error("event=write_failed run=%s item=%s error=\"flow_step_take returned no value\"",
+                     rs->it->run_id, rs->it->item_s);
+        rc = SK_ERROR;
+    }
+    if (rc == SK_OK)
+        rs->rate_wait_ms = strtoll(PQgetvalue(res[0], 0, 0), NULL, 10);
+    PQclear(res[0]);
+    if (rc != SK_OK) {
+        rs->lost = 1;
+        return SK_ERROR;
+    }
+    return rs->rate_wait_ms > 0 ? SK_AGAIN : SK_OK;
 }
 
 /* Where an item's writes go: its defer_t in batch mode (committed by the

@@ -105,31 +105,6 @@ const sk_stmt_def_t sk_stmts[] = {
      "  FROM unnest(string_to_array($1, E'\\n'), string_to_array($2, E'\\n'))"
      "       WITH ORDINALITY AS s(w, e, i)"
      " ORDER BY s.i"},
-};
-
-const int sk_stmts_count = (int)(sizeof(sk_stmts) / sizeof(sk_stmts[0]));
-
-/* Statements that need a schema version: their text before it (NULL: none). */
-static const struct {
-    const char *name;
-    int since;
-    const char *before;
-} versioned[] = {
-    {"sk_claim", 13, claim_sql_12},
-    {"sk_step_take", 13, NULL},
-};
-
-const char *sk_stmt_sql(int i)
-{
-    for (size_t v = 0; v < sizeof(versioned) / sizeof(versioned[0]); v++) {
-        if (strcmp(versioned[v].name, sk_stmts[i].name) == 0 &&
-            versioned[v].since > sk_schema_version_known())
-            return versioned[v].before;
-    }
-    return sk_stmts[i].sql;
-}
-
-const sk_stmt_def_t sk_stmts_batch[] = {
     /* Up to $4 items at once, as many as are ready now (claim_batch in
      * sql/014_batch.sql): sk_claim's rows, one item after another, each
      * with its workflow's step-rate flag as in sk_claim. */
@@ -148,4 +123,26 @@ const sk_stmt_def_t sk_stmts_batch[] = {
                        " string_to_array($2, ',')::int4[], $3::int4)"},
 };
 
-const int sk_stmts_batch_count = (int)(sizeof(sk_stmts_batch) / sizeof(sk_stmts_batch[0]));
+const int sk_stmts_count = (int)(sizeof(sk_stmts) / sizeof(sk_stmts[0]));
+
+/* Statements that need a schema version: their text before it (NULL: none). */
+static const struct {
+    const char *name;
+    int since;
+    const char *before;
+} versioned[] = {
+    {"sk_claim", 13, claim_sql_12},
+    {"sk_step_take", 13, NULL},
+    {"sk_claim_batch", SK_BATCH_SCHEMA_VERSION, NULL},
+    {"sk_batch_fence", SK_BATCH_SCHEMA_VERSION, NULL},
+};
+
+const char *sk_stmt_sql(int i)
+{
+    for (size_t v = 0; v < sizeof(versioned) / sizeof(versioned[0]); v++) {
+        if (strcmp(versioned[v].name, sk_stmts[i].name) == 0 &&
+            versioned[v].since > sk_schema_version_known())
+            return versioned[v].before;
+    }
+    return sk_stmts[i].sql;
+}

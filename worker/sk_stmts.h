@@ -24,9 +24,6 @@ const char *sk_stmt_sql(int i);
 
 extern const sk_stmt_def_t sk_stmts[];
 extern const int sk_stmts_count;
-/* Prepared too when the build knows SK_BATCH_SCHEMA_VERSION. */
-extern const sk_stmt_def_t sk_stmts_batch[];
-extern const int sk_stmts_batch_count;
 
 /* Column numbers of sk_claim's result. */
 enum {

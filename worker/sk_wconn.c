@@ -340,11 +340,6 @@ static int setup(sk_wconn_t *c)
             !PQsendPrepare(c->pg, sk_stmts[i].name, sk_stmt_sql(i), 0, NULL))
             goto done;
     }
-    for (int i = 0;
-         i < sk_stmts_batch_count && sk_schema_version_known() >= SK_BATCH_SCHEMA_VERSION; i++) {
-        if (!PQsendPrepare(c->pg, sk_stmts_batch[i].name, sk_stmts_batch[i].sql, 0, NULL))
-            goto done;
-    }
     if (!PQpipelineSync(c->pg) || flush_out(c, deadline) != SK_OK ||
         collect(c, 0, NULL, deadline, &lease_lost, err, sizeof(err)) != SK_OK)
         goto done;

@@ -65,19 +65,27 @@ static resp_t get(int port, const char *path)
     return out;
 }
 
-/* Poll path until it answers `code` (max timeout_ms); the last answer. */
-static resp_t wait_code(int port, const char *path, int code, int timeout_ms)
+/* Poll path until it answers `code` with a body starting with `prefix` (NULL:
+ * any body), at most timeout_ms; the last answer. */
+static resp_t wait_answer(int port, const char *path, int code, const char *prefix, int timeout_ms)
 {
     int64_t deadline = now_ms() + timeout_ms;
     resp_t r;
 
     for (;;) {
         r = get(port, path);
-        if (r.code == code || now_ms() > deadline)
+        if (r.code == code && (!prefix || strncmp(r.body, prefix, strlen(prefix)) == 0))
+            return r;
+        if (now_ms() > deadline)
             return r;
         free(r.body);
         nap(100);
     }
+}
+
+static resp_t wait_code(int port, const char *path, int code, int timeout_ms)
+{
+    return wait_answer(port, path, code, NULL, timeout_ms);
 }
 
 static itest_master_t *master_with_http(int port, int workers)
@@ -116,8 +124,9 @@ Test(http, probes_answer_in_each_state, ITEST_FIXTURES)
     char sql[256];
     int64_t t0;
 
-    /* ready: workers connected, schema read */
-    r = wait_code(port, "/readyz", 200, 10000);
+    /* ready: workers connected, schema read (ready from the first worker on;
+     * wait for both so the count is checked, not the fork order) */
+    r = wait_answer(port, "/readyz", 200, "ready: 2 of 2", 10000);
     cr_assert_eq(r.code, 200, "/readyz: %d %s", r.code, r.body);
     cr_assert(strncmp(r.body, "ready: 2 of 2 workers connected", 31) == 0, "%s", r.body);
     free(r.body);

@@ -13,116 +13,17 @@
 
 #include <openssl/evp.h>
 
+#include "sk_ctx_int.h"
 #include "sk_json.h"
 #include "sk_limits.h"
 #include "sk_uuid.h"
 
 #define OP_BUCKETS_MIN  64
-#define COUNTER_BUCKETS 64
 #define ERROR_DEPTH_MAX 16 /* cause chains deeper than this are cut */
-#define ID_MAX          40 /* a UUID and its NUL */
-
-struct sk_error {
-    const char *name;
-    const char *message;
-    const char *stack;
-    const sk_error_t *cause;
-    bool retryable;
-    const char *issues; /* packed msgpack array of validation issues, or NULL */
-    size_t issues_len;
-};
-
-struct sk_issues {
-    sk_ctx_t *ctx;
-    msgpack_sbuffer buf; /* packed issue maps, count below */
-    size_t count;
-    const char *first_message;
-};
-
-typedef struct alloc {
-    struct alloc *next;
-    max_align_t data[];
-} alloc_t;
-
-typedef struct counter {
-    struct counter *next;
-    const char *id;
-    int n;
-} counter_t;
-
-typedef enum { EXEC_NONE = 0, EXEC_DONE, EXEC_RETRY, EXEC_FATAL } exec_kind_t;
-
-/* An unpacked object the ctx owns until the entry ends, with its bytes. */
-typedef struct unp {
-    struct unp *next;
-    msgpack_unpacked u;
-    char buf[];
-} unp_t;
-
-struct sk_ctx {
-    const sk_wf_t *wf;
-    char run_id[ID_MAX];
-    char event_id[ID_MAX];
-    sk_before_body_fn before_body;
-    sk_body_hook_fn body_hook;
-    sk_heartbeat_fn heartbeat;
-    void *hook_arg;
-    int handler_attempt;
-
-    msgpack_sbuffer input_buf;
-    msgpack_unpacked input;
-    const msgpack_object *data_obj;
-
-    sk_op_t **buckets;
-    size_t nbuckets, nops;
-    sk_op_t *order_head, *order_tail;
-
-    alloc_t *arena;
-    counter_t *counters[COUNTER_BUCKETS];
-
-    /* per-entry state */
-    int in_body;
-    const char *body_id;
-    int body_attempt;
-    int nested;
-    const char *nested_inner, *nested_outer;
-    int yield, aborted;
-    exec_kind_t exec_kind;
-    sk_op_t *exec_op;
-    int retry_delay_ms;
-    const sk_error_t *last_error; /* raised at a step call site */
-    const sk_error_t *raised;     /* given to sk_raise */
-
-    msgpack_sbuffer out_buf;
-    msgpack_sbuffer err_buf;
-
-    char target[41];      /* target mode: the one op to execute */
-    int64_t now_ms;       /* fixed per entry: a replay sees one time */
-    int group_depth;      /* > 0: step calls start concurrently */
-    int started;          /* a new suspending op started this entry */
-    int waiting;          /* a waiting op is not ready yet */
-    int64_t due_ms;       /* earliest due time of a kept run's retry; -1 none */
-    int sent;             /* a signal is sent this entry */
-    char (*dispatch)[41]; /* group run bodies for other workers */
-    /* The first new run of a group in this entry: this worker runs it
-     * itself when the group is awaited, once the others are dispatched. */
-    struct {
-        int set;
-        char key[41];
-        const char *id;
-        sk_body_fn body;
-        void *arg;
-        int has_retry;
-        sk_retry_t retry;
-        int timeout_ms;
-    } cand;
-    size_t ndispatch, capdispatch;
-    unp_t *unps;
-};
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-static int64_t wall_ms(void)
+int64_t sk_ctx_wall_ms(void)
 {
     struct timespec ts;
 
@@ -130,7 +31,7 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void *arena_alloc(sk_ctx_t *ctx, size_t n)
+void *sk_ctx_arena_alloc(sk_ctx_t *ctx, size_t n)
 {
     alloc_t *a = malloc(sizeof(alloc_t) + n);
 
@@ -151,9 +52,9 @@ static void arena_reset(sk_ctx_t *ctx)
     memset(ctx->counters, 0, sizeof(ctx->counters));
 }
 
-static char *arena_strndup(sk_ctx_t *ctx, const char *s, size_t n)
+char *sk_ctx_arena_strndup(sk_ctx_t *ctx, const char *s, size_t n)
 {
-    char *p = arena_alloc(ctx, n + 1);
+    char *p = sk_ctx_arena_alloc(ctx, n + 1);
 
     if (p == NULL)
         return NULL;
@@ -162,12 +63,12 @@ static char *arena_strndup(sk_ctx_t *ctx, const char *s, size_t n)
     return p;
 }
 
-static char *arena_strdup(sk_ctx_t *ctx, const char *s)
+char *sk_ctx_arena_strdup(sk_ctx_t *ctx, const char *s)
 {
-    return s ? arena_strndup(ctx, s, strlen(s)) : NULL;
+    return s ? sk_ctx_arena_strndup(ctx, s, strlen(s)) : NULL;
 }
 
-static char *heap_copy(const char *p, size_t n)
+char *sk_ctx_heap_copy(const char *p, size_t n)
 {
     char *c = malloc(n ? n : 1);
 
@@ -186,7 +87,7 @@ static void unps_free(sk_ctx_t *ctx)
     }
 }
 
-static uint32_t hash_str(const char *s)
+uint32_t sk_ctx_hash_str(const char *s)
 {
     uint32_t h = 2166136261u; /* FNV-1a */
 
@@ -247,13 +148,13 @@ int sk_backoff_ms(const sk_retry_t *r, int attempt)
 
 static sk_error_t *error_alloc(sk_ctx_t *ctx, const char *name, const char *message)
 {
-    sk_error_t *e = arena_alloc(ctx, sizeof(*e));
+    sk_error_t *e = sk_ctx_arena_alloc(ctx, sizeof(*e));
 
     if (e == NULL)
         return NULL;
     memset(e, 0, sizeof(*e));
-    e->name = arena_strdup(ctx, name && *name ? name : "Error");
-    e->message = arena_strdup(ctx, message ? message : "");
+    e->name = sk_ctx_arena_strdup(ctx, name && *name ? name : "Error");
+    e->message = sk_ctx_arena_strdup(ctx, message ? message : "");
     e->retryable = true;
     if (e->name == NULL || e->message == NULL)
         return NULL;
@@ -344,7 +245,7 @@ int sk_fail(sk_ctx_t *ctx, const char *name, const char *fmt, ...)
     return sk_raise(ctx, e);
 }
 
-static int pack_cstr(msgpack_packer *pk, const char *s)
+int sk_ctx_pack_cstr(msgpack_packer *pk, const char *s)
 {
     size_t n = strlen(s);
 
@@ -356,23 +257,24 @@ static int pack_error(msgpack_packer *pk, const sk_error_t *e, int depth)
     int fields = 3 + (e->stack != NULL) + (e->cause != NULL && depth < ERROR_DEPTH_MAX) +
                  (e->issues != NULL);
 
-    if (msgpack_pack_map(pk, (size_t)fields) || pack_cstr(pk, "name") || pack_cstr(pk, e->name) ||
-        pack_cstr(pk, "message") || pack_cstr(pk, e->message) || pack_cstr(pk, "retryable") ||
+    if (msgpack_pack_map(pk, (size_t)fields) || sk_ctx_pack_cstr(pk, "name") ||
+        sk_ctx_pack_cstr(pk, e->name) || sk_ctx_pack_cstr(pk, "message") ||
+        sk_ctx_pack_cstr(pk, e->message) || sk_ctx_pack_cstr(pk, "retryable") ||
         (e->retryable ? msgpack_pack_true(pk) : msgpack_pack_false(pk)))
         return SK_ERROR;
-    if (e->stack != NULL && (pack_cstr(pk, "stack") || pack_cstr(pk, e->stack)))
+    if (e->stack != NULL && (sk_ctx_pack_cstr(pk, "stack") || sk_ctx_pack_cstr(pk, e->stack)))
         return SK_ERROR;
-    if (e->issues != NULL &&
-        (pack_cstr(pk, "issues") || msgpack_sbuffer_write(pk->data, e->issues, e->issues_len)))
+    if (e->issues != NULL && (sk_ctx_pack_cstr(pk, "issues") ||
+                              msgpack_sbuffer_write(pk->data, e->issues, e->issues_len)))
         return SK_ERROR;
     if (e->cause != NULL && depth < ERROR_DEPTH_MAX) {
-        if (pack_cstr(pk, "cause") || pack_error(pk, e->cause, depth + 1) != SK_OK)
+        if (sk_ctx_pack_cstr(pk, "cause") || pack_error(pk, e->cause, depth + 1) != SK_OK)
             return SK_ERROR;
     }
     return SK_OK;
 }
 
-static int pack_error_buf(msgpack_sbuffer *buf, const sk_error_t *e)
+int sk_ctx_pack_error_buf(msgpack_sbuffer *buf, const sk_error_t *e)
 {
     msgpack_packer pk;
 
@@ -385,33 +287,34 @@ int sk_error_pack_simple(msgpack_sbuffer *buf, const char *name, const char *mes
 {
     sk_error_t e = {.name = name, .message = message, .retryable = retryable != 0};
 
-    return pack_error_buf(buf, &e);
+    return sk_ctx_pack_error_buf(buf, &e);
 }
 
-static const char *obj_strdup(sk_ctx_t *ctx, const msgpack_object *o)
+const char *sk_ctx_obj_strdup(sk_ctx_t *ctx, const msgpack_object *o)
 {
     if (o == NULL || o->type != MSGPACK_OBJECT_STR)
         return NULL;
-    return arena_strndup(ctx, o->via.str.ptr, o->via.str.size);
+    return sk_ctx_arena_strndup(ctx, o->via.str.ptr, o->via.str.size);
 }
 
 /* An error map as stored back into an error value (cause chain intact). */
-static const sk_error_t *error_from_obj(sk_ctx_t *ctx, const msgpack_object *o, int depth)
+const sk_error_t *sk_ctx_error_from_obj(sk_ctx_t *ctx, const msgpack_object *o, int depth)
 {
     sk_error_t *e;
     const msgpack_object *v;
 
     if (o == NULL || o->type != MSGPACK_OBJECT_MAP)
         return error_alloc(ctx, "Error", "unreadable error record");
-    e = error_alloc(ctx, obj_strdup(ctx, sk_get(o, "name")), obj_strdup(ctx, sk_get(o, "message")));
+    e = error_alloc(ctx, sk_ctx_obj_strdup(ctx, sk_get(o, "name")),
+                    sk_ctx_obj_strdup(ctx, sk_get(o, "message")));
     if (e == NULL)
         return NULL;
-    e->stack = obj_strdup(ctx, sk_get(o, "stack"));
+    e->stack = sk_ctx_obj_strdup(ctx, sk_get(o, "stack"));
     v = sk_get(o, "retryable");
     e->retryable = v == NULL || (v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean);
     v = sk_get(o, "cause");
     if (v != NULL && depth < ERROR_DEPTH_MAX)
-        e->cause = error_from_obj(ctx, v, depth + 1);
+        e->cause = sk_ctx_error_from_obj(ctx, v, depth + 1);
     v = sk_get(o, "issues");
     if (v != NULL) {
         msgpack_sbuffer sb;
@@ -419,7 +322,7 @@ static const sk_error_t *error_from_obj(sk_ctx_t *ctx, const msgpack_object *o, 
         msgpack_sbuffer_init(&sb);
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
         if (msgpack_pack_object(&pk, *v) == 0) {
-            char *copy = arena_alloc(ctx, sb.size ? sb.size : 1);
+            char *copy = sk_ctx_arena_alloc(ctx, sb.size ? sb.size : 1);
             if (copy != NULL) {
                 memcpy(copy, sb.data, sb.size);
                 e->issues = copy;
@@ -433,9 +336,9 @@ static const sk_error_t *error_from_obj(sk_ctx_t *ctx, const msgpack_object *o, 
 
 /* ---- ops -------------------------------------------------------------------- */
 
-static sk_op_t *op_find(const sk_ctx_t *ctx, const char *key)
+sk_op_t *sk_ctx_op_find(const sk_ctx_t *ctx, const char *key)
 {
-    sk_op_t *op = ctx->buckets[hash_str(key) & (ctx->nbuckets - 1)];
+    sk_op_t *op = ctx->buckets[sk_ctx_hash_str(key) & (ctx->nbuckets - 1)];
 
     while (op != NULL && strcmp(op->key, key) != 0)
         op = op->next;
@@ -450,7 +353,7 @@ static int op_grow(sk_ctx_t *ctx)
     if (b == NULL)
         return SK_ERROR;
     for (sk_op_t *op = ctx->order_head; op != NULL; op = op->order_next) {
-        size_t i = hash_str(op->key) & (n - 1);
+        size_t i = sk_ctx_hash_str(op->key) & (n - 1);
         op->next = b[i];
         b[i] = op;
     }
@@ -474,7 +377,7 @@ static void op_set_data(sk_op_t *op, char *copy, size_t len, sk_op_status_t stat
 }
 
 /* Insert or update `key`; the op becomes uncommitted. */
-static void op_clear_extra(sk_op_t *op)
+void sk_ctx_op_clear_extra(sk_op_t *op)
 {
     free(op->wait_info);
     free(op->signal);
@@ -486,10 +389,10 @@ static void op_clear_extra(sk_op_t *op)
     op->until_ms = -1;
 }
 
-static sk_op_t *op_put(sk_ctx_t *ctx, const char *key, const char *step_id, const char *kind,
+sk_op_t *sk_ctx_op_put(sk_ctx_t *ctx, const char *key, const char *step_id, const char *kind,
                        sk_op_status_t status, int attempts, const char *data, size_t len)
 {
-    sk_op_t *op = op_find(ctx, key);
+    sk_op_t *op = sk_ctx_op_find(ctx, key);
     char *copy = malloc(len ? len : 1);
 
     if (copy == NULL)
@@ -508,7 +411,7 @@ static sk_op_t *op_put(sk_ctx_t *ctx, const char *key, const char *step_id, cons
         }
         memcpy(op->key, key, 41);
         op->until_ms = -1;
-        size_t i = hash_str(key) & (ctx->nbuckets - 1);
+        size_t i = sk_ctx_hash_str(key) & (ctx->nbuckets - 1);
         op->next = ctx->buckets[i];
         ctx->buckets[i] = op;
         if (ctx->order_tail != NULL)
@@ -528,7 +431,7 @@ failed:
     return NULL;
 }
 
-static const msgpack_object *op_object(sk_op_t *op)
+const msgpack_object *sk_ctx_op_object(sk_op_t *op)
 {
     if (!op->unpacked_ok) {
         size_t off = 0;
@@ -557,11 +460,11 @@ int sk_ctx_add_op(sk_ctx_t *ctx, const char *key, const char *step_id, const cha
                   sk_op_status_t status, int attempts, const char *data, size_t len,
                   const char *wait_info, size_t wait_len)
 {
-    sk_op_t *op = op_put(ctx, key, step_id, kind_static(kind), status, attempts, data, len);
+    sk_op_t *op = sk_ctx_op_put(ctx, key, step_id, kind_static(kind), status, attempts, data, len);
 
     if (op == NULL)
         return SK_ERROR;
-    op_clear_extra(op);
+    sk_ctx_op_clear_extra(op);
     if (wait_info != NULL && wait_len > 0) {
         msgpack_unpacked u;
         size_t off = 0;
@@ -592,7 +495,7 @@ int sk_ctx_add_op(sk_ctx_t *ctx, const char *key, const char *step_id, const cha
 int sk_ctx_resolve_op(sk_ctx_t *ctx, sk_op_t *op, sk_op_status_t status, const char *data,
                       size_t len)
 {
-    char *copy = heap_copy(data, len);
+    char *copy = sk_ctx_heap_copy(data, len);
 
     (void)ctx;
     if (copy == NULL)
@@ -640,7 +543,7 @@ int sk_error_repack_fatal(const char *data, size_t len, msgpack_sbuffer *out)
             (is_flag ? msgpack_pack_false(&pk) : msgpack_pack_object(&pk, kv->val)))
             goto done;
     }
-    if (!seen && (pack_cstr(&pk, "retryable") || msgpack_pack_false(&pk)))
+    if (!seen && (sk_ctx_pack_cstr(&pk, "retryable") || msgpack_pack_false(&pk)))
         goto done;
     rc = SK_OK;
 done:
@@ -670,7 +573,7 @@ static int pack_input(sk_ctx_t *ctx, const sk_ctx_params_t *p)
     size_t off = 0;
 
     msgpack_packer_init(&pk, &ctx->input_buf, msgpack_sbuffer_write);
-    if (msgpack_pack_map(&pk, 5) || pack_cstr(&pk, "data"))
+    if (msgpack_pack_map(&pk, 5) || sk_ctx_pack_cstr(&pk, "data"))
         return SK_ERROR;
     if (p->data != NULL && p->data_len > 0) {
         if (msgpack_sbuffer_write(&ctx->input_buf, p->data, p->data_len))
@@ -678,10 +581,12 @@ static int pack_input(sk_ctx_t *ctx, const sk_ctx_params_t *p)
     } else if (msgpack_pack_nil(&pk)) {
         return SK_ERROR;
     }
-    if (pack_cstr(&pk, "id") || pack_cstr(&pk, p->event_id ? p->event_id : "") ||
-        pack_cstr(&pk, "name") || pack_cstr(&pk, p->trigger_name ? p->trigger_name : "") ||
-        pack_cstr(&pk, "time") || msgpack_pack_int64(&pk, p->created_ms) ||
-        pack_cstr(&pk, "type") || pack_cstr(&pk, p->trigger_type ? p->trigger_type : "invoke"))
+    if (sk_ctx_pack_cstr(&pk, "id") || sk_ctx_pack_cstr(&pk, p->event_id ? p->event_id : "") ||
+        sk_ctx_pack_cstr(&pk, "name") ||
+        sk_ctx_pack_cstr(&pk, p->trigger_name ? p->trigger_name : "") ||
+        sk_ctx_pack_cstr(&pk, "time") || msgpack_pack_int64(&pk, p->created_ms) ||
+        sk_ctx_pack_cstr(&pk, "type") ||
+        sk_ctx_pack_cstr(&pk, p->trigger_type ? p->trigger_type : "invoke"))
         return SK_ERROR;
     if (msgpack_unpack_next(&ctx->input, ctx->input_buf.data, ctx->input_buf.size, &off) !=
         MSGPACK_UNPACK_SUCCESS)
@@ -705,7 +610,7 @@ sk_ctx_t *sk_ctx_new(const sk_ctx_params_t *p)
     ctx->hook_arg = p->hook_arg;
     ctx->handler_attempt = p->handler_attempt > 0 ? p->handler_attempt : 1;
     snprintf(ctx->target, sizeof(ctx->target), "%s", p->target ? p->target : "");
-    ctx->now_ms = wall_ms();
+    ctx->now_ms = sk_ctx_wall_ms();
     msgpack_sbuffer_init(&ctx->input_buf);
     msgpack_unpacked_init(&ctx->input);
     msgpack_sbuffer_init(&ctx->out_buf);
@@ -729,7 +634,7 @@ void sk_ctx_free(sk_ctx_t *ctx)
         next = op->order_next;
         if (op->unpacked_ok)
             msgpack_unpacked_destroy(&op->unpacked);
-        op_clear_extra(op);
+        sk_ctx_op_clear_extra(op);
         free(op->data);
         free(op->step_id);
         free(op);
@@ -782,7 +687,7 @@ const sk_error_t *sk_ctx_error(const sk_ctx_t *ctx)
 
 const char *sk_str(sk_ctx_t *ctx, const msgpack_object *o)
 {
-    const char *s = obj_strdup(ctx, o);
+    const char *s = sk_ctx_obj_strdup(ctx, o);
 
     return s ? s : "";
 }
@@ -791,16 +696,16 @@ const char *sk_str(sk_ctx_t *ctx, const msgpack_object *o)
 
 static int counter_next(sk_ctx_t *ctx, const char *id)
 {
-    uint32_t i = hash_str(id) & (COUNTER_BUCKETS - 1);
+    uint32_t i = sk_ctx_hash_str(id) & (COUNTER_BUCKETS - 1);
     counter_t *c = ctx->counters[i];
 
     while (c != NULL && strcmp(c->id, id) != 0)
         c = c->next;
     if (c == NULL) {
-        c = arena_alloc(ctx, sizeof(*c));
+        c = sk_ctx_arena_alloc(ctx, sizeof(*c));
         if (c == NULL)
             return -1;
-        c->id = arena_strdup(ctx, id);
+        c->id = sk_ctx_arena_strdup(ctx, id);
         if (c->id == NULL)
             return -1;
         c->n = 0;
@@ -811,7 +716,7 @@ static int counter_next(sk_ctx_t *ctx, const char *id)
 }
 
 /* The body's output must be exactly one msgpack value (nothing = nil). */
-static int output_check(msgpack_sbuffer *buf)
+int sk_ctx_output_check(msgpack_sbuffer *buf)
 {
     char err[128];
 
@@ -826,9 +731,10 @@ static int output_check(msgpack_sbuffer *buf)
 static int record_error(sk_ctx_t *ctx, const char *key, const char *id, sk_op_status_t st,
                         int attempt, const sk_error_t *e)
 {
-    if (pack_error_buf(&ctx->err_buf, e) != SK_OK)
+    if (sk_ctx_pack_error_buf(&ctx->err_buf, e) != SK_OK)
         return SK_ERROR;
-    ctx->exec_op = op_put(ctx, key, id, "run", st, attempt, ctx->err_buf.data, ctx->err_buf.size);
+    ctx->exec_op =
+        sk_ctx_op_put(ctx, key, id, "run", st, attempt, ctx->err_buf.data, ctx->err_buf.size);
     return ctx->exec_op ? SK_OK : SK_ERROR;
 }
 
@@ -836,14 +742,14 @@ static int record_error(sk_ctx_t *ctx, const char *key, const char *id, sk_op_st
  * retry (when it is due), nil on a dispatched member (its item exists). */
 static int set_run_wait(sk_op_t *op, int64_t until_ms);
 
-static int execute_body(sk_ctx_t *ctx, const char *key, const char *id, sk_op_t *prev,
+int sk_ctx_execute_body(sk_ctx_t *ctx, const char *key, const char *id, sk_op_t *prev,
                         sk_body_fn body, void *arg, const sk_retry_t *retry, int timeout_ms,
                         int kept)
 {
     msgpack_sbuffer out;
     msgpack_packer pk;
     int attempt = (prev != NULL && prev->status == SK_OP_RETRY ? prev->attempts : 0) + 1;
-    int64_t started = wall_ms();
+    int64_t started = sk_ctx_wall_ms();
     const sk_error_t *e;
     int brc, rc = SK_ERROR;
 
@@ -864,7 +770,7 @@ static int execute_body(sk_ctx_t *ctx, const char *key, const char *id, sk_op_t 
         goto done;
     }
     if (brc == SK_OK) {
-        if (output_check(&out) != SK_OK) {
+        if (sk_ctx_output_check(&out) != SK_OK) {
             e = sk_error_set_retryable(
                 sk_error_new(ctx, "StepOutputError",
                              "step %s packed more or less than one msgpack value", id),
@@ -873,7 +779,8 @@ static int execute_body(sk_ctx_t *ctx, const char *key, const char *id, sk_op_t 
                 goto done;
             ctx->exec_kind = EXEC_FATAL;
         } else {
-            ctx->exec_op = op_put(ctx, key, id, "run", SK_OP_OK, attempt, out.data, out.size);
+            ctx->exec_op =
+                sk_ctx_op_put(ctx, key, id, "run", SK_OP_OK, attempt, out.data, out.size);
             if (ctx->exec_op == NULL)
                 goto done;
             ctx->exec_kind = EXEC_DONE;
@@ -902,7 +809,7 @@ static int execute_body(sk_ctx_t *ctx, const char *key, const char *id, sk_op_t 
          * brings it back, and a sibling waking the run earlier must not
          * cut the delay short, so the op says when it is due. */
         if (rc == SK_OK && kept)
-            rc = set_run_wait(ctx->exec_op, wall_ms() + ctx->retry_delay_ms);
+            rc = set_run_wait(ctx->exec_op, sk_ctx_wall_ms() + ctx->retry_delay_ms);
     }
     if (rc == SK_OK)
         ctx->exec_op->started_ms = started;
@@ -911,25 +818,6 @@ done:
     msgpack_sbuffer_destroy(&out);
     return rc;
 }
-
-typedef enum { K_RUN, K_SLEEP, K_SIGNAL, K_SEND, K_INVOKE } call_kind_t;
-
-/* One step call, whatever its kind. */
-typedef struct {
-    call_kind_t kind;
-    const char *id;
-    sk_body_fn body; /* run */
-    void *arg;
-    const sk_retry_t *retry;
-    int step_timeout_ms; /* run: its own step timeout, 0 = default */
-    int64_t until_ms;    /* sleep: absolute wall-clock ms */
-    int64_t timeout_ms;  /* signal, invoke: relative, < 0 none */
-    const char *signal;  /* signal, send */
-    sk_validate_fn validate;
-    const char *workflow; /* invoke */
-    const char *data;     /* send, invoke: msgpack */
-    size_t len;
-} call_t;
 
 static const char *const kind_names[] = {"run", "sleep", "signal", "send", "invoke"};
 
@@ -960,15 +848,15 @@ static int pack_wait_info(msgpack_sbuffer *buf, const char *kind, int64_t until_
     int n = 2 + (signal != NULL) + (child != NULL) + (workflow != NULL);
 
     msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
-    if (msgpack_pack_map(&pk, (size_t)n) || pack_cstr(&pk, "kind") || pack_cstr(&pk, kind) ||
-        pack_cstr(&pk, "until") ||
+    if (msgpack_pack_map(&pk, (size_t)n) || sk_ctx_pack_cstr(&pk, "kind") ||
+        sk_ctx_pack_cstr(&pk, kind) || sk_ctx_pack_cstr(&pk, "until") ||
         (until_ms >= 0 ? msgpack_pack_int64(&pk, until_ms) : msgpack_pack_nil(&pk)))
         return SK_ERROR;
-    if (signal != NULL && (pack_cstr(&pk, "signal") || pack_cstr(&pk, signal)))
+    if (signal != NULL && (sk_ctx_pack_cstr(&pk, "signal") || sk_ctx_pack_cstr(&pk, signal)))
         return SK_ERROR;
-    if (child != NULL && (pack_cstr(&pk, "child") || pack_cstr(&pk, child)))
+    if (child != NULL && (sk_ctx_pack_cstr(&pk, "child") || sk_ctx_pack_cstr(&pk, child)))
         return SK_ERROR;
-    if (workflow != NULL && (pack_cstr(&pk, "workflow") || pack_cstr(&pk, workflow)))
+    if (workflow != NULL && (sk_ctx_pack_cstr(&pk, "workflow") || sk_ctx_pack_cstr(&pk, workflow)))
         return SK_ERROR;
     return SK_OK;
 }
@@ -980,7 +868,7 @@ static int set_run_wait(sk_op_t *op, int64_t until_ms)
 
     msgpack_sbuffer_init(&wi);
     if (pack_wait_info(&wi, "run", until_ms, NULL, NULL, NULL) != SK_OK ||
-        (copy = heap_copy(wi.data, wi.size)) == NULL) {
+        (copy = sk_ctx_heap_copy(wi.data, wi.size)) == NULL) {
         msgpack_sbuffer_destroy(&wi);
         return SK_ERROR;
     }
@@ -1023,14 +911,14 @@ static int start_wait(sk_ctx_t *ctx, const char *key, const call_t *c)
                        c->kind == K_INVOKE ? c->workflow : NULL) != SK_OK)
         goto done;
     /* A dispatched run has made no attempt yet: its executor counts from 1. */
-    op = op_put(ctx, key, c->id, kind_names[c->kind], SK_OP_WAITING, c->kind == K_RUN ? 0 : 1, &nil,
-                1);
+    op = sk_ctx_op_put(ctx, key, c->id, kind_names[c->kind], SK_OP_WAITING,
+                       c->kind == K_RUN ? 0 : 1, &nil, 1);
     if (op == NULL)
         goto done;
-    op->wait_info = heap_copy(wi.data, wi.size);
+    op->wait_info = sk_ctx_heap_copy(wi.data, wi.size);
     op->wait_len = wi.size;
     op->until_ms = until;
-    op->started_ms = wall_ms();
+    op->started_ms = sk_ctx_wall_ms();
     op->timeout_ms = c->timeout_ms;
     if (op->wait_info == NULL)
         goto done;
@@ -1056,7 +944,7 @@ static int start_wait(sk_ctx_t *ctx, const char *key, const call_t *c)
     if (c->kind == K_SEND || c->kind == K_INVOKE) {
         const char *d = c->data && c->len ? c->data : &nil;
         size_t n = c->data && c->len ? c->len : 1;
-        if ((op->payload = heap_copy(d, n)) == NULL)
+        if ((op->payload = sk_ctx_heap_copy(d, n)) == NULL)
             goto done;
         op->payload_len = n;
     }
@@ -1070,9 +958,9 @@ done:
  * queue item, so later replays never start it again) and a target item.
  * A kept member in retry stays a retry op, its attempts and last error
  * kept (its executor counts on from them), marked as dispatched. */
-static int dispatch(sk_ctx_t *ctx, const char *key, const call_t *c)
+int sk_ctx_dispatch(sk_ctx_t *ctx, const char *key, const call_t *c)
 {
-    sk_op_t *op = op_find(ctx, key);
+    sk_op_t *op = sk_ctx_op_find(ctx, key);
 
     for (size_t i = 0; i < ctx->ndispatch; i++) {
         if (strcmp(ctx->dispatch[i], key) == 0)
@@ -1099,7 +987,7 @@ static int dispatch(sk_ctx_t *ctx, const char *key, const call_t *c)
 /* A recorded success: the object, after the signal validator if any. */
 static int recorded_ok(sk_ctx_t *ctx, sk_op_t *op, const call_t *c, const msgpack_object **result)
 {
-    const msgpack_object *o = op_object(op);
+    const msgpack_object *o = sk_ctx_op_object(op);
 
     if (o == NULL) {
         ctx->aborted = 1;
@@ -1145,7 +1033,7 @@ static int check_names(sk_ctx_t *ctx, const call_t *c)
                                                 false));
 }
 
-static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
+int sk_ctx_step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
 {
     char key[41];
     sk_op_t *op;
@@ -1157,8 +1045,8 @@ static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
         /* Only the first nesting is reported; the outer body still returns. */
         if (!ctx->nested) {
             ctx->nested = 1;
-            ctx->nested_inner = arena_strdup(ctx, c->id ? c->id : "");
-            ctx->nested_outer = arena_strdup(ctx, ctx->body_id);
+            ctx->nested_inner = sk_ctx_arena_strdup(ctx, c->id ? c->id : "");
+            ctx->nested_outer = sk_ctx_arena_strdup(ctx, ctx->body_id);
         }
         return SK_FAILED;
     }
@@ -1179,11 +1067,11 @@ static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
         ctx->aborted = 1;
         return SK_SUSPEND;
     }
-    op = op_find(ctx, key);
+    op = sk_ctx_op_find(ctx, key);
     if (op != NULL && op->status == SK_OP_OK)
         return recorded_ok(ctx, op, c, result);
     if (op != NULL && op->status == SK_OP_ERROR) {
-        ctx->last_error = error_from_obj(ctx, op_object(op), 0);
+        ctx->last_error = sk_ctx_error_from_obj(ctx, sk_ctx_op_object(op), 0);
         return SK_FAILED;
     }
     is_target = ctx->target[0] != '\0' && c->kind == K_RUN && strcmp(key, ctx->target) == 0;
@@ -1222,10 +1110,10 @@ static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
                 ctx->due_ms = op->until_ms;
         } else if (!ctx->cand.set) {
             /* A new member, or the kept member's retry now due (its
-             * attempts are in the op, read by execute_body). */
+             * attempts are in the op, read by sk_ctx_execute_body). */
             ctx->cand.set = 1;
             memcpy(ctx->cand.key, key, sizeof(key));
-            ctx->cand.id = arena_strdup(ctx, c->id);
+            ctx->cand.id = sk_ctx_arena_strdup(ctx, c->id);
             ctx->cand.body = c->body;
             ctx->cand.arg = c->arg;
             ctx->cand.has_retry = c->retry != NULL;
@@ -1234,7 +1122,7 @@ static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
             ctx->cand.timeout_ms = c->step_timeout_ms;
             if (ctx->cand.id == NULL)
                 ctx->aborted = 1;
-        } else if (dispatch(ctx, key, c) != SK_OK) {
+        } else if (sk_ctx_dispatch(ctx, key, c) != SK_OK) {
             ctx->aborted = 1;
         }
         return SK_SUSPEND;
@@ -1249,8 +1137,8 @@ static int step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result)
         ctx->yield = 1;
         return SK_SUSPEND;
     }
-    if (hook != SK_OK || execute_body(ctx, key, c->id, op, c->body, c->arg, c->retry,
-                                      c->step_timeout_ms, 0) != SK_OK) {
+    if (hook != SK_OK || sk_ctx_execute_body(ctx, key, c->id, op, c->body, c->arg, c->retry,
+                                             c->step_timeout_ms, 0) != SK_OK) {
         ctx->aborted = 1;
         return SK_SUSPEND;
     }
@@ -1261,7 +1149,7 @@ int sk_run(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg, const msgp
 {
     call_t c = {.kind = K_RUN, .id = id, .body = body, .arg = arg};
 
-    return step(ctx, &c, result);
+    return sk_ctx_step(ctx, &c, result);
 }
 
 int sk_run_retry(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg, sk_retry_t retry,
@@ -1269,7 +1157,7 @@ int sk_run_retry(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg, sk_r
 {
     call_t c = {.kind = K_RUN, .id = id, .body = body, .arg = arg, .retry = &retry};
 
-    return step(ctx, &c, result);
+    return sk_ctx_step(ctx, &c, result);
 }
 
 int sk_run_opts(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg,
@@ -1287,7 +1175,7 @@ int sk_run_opts(sk_ctx_t *ctx, const char *id, sk_body_fn body, void *arg,
         c.retry = opts->retry.set ? &opts->retry : NULL;
         c.step_timeout_ms = opts->timeout_ms;
     }
-    return step(ctx, &c, result);
+    return sk_ctx_step(ctx, &c, result);
 }
 
 void sk_heartbeat(sk_ctx_t *ctx)
@@ -1301,14 +1189,14 @@ int sk_sleep(sk_ctx_t *ctx, const char *id, int64_t ms)
     /* The wake time is fixed when the op starts; replays read it back. */
     call_t c = {.kind = K_SLEEP, .id = id, .until_ms = ctx->now_ms + (ms > 0 ? ms : 0)};
 
-    return step(ctx, &c, NULL);
+    return sk_ctx_step(ctx, &c, NULL);
 }
 
 int sk_sleep_until(sk_ctx_t *ctx, const char *id, int64_t unix_ms)
 {
     call_t c = {.kind = K_SLEEP, .id = id, .until_ms = unix_ms};
 
-    return step(ctx, &c, NULL);
+    return sk_ctx_step(ctx, &c, NULL);
 }
 
 int sk_wait_for_signal(sk_ctx_t *ctx, const char *id, const char *signal, int64_t timeout_ms,
@@ -1320,7 +1208,7 @@ int sk_wait_for_signal(sk_ctx_t *ctx, const char *id, const char *signal, int64_
                 .timeout_ms = timeout_ms,
                 .validate = validate};
 
-    return step(ctx, &c, result);
+    return sk_ctx_step(ctx, &c, result);
 }
 
 int sk_send_signal(sk_ctx_t *ctx, const char *id, const char *signal, const char *data, size_t len,
@@ -1328,7 +1216,7 @@ int sk_send_signal(sk_ctx_t *ctx, const char *id, const char *signal, const char
 {
     call_t c = {.kind = K_SEND, .id = id, .signal = signal, .data = data, .len = len};
 
-    return step(ctx, &c, result);
+    return sk_ctx_step(ctx, &c, result);
 }
 
 int sk_invoke(sk_ctx_t *ctx, const char *id, const char *workflow, const char *data, size_t len,
@@ -1341,7 +1229,7 @@ int sk_invoke(sk_ctx_t *ctx, const char *id, const char *workflow, const char *d
                 .len = len,
                 .timeout_ms = timeout_ms};
 
-    return step(ctx, &c, result);
+    return sk_ctx_step(ctx, &c, result);
 }
 
 /* ---- groups ----------------------------------------------------------------- */
@@ -1361,7 +1249,7 @@ struct sk_group {
 
 sk_group_t *sk_group(sk_ctx_t *ctx)
 {
-    sk_group_t *g = arena_alloc(ctx, sizeof(*g));
+    sk_group_t *g = sk_ctx_arena_alloc(ctx, sizeof(*g));
 
     if (g != NULL)
         memset(g, 0, sizeof(*g));
@@ -1380,7 +1268,7 @@ static void member_add(sk_group_t *g, int rc, const msgpack_object *result)
         return;
     if (g->n == g->cap) {
         size_t cap = g->cap ? g->cap * 2 : 8;
-        member_t *p = arena_alloc(g->ctx, cap * sizeof(*p));
+        member_t *p = sk_ctx_arena_alloc(g->ctx, cap * sizeof(*p));
         if (p == NULL) {
             g->broken = 1;
             return;
@@ -1405,7 +1293,7 @@ static void member_call(sk_group_t *g, const call_t *c)
         return;
     g->ctx->group_depth++;
     g->ctx->raised = NULL;
-    rc = step(g->ctx, c, &r);
+    rc = sk_ctx_step(g->ctx, c, &r);
     g->ctx->group_depth--;
     member_add(g, rc, r);
 }
@@ -1468,7 +1356,8 @@ void sk_group_branch(sk_group_t *g, sk_branch_fn fn, void *arg)
     rc = fn(g->ctx, &pk, arg);
     g->ctx->group_depth--;
     if (rc == SK_OK) {
-        if (output_check(&buf) != SK_OK || (r = ctx_unpack(g->ctx, buf.data, buf.size)) == NULL)
+        if (sk_ctx_output_check(&buf) != SK_OK ||
+            (r = ctx_unpack(g->ctx, buf.data, buf.size)) == NULL)
             rc = sk_raise(g->ctx, sk_error_set_retryable(
                                       sk_error_new(g->ctx, "OutputError",
                                                    "a branch packed more than one msgpack value"),
@@ -1495,21 +1384,22 @@ static void run_candidate(sk_ctx_t *ctx)
         return;
     }
     if (hook != SK_OK ||
-        execute_body(ctx, ctx->cand.key, ctx->cand.id, op_find(ctx, ctx->cand.key), ctx->cand.body,
-                     ctx->cand.arg, ctx->cand.has_retry ? &ctx->cand.retry : NULL,
-                     ctx->cand.timeout_ms, 1) != SK_OK)
+        sk_ctx_execute_body(ctx, ctx->cand.key, ctx->cand.id, sk_ctx_op_find(ctx, ctx->cand.key),
+                            ctx->cand.body, ctx->cand.arg,
+                            ctx->cand.has_retry ? &ctx->cand.retry : NULL, ctx->cand.timeout_ms,
+                            1) != SK_OK)
         ctx->aborted = 1;
 }
 
 /* A candidate the handler never awaited goes to another worker. */
-static void dispatch_candidate(sk_ctx_t *ctx)
+void sk_ctx_dispatch_candidate(sk_ctx_t *ctx)
 {
     call_t c = {.kind = K_RUN, .id = ctx->cand.id};
 
     if (!ctx->cand.set)
         return;
     ctx->cand.set = 0;
-    if (dispatch(ctx, ctx->cand.key, &c) != SK_OK)
+    if (sk_ctx_dispatch(ctx, ctx->cand.key, &c) != SK_OK)
         ctx->aborted = 1;
 }
 
@@ -1560,7 +1450,7 @@ int sk_group_await(sk_group_t *g, const msgpack_object **results)
 
 /* ---- entries ---------------------------------------------------------------- */
 
-static void entry_reset(sk_ctx_t *ctx)
+void sk_ctx_entry_reset(sk_ctx_t *ctx)
 {
     arena_reset(ctx);
     ctx->in_body = 0;
@@ -1572,7 +1462,7 @@ static void entry_reset(sk_ctx_t *ctx)
     ctx->exec_op = NULL;
     ctx->retry_delay_ms = 0;
     ctx->last_error = ctx->raised = NULL;
-    ctx->now_ms = wall_ms();
+    ctx->now_ms = sk_ctx_wall_ms();
     ctx->group_depth = 0;
     ctx->started = ctx->waiting = ctx->sent = 0;
     ctx->due_ms = -1;
@@ -1583,9 +1473,9 @@ static void entry_reset(sk_ctx_t *ctx)
     msgpack_sbuffer_clear(&ctx->err_buf);
 }
 
-static int fail_with(sk_ctx_t *ctx, sk_entry_t *out, const sk_error_t *e)
+int sk_ctx_fail_with(sk_ctx_t *ctx, sk_entry_t *out, const sk_error_t *e)
 {
-    if (e == NULL || pack_error_buf(&ctx->err_buf, e) != SK_OK) {
+    if (e == NULL || sk_ctx_pack_error_buf(&ctx->err_buf, e) != SK_OK) {
         out->kind = SK_ENTRY_ABORTED;
         return SK_ERROR;
     }
@@ -1603,7 +1493,7 @@ int sk_ctx_enter(sk_ctx_t *ctx, sk_entry_t *out)
     int rc;
 
     memset(out, 0, sizeof(*out));
-    entry_reset(ctx);
+    sk_ctx_entry_reset(ctx);
     msgpack_packer_init(&pk, &ctx->out_buf, msgpack_sbuffer_write);
     rc = ctx->wf->handler(ctx, &pk);
 
@@ -1612,7 +1502,7 @@ int sk_ctx_enter(sk_ctx_t *ctx, sk_entry_t *out)
                                                 "Step is nested inside another step: %s inside %s",
                                                 ctx->nested_inner, ctx->nested_outer),
                                    false);
-        return fail_with(ctx, out, e);
+        return sk_ctx_fail_with(ctx, out, e);
     }
     if (ctx->aborted) {
         out->kind = SK_ENTRY_ABORTED;
@@ -1645,7 +1535,7 @@ int sk_ctx_enter(sk_ctx_t *ctx, sk_entry_t *out)
         return SK_OK;
     }
     if (rc == SK_SUSPEND)
-        dispatch_candidate(ctx);
+        sk_ctx_dispatch_candidate(ctx);
     if (rc == SK_SUSPEND && (ctx->started || ctx->waiting || ctx->ndispatch > 0)) {
         out->kind = SK_ENTRY_SUSPENDED;
         out->visible_ms = -1;
@@ -1669,11 +1559,11 @@ int sk_ctx_enter(sk_ctx_t *ctx, sk_entry_t *out)
     }
     switch (rc) {
     case SK_OK:
-        if (output_check(&ctx->out_buf) != SK_OK) {
+        if (sk_ctx_output_check(&ctx->out_buf) != SK_OK) {
             e = sk_error_set_retryable(
                 sk_error_new(ctx, "OutputError", "handler packed more than one msgpack value"),
                 false);
-            return fail_with(ctx, out, e);
+            return sk_ctx_fail_with(ctx, out, e);
         }
         out->kind = SK_ENTRY_COMPLETED;
         out->output = ctx->out_buf.data;
@@ -1683,13 +1573,13 @@ int sk_ctx_enter(sk_ctx_t *ctx, sk_entry_t *out)
         e = ctx->raised ? ctx->raised : ctx->last_error;
         if (e == NULL)
             e = sk_error_new(ctx, "HandlerError", "handler returned SK_FAILED without an error");
-        return fail_with(ctx, out, e);
+        return sk_ctx_fail_with(ctx, out, e);
     case SK_SUSPEND:
         e = sk_error_new(ctx, "HandlerError", "handler returned SK_SUSPEND but no step suspended");
-        return fail_with(ctx, out, e);
+        return sk_ctx_fail_with(ctx, out, e);
     default:
         e = sk_error_new(ctx, "HandlerError", "handler returned %d", rc);
-        return fail_with(ctx, out, e);
+        return sk_ctx_fail_with(ctx, out, e);
     }
 }
 
@@ -1703,17 +1593,17 @@ void sk_issue(sk_issues_t *iss, const char *const *path, const char *expected, c
     msgpack_packer_init(&pk, &iss->buf, msgpack_sbuffer_write);
     while (path != NULL && path[np] != NULL)
         np++;
-    if (msgpack_pack_map(&pk, 3) || pack_cstr(&pk, "path") || msgpack_pack_array(&pk, np))
+    if (msgpack_pack_map(&pk, 3) || sk_ctx_pack_cstr(&pk, "path") || msgpack_pack_array(&pk, np))
         return;
     for (size_t i = 0; i < np; i++) {
-        if (pack_cstr(&pk, path[i]))
+        if (sk_ctx_pack_cstr(&pk, path[i]))
             return;
     }
-    if (pack_cstr(&pk, "expected") || pack_cstr(&pk, expected ? expected : "") ||
-        pack_cstr(&pk, "message") || pack_cstr(&pk, message ? message : ""))
+    if (sk_ctx_pack_cstr(&pk, "expected") || sk_ctx_pack_cstr(&pk, expected ? expected : "") ||
+        sk_ctx_pack_cstr(&pk, "message") || sk_ctx_pack_cstr(&pk, message ? message : ""))
         return;
     if (iss->count == 0)
-        iss->first_message = arena_strdup(iss->ctx, message ? message : "");
+        iss->first_message = sk_ctx_arena_strdup(iss->ctx, message ? message : "");
     iss->count++;
 }
 
@@ -1767,7 +1657,7 @@ int sk_ctx_validate(sk_ctx_t *ctx, sk_entry_t *out)
     memset(out, 0, sizeof(*out));
     if (ctx->wf->validate == NULL)
         return SK_OK;
-    entry_reset(ctx);
+    sk_ctx_entry_reset(ctx);
     msgpack_sbuffer_init(&iss.buf);
     msgpack_sbuffer_init(&arr);
     ctx->wf->validate(ctx->data_obj, &iss);
@@ -1785,7 +1675,7 @@ int sk_ctx_validate(sk_ctx_t *ctx, sk_entry_t *out)
         rc = SK_ERROR;
         goto done;
     }
-    cause->issues = arena_alloc(ctx, arr.size);
+    cause->issues = sk_ctx_arena_alloc(ctx, arr.size);
     if (cause->issues == NULL) {
         rc = SK_ERROR;
         goto done;
@@ -1795,7 +1685,7 @@ int sk_ctx_validate(sk_ctx_t *ctx, sk_entry_t *out)
     cause->retryable = false;
     e->retryable = false;
     e->cause = cause;
-    fail_with(ctx, out, e);
+    sk_ctx_fail_with(ctx, out, e);
     rc = SK_FAILED;
 done:
     msgpack_sbuffer_destroy(&arr);

@@ -135,6 +135,9 @@ typedef struct {
     size_t len;
 } call_t;
 
+/* Functions of one module another uses.  libstepkit.so has no version
+ * script and exports every symbol of default visibility, so these are
+ * hidden: they link within the library and never leave it. */
 #pragma GCC visibility push(hidden)
 
 /* sk_ctx.c: small helpers and the entry */
@@ -147,20 +150,20 @@ uint32_t sk_ctx_hash_str(const char *s);
 void sk_ctx_entry_reset(sk_ctx_t *ctx);
 int sk_ctx_fail_with(sk_ctx_t *ctx, sk_entry_t *out, const sk_error_t *e);
 
-/* errors */
+/* sk_ctx_error.c */
 int sk_ctx_pack_cstr(msgpack_packer *pk, const char *s);
 int sk_ctx_pack_error_buf(msgpack_sbuffer *buf, const sk_error_t *e);
 const char *sk_ctx_obj_strdup(sk_ctx_t *ctx, const msgpack_object *o);
 const sk_error_t *sk_ctx_error_from_obj(sk_ctx_t *ctx, const msgpack_object *o, int depth);
 
-/* the op table */
+/* sk_ctx_ops.c */
 sk_op_t *sk_ctx_op_find(const sk_ctx_t *ctx, const char *key);
 sk_op_t *sk_ctx_op_put(sk_ctx_t *ctx, const char *key, const char *step_id, const char *kind,
                        sk_op_status_t status, int attempts, const char *data, size_t len);
 const msgpack_object *sk_ctx_op_object(sk_op_t *op);
 void sk_ctx_op_clear_extra(sk_op_t *op);
 
-/* steps */
+/* sk_ctx_step.c */
 int sk_ctx_output_check(msgpack_sbuffer *buf);
 int sk_ctx_execute_body(sk_ctx_t *ctx, const char *key, const char *id, sk_op_t *prev,
                         sk_body_fn body, void *arg, const sk_retry_t *retry, int timeout_ms,
@@ -168,7 +171,7 @@ int sk_ctx_execute_body(sk_ctx_t *ctx, const char *key, const char *id, sk_op_t 
 int sk_ctx_dispatch(sk_ctx_t *ctx, const char *key, const call_t *c);
 int sk_ctx_step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result);
 
-/* groups */
+/* sk_ctx_group.c */
 void sk_ctx_dispatch_candidate(sk_ctx_t *ctx);
 
 #pragma GCC visibility pop

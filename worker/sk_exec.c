@@ -50,8 +50,6 @@ struct sk_exec {
     int round_n;         /* how many are in order */
     int round_max;       /* most runs held: --batch-window over the bodies' mean time */
     int round_entered;   /* runs entered in the round */
-    int round_done;      /* the round's transaction ran... */
-    int round_rc;        /* ...with this outcome */
     int64_t body_t0_us, round_body_us; /* time in bodies during the round */
     int64_t body_avg_us;               /* moving mean of a body's time (-1: none yet) */
 };
@@ -119,9 +117,8 @@ typedef struct slot {
     defer_t out;
     int held;    /* the slot holds an item */
     int started; /* its context is built (item_begin ran) */
-    int active;  /* its handler is on the stack (entered, maybe parked in before_body) */
+    int active;  /* its handler is on the stack */
     int dead;    /* its lease is lost or its writes failed: freed once not active */
-    int round_k; /* its place in the current round */
     int entered; /* entered in the current round */
 } slot_t;
 
@@ -663,35 +660,10 @@ done:
 }
 
 /* Before a new body: commit what is pending (one commit per step), or
- * yield when the worker is stopping. */
-static void drive(sk_exec_t *x, int k);
-
-/* Batch mode: what this run has pending commits with the round's other
- * runs before its body runs.  The handler stays suspended here (parked)
- * while the round enters the next runs (drive, nested on this stack); the
- * last of them commits everything in one transaction, then the parked
- * bodies run, the innermost first.  Each entry still runs at most one new
- * body after its previous result committed, as without batching. */
-static int park(run_state_t *rs)
-{
-    sk_exec_t *x = rs->x;
-    slot_t *s = rs->slot;
-
-    if (x->round_done) {
-        /* One new body per entry, and every entry of a round comes before
-         * its commit: a second call would be a bug of ours. */
-        sk_log_error("event=batch_order run=%s item=%s", rs->it->run_id, rs->it->item_s);
-        rs->lost = 1;
-        return SK_ERROR;
-    }
-    drive(x, s->round_k + 1);
-    if (s->dead || x->round_rc != SK_OK) {
-        rs->lost = 1;
-        return SK_ERROR;
-    }
-    return SK_OK;
-}
-
+ * yield when the worker is stopping.  In batch mode a round commits all
+ * its runs' results before their next entries, so a run reaches this
+ * with nothing pending but for what its own replay resolved (a timeout or
+ * a sleep that came due): that commits here, alone, as without batching. */
 static int before_body(sk_ctx_t *ctx, void *arg)
 {
     run_state_t *rs = arg;
@@ -703,8 +675,6 @@ static int before_body(sk_ctx_t *ctx, void *arg)
         return SK_AGAIN;
     if (count_pending(ctx) == 0 && sk_ctx_dispatch_count(ctx) == 0)
         return SK_OK;
-    if (rs->defer != NULL)
-        return park(rs);
     one = count_pending(ctx) == 1 && sk_ctx_dispatch_count(ctx) == 0 ? first_pending(ctx) : NULL;
     if (one != NULL && one->intent == SK_INTENT_NONE &&
         (one->status == SK_OP_OK || one->status == SK_OP_ERROR)) {
@@ -1436,20 +1406,16 @@ static int cmp_slot_item(const void *a, const void *b)
 }
 
 /* A slot's writes for the round: those that end its hold (s->out), else
- * what its run has pending (results of bodies, group dispatches) when it
- * is parked, was not entered in this round, or when `all`.  A result left
- * by a body that ran at once in this round waits for the run's next entry
- * in the next round: it commits there with whatever follows from it (the
- * end of the run, the hand-back), one transaction per step as without
- * batching. */
-static int round_writes(slot_t *s, int all)
+ * what its run has pending (the result of the body it ran, group
+ * dispatches).  Every result commits with the round that ran its body, so
+ * the run's next entry, in the next round, finds nothing pending. */
+static int round_writes(slot_t *s)
 {
     sk_ctx_t *ctx = s->rs.ctx;
     batch_t *b;
     int rc;
 
-    if (s->out.used || ctx == NULL || !(all || s->active || !s->entered) ||
-        (count_pending(ctx) == 0 && sk_ctx_dispatch_count(ctx) == 0))
+    if (s->out.used || ctx == NULL || (count_pending(ctx) == 0 && sk_ctx_dispatch_count(ctx) == 0))
         return SK_OK;
     b = out_begin(&s->rs, NULL, 2 * count_pending(ctx) + (int)sk_ctx_dispatch_count(ctx) + 1);
     if (b == NULL)
@@ -1595,7 +1561,7 @@ done:
  * and alive had their writes committed; SK_ERROR: the connection failed
  * (every item is dropped: the leases expire).
  */
-static int round_commit(sk_exec_t *x, int may_claim, int all)
+static int round_commit(sk_exec_t *x, int may_claim)
 {
     slot_t **in = x->round_in;
     PGresult *claimed = NULL;
@@ -1608,7 +1574,7 @@ static int round_commit(sk_exec_t *x, int may_claim, int all)
             slot_t *s = &x->slots[i];
             if (!s->held || s->dead)
                 continue;
-            if (round_writes(s, all) != SK_OK) {
+            if (round_writes(s) != SK_OK) {
                 slot_drop(x, s); /* out of memory: its lease expires */
                 continue;
             }
@@ -1677,38 +1643,16 @@ static int round_commit(sk_exec_t *x, int may_claim, int all)
     return SK_ERROR;
 }
 
-/* Enter the round's slots from k on; the last one entered (or the first
- * that finds the round full) commits the round.  Called again, nested, by
- * a slot that parks (park). */
-static void drive(sk_exec_t *x, int k)
-{
-    for (; k < x->round_n && !x->round_done; k++) {
-        slot_t *s = x->order[k];
-        if (k > 0 && x->round_body_us >= (int64_t)x->cfg->batch_window_ms * 1000)
-            break; /* the rest wait: what they have pending commits now */
-        if (!s->held || s->dead || s->out.ends)
-            continue; /* (ended, waiting for a commit) */
-        s->round_k = k;
-        s->entered = 1;
-        x->round_entered++;
-        round_enter(x, s);
-    }
-    if (!x->round_done) {
-        x->round_done = 1;
-        x->round_rc = round_commit(x, 1, 0);
-    }
-}
-
 /*
- * One round: enter the held runs in turn (round robin); each runs its next
- * body at once when nothing of its run is pending, else parks until the
- * round's commit.  A round stops entering runs once its bodies took
- * --batch-window; the runs left out have what they have pending committed
- * with the others.
+ * One round: enter the held runs in turn (round robin), each for one entry
+ * (its next body, or its end), then commit what they wrote in one
+ * transaction with a claim for the room it made.  No handler is suspended
+ * while another runs: an entry returns before the next one starts.  A
+ * round stops entering runs once its bodies took --batch-window.
  */
 static int round_run(sk_exec_t *x)
 {
-    int n = 0;
+    int n = 0, rc;
 
     for (int i = 0; i < x->batch; i++) {
         slot_t *s = &x->slots[(x->rr + i) % x->batch];
@@ -1718,11 +1662,19 @@ static int round_run(sk_exec_t *x)
         }
     }
     x->round_n = n;
-    x->round_done = 0;
-    x->round_rc = SK_OK;
     x->round_body_us = 0;
     x->round_entered = 0;
-    drive(x, 0);
+    for (int k = 0; k < n; k++) {
+        slot_t *s = x->order[k];
+        if (k > 0 && x->round_body_us >= (int64_t)x->cfg->batch_window_ms * 1000)
+            break; /* the rest wait for the next round */
+        if (!s->held || s->dead || s->out.ends)
+            continue;
+        s->entered = 1;
+        x->round_entered++;
+        round_enter(x, s);
+    }
+    rc = round_commit(x, 1);
     hold_item(x, NULL);
     x->rr = (x->rr + (x->round_entered > 0 ? x->round_entered : 1)) % x->batch;
     /* Bodies grew slow: hand back what the window has no room for (fresh
@@ -1745,7 +1697,7 @@ static int round_run(sk_exec_t *x)
             (void)release(&s->rs, 0, -1, 0);
         slot_free(x, s);
     }
-    return x->round_rc == SK_ERROR && !sk_wconn_ready(x->conn) ? SK_ERROR : SK_OK;
+    return rc == SK_ERROR && !sk_wconn_ready(x->conn) ? SK_ERROR : SK_OK;
 }
 
 /* Stopping: commit what is pending, then hand back what is held, visible
@@ -1754,7 +1706,7 @@ static void hand_back_all(sk_exec_t *x)
 {
     take_incoming(x);
     if (x->nheld > 0 && sk_wconn_ready(x->conn))
-        (void)round_commit(x, 0, 1);
+        (void)round_commit(x, 0);
     for (int i = 0; i < x->batch; i++) {
         slot_t *s = &x->slots[i];
         if (!s->held)

@@ -288,59 +288,86 @@ sk_death_t *sk_shm_death(sk_shm_t *shm, int i)
     return &shm->slots[i].d;
 }
 
-static void held_store(sk_worker_slot_t *slot, const sk_inflight_t *held)
+/* Seqlock writer: one writer (the slot's worker), readers copy and retry. */
+static void seq_store(_Atomic uint32_t *seqp, void *dst, const void *src, size_t n)
 {
-    const char *in = (const char *)held;
-    char *to = (char *)&slot->held;
+    const char *in = src;
+    char *to = dst;
+    uint32_t seq = atomic_load_explicit(seqp, memory_order_relaxed);
 
-    for (size_t i = 0; i < sizeof(*held); i++)
-        __atomic_store_n(&to[i], in[i], __ATOMIC_RELAXED);
-}
-
-void sk_shm_slot_set_held(sk_worker_slot_t *slot, const sk_inflight_t *held)
-{
-    sk_inflight_t none;
-    uint32_t seq;
-
-    if (held == NULL) {
-        memset(&none, 0, sizeof(none));
-        held = &none;
-    }
-    seq = atomic_load_explicit(&slot->run_seq, memory_order_relaxed);
     SHM_CHECK((seq & 1) == 0);
-    atomic_store_explicit(&slot->run_seq, seq + 1, memory_order_relaxed);
+    atomic_store_explicit(seqp, seq + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
-    held_store(slot, held);
-    atomic_store_explicit(&slot->run_seq, seq + 2, memory_order_release);
+    for (size_t i = 0; i < n; i++)
+        __atomic_store_n(&to[i], in[i], __ATOMIC_RELAXED);
+    atomic_store_explicit(seqp, seq + 2, memory_order_release);
 }
 
-int sk_shm_slot_held(const sk_worker_slot_t *slot, sk_inflight_t *out)
+/* Seqlock reader: SK_OK with a consistent copy, or SK_AGAIN (`dst` zeroed)
+ * when none came within HELD_TRIES (a writer stopped or killed mid-write). */
+static int seq_load(const _Atomic uint32_t *seqp, void *dst, const void *src, size_t n)
 {
-    const sk_worker_slot_t *s = slot;
-    const char *from = (const char *)&s->held;
-    char *to = (char *)out;
+    const char *from = src;
+    char *to = dst;
     uint32_t before, after;
 
     for (unsigned tries = 1; tries <= HELD_TRIES; tries++) {
-        before = atomic_load_explicit(&s->run_seq, memory_order_acquire);
+        before = atomic_load_explicit(seqp, memory_order_acquire);
         if ((before & 1) == 0) {
-            for (size_t i = 0; i < sizeof(*out); i++)
+            for (size_t i = 0; i < n; i++)
                 to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
             atomic_thread_fence(memory_order_acquire);
-            after = atomic_load_explicit(&s->run_seq, memory_order_relaxed);
-            if (after == before) {
-                out->run_id[sizeof(out->run_id) - 1] = '\0';
-                out->op_key[sizeof(out->op_key) - 1] = '\0';
-                out->step_id[sizeof(out->step_id) - 1] = '\0';
+            after = atomic_load_explicit(seqp, memory_order_relaxed);
+            if (after == before)
                 return SK_OK;
-            }
         }
         /* The writer is mid-write (it may be descheduled): let it run. */
         if (tries % 64 == 0)
             sched_yield();
     }
-    memset(out, 0, sizeof(*out));
+    memset(dst, 0, n);
     return SK_AGAIN;
+}
+
+void sk_shm_slot_set_held(sk_worker_slot_t *slot, const sk_inflight_t *held)
+{
+    sk_inflight_t none;
+
+    if (held == NULL) {
+        memset(&none, 0, sizeof(none));
+        held = &none;
+    }
+    seq_store(&slot->run_seq, &slot->held, held, sizeof(*held));
+}
+
+int sk_shm_slot_held(const sk_worker_slot_t *slot, sk_inflight_t *out)
+{
+    if (seq_load(&slot->run_seq, out, &slot->held, sizeof(*out)) != SK_OK)
+        return SK_AGAIN;
+    out->run_id[sizeof(out->run_id) - 1] = '\0';
+    out->op_key[sizeof(out->op_key) - 1] = '\0';
+    out->step_id[sizeof(out->step_id) - 1] = '\0';
+    return SK_OK;
+}
+
+void sk_shm_slot_set_batch(sk_worker_slot_t *slot, const sk_held_batch_t *batch)
+{
+    sk_held_batch_t none;
+
+    if (batch == NULL) {
+        memset(&none, 0, sizeof(none));
+        batch = &none;
+    }
+    seq_store(&slot->batch_seq, &slot->batch, batch, sizeof(*batch));
+}
+
+int sk_shm_slot_batch(const sk_worker_slot_t *slot, sk_held_batch_t *out)
+{
+    if (seq_load(&slot->batch_seq, out, &slot->batch, sizeof(*out)) != SK_OK)
+        return SK_AGAIN;
+    if (out->n < 0 || out->n > SK_SHM_BATCH_MAX)
+        out->n = 0; /* not what a worker writes: list nothing */
+    return SK_OK;
 }
 
 void sk_shm_slot_set_run(sk_worker_slot_t *slot, const char *run_id)
@@ -368,19 +395,26 @@ int sk_shm_slot_run(const sk_worker_slot_t *slot, char *out, size_t outlen)
     return rc;
 }
 
+/* A sequence counter left odd by a worker killed mid-write: the copy is
+ * torn (its leases expire by themselves); zero it and make the count even.
+ * 1 when it was torn. */
+static int seq_mend(_Atomic uint32_t *seqp, void *dst, size_t n)
+{
+    uint32_t seq = atomic_load_explicit(seqp, memory_order_relaxed);
+
+    if ((seq & 1) == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        __atomic_store_n(&((char *)dst)[i], 0, __ATOMIC_RELAXED);
+    atomic_store_explicit(seqp, seq + 1, memory_order_release);
+    return 1;
+}
+
 int sk_shm_slot_claim(sk_worker_slot_t *slot, pid_t pid)
 {
-    uint32_t seq = atomic_load_explicit(&slot->run_seq, memory_order_relaxed);
-    int torn = (seq & 1) != 0;
+    int torn = seq_mend(&slot->run_seq, &slot->held, sizeof(slot->held));
 
-    if (torn) {
-        /* The previous worker died between its two counter writes: what it
-         * held is torn.  Its lease expires by itself; start clean and even. */
-        sk_inflight_t none;
-        memset(&none, 0, sizeof(none));
-        held_store(slot, &none);
-        atomic_store_explicit(&slot->run_seq, seq + 1, memory_order_release);
-    }
+    torn |= seq_mend(&slot->batch_seq, &slot->batch, sizeof(slot->batch));
     atomic_store_explicit(&slot->ready, 0, memory_order_relaxed);
     atomic_store_explicit(&slot->deadline_ms, 0, memory_order_relaxed);
     atomic_store_explicit(&slot->heartbeat_ms, sk_shm_now_ms(), memory_order_relaxed);

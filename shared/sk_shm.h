@@ -26,8 +26,9 @@
 #include "sk_config.h"
 
 #define SK_SHM_MAGIC          0x534b53484d454d31ull /* "SKSHMEM1" */
-#define SK_SHM_LAYOUT_VERSION 2
+#define SK_SHM_LAYOUT_VERSION 3
 #define SK_SHM_STEP_MAX       64 /* step id bytes kept in a slot (cut: messages only) */
+#define SK_SHM_BATCH_MAX      64 /* items a slot lists: the most --batch allows */
 
 typedef enum {
     SK_MASTER_INIT = 0,
@@ -60,6 +61,19 @@ typedef struct {
     char step_id[SK_SHM_STEP_MAX];
 } sk_inflight_t;
 
+/* The items a batching worker holds (--batch above 1), listed so that the
+ * slot's next worker hands every one back after a death, not only the one
+ * whose body ran.  Copied in and out under the slot's batch_seq. */
+typedef struct {
+    int32_t pid; /* the worker that published it */
+    int32_t n;
+    struct {
+        int64_t item_id;
+        int32_t epoch;
+        int32_t unused;
+    } items[SK_SHM_BATCH_MAX];
+} sk_held_batch_t;
+
 /* Written by its worker only; read by the master and the slot's next worker. */
 typedef struct {
     _Atomic int32_t pid;
@@ -71,6 +85,8 @@ typedef struct {
     _Atomic int64_t deadline_ms; /* a running body must show progress by (monotonic); 0: none */
     _Atomic uint32_t run_seq;    /* seqlock over `held` */
     sk_inflight_t held;          /* bytes accessed with __atomic builtins only */
+    _Atomic uint32_t batch_seq;  /* seqlock over `batch` */
+    sk_held_batch_t batch;       /* bytes accessed with __atomic builtins only */
 } sk_worker_slot_t;
 
 typedef enum {
@@ -118,6 +134,12 @@ void sk_shm_slot_set_held(sk_worker_slot_t *slot, const sk_inflight_t *held);
  * SK_AGAIN (`out` zeroed) when no consistent copy came within a bounded
  * number of tries: a writer stopped or killed mid-write. */
 int sk_shm_slot_held(const sk_worker_slot_t *slot, sk_inflight_t *out);
+/* Worker side (batch mode): publish the items it holds (n 0: none; at most
+ * SK_SHM_BATCH_MAX are listed). */
+void sk_shm_slot_set_batch(sk_worker_slot_t *slot, const sk_held_batch_t *batch);
+/* The slot's next worker: a consistent copy of that list, or SK_AGAIN
+ * (`out` emptied) as for sk_shm_slot_held. */
+int sk_shm_slot_batch(const sk_worker_slot_t *slot, sk_held_batch_t *out);
 /* Worker side: publish the current run alone ("" or NULL when idle). */
 void sk_shm_slot_set_run(sk_worker_slot_t *slot, const char *run_id);
 /* Any side: the slot's current run ("" when idle, "unknown" when no

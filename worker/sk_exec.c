@@ -32,6 +32,7 @@ struct sk_exec {
     char lease[NUM_LEN];
     sk_renew_t *renew;       /* keeps a running body's lease */
     sk_inflight_t held;      /* what the slot shows (published on change) */
+    sk_held_batch_t listed;  /* batch mode: the items the slot lists (publish_batch) */
     char refused[700];       /* a write of the current run the database refused for good */
     void (*more)(void *arg); /* a claim saw more ready work (sk_exec_on_more) */
     void *more_arg;
@@ -206,6 +207,30 @@ static void item_parse(item_t *it, claim_res_t *cr, int row0, int nrows)
  * x->incoming: each item's rows are consecutive.  The number of items;
  * *next_due_ms: with none, ms until the earliest is visible (-1: none);
  * with some, 0 when the last claim saw another ready. */
+/* Batch mode: list every item held or claimed in the slot, for the slot's
+ * next worker to hand back after a death (sk_exec_reclaim). */
+static void publish_batch(sk_exec_t *x)
+{
+    sk_held_batch_t *l = &x->listed;
+    int n = 0;
+
+    if (x->batch <= 1)
+        return;
+    for (int i = 0; i < x->batch + x->nincoming && n < SK_SHM_BATCH_MAX; i++) {
+        const item_t *it =
+            i < x->batch ? (x->slots[i].held ? &x->slots[i].it : NULL) : &x->incoming[i - x->batch];
+        if (it == NULL)
+            continue;
+        l->items[n].item_id = it->item_id;
+        l->items[n].epoch = it->epoch;
+        l->items[n].unused = 0;
+        n++;
+    }
+    l->pid = (int32_t)getpid();
+    l->n = n;
+    sk_shm_slot_set_batch(x->slot, l);
+}
+
 static int parse_claim(sk_exec_t *x, PGresult *res, int64_t *next_due_ms)
 {
     claim_res_t *cr;
@@ -240,6 +265,7 @@ static int parse_claim(sk_exec_t *x, PGresult *res, int64_t *next_due_ms)
     }
     x->more_ready = *next_due_ms == 0;
     item_drop(&(item_t){.cr = cr});
+    publish_batch(x);
     return n;
 }
 
@@ -1336,6 +1362,7 @@ static void slot_free(sk_exec_t *x, slot_t *s)
     item_drop(&s->it);
     memset(s, 0, sizeof(*s));
     x->nheld--;
+    publish_batch(x);
 }
 
 /* A slot whose run is on the stack is freed when its entry returns. */
@@ -1829,9 +1856,10 @@ static const char *cause_text(const sk_inflight_t *h, const sk_death_t *d, int k
     return buf;
 }
 
-int sk_exec_reclaim(sk_exec_t *x, const sk_death_t *death)
+/* The item whose body (or entry) the dead worker was in: handed back with
+ * its death counted as an attempt. */
+static int reclaim_held(sk_exec_t *x, const sk_death_t *death, const sk_inflight_t *h)
 {
-    sk_inflight_t h;
     batch_t b;
     sk_cmd_t *k;
     PGresult *res[1] = {NULL};
@@ -1840,25 +1868,18 @@ int sk_exec_reclaim(sk_exec_t *x, const sk_death_t *death)
     int known, count, rc;
     int64_t waited;
 
-    if (sk_shm_slot_held(x->slot, &h) != SK_OK) {
-        /* Torn, or a writer that never finishes: the lease expires by itself. */
-        sk_shm_slot_set_held(x->slot, NULL);
-        return SK_OK;
-    }
-    if (h.item_id == 0 || h.pid == (int32_t)getpid())
-        return SK_OK; /* nothing left by a dead worker */
-    known = atomic_load_explicit(&death->pid, memory_order_acquire) == h.pid;
-    cause_text(&h, death, known, why, sizeof(why), &name, &count);
-    snprintf(item_s, sizeof(item_s), "%lld", (long long)h.item_id);
-    snprintf(epoch_s, sizeof(epoch_s), "%d", (int)h.epoch);
+    known = atomic_load_explicit(&death->pid, memory_order_acquire) == h->pid;
+    cause_text(h, death, known, why, sizeof(why), &name, &count);
+    snprintf(item_s, sizeof(item_s), "%lld", (long long)h->item_id);
+    snprintf(epoch_s, sizeof(epoch_s), "%d", (int)h->epoch);
     if (batch_init(&b, 1) != SK_OK || (k = batch_add(&b, "sk_reclaim")) == NULL) {
         batch_free(&b);
         return SK_ERROR;
     }
     param(k, item_s, 0, 0);
     param(k, epoch_s, 0, 0);
-    param(k, h.op_key[0] ? h.op_key : NULL, 0, 0);
-    param(k, h.op_key[0] ? h.step_id : NULL, 0, 0);
+    param(k, h->op_key[0] ? h->op_key : NULL, 0, 0);
+    param(k, h->op_key[0] ? h->step_id : NULL, 0, 0);
     param(k, name, 0, 0);
     param(k, why, 0, 0);
     param(k, count ? "true" : "false", 0, 0);
@@ -1869,18 +1890,91 @@ int sk_exec_reclaim(sk_exec_t *x, const sk_death_t *death)
         /* Kept in the slot: tried again after the reconnect, or by the next
          * worker of this slot (the epoch makes it happen once). */
         PQclear(res[0]);
-        sk_log_error("event=reclaim_failed item=%lld error=\"%s\"", (long long)h.item_id, err);
+        sk_log_error("event=reclaim_failed item=%lld error=\"%s\"", (long long)h->item_id, err);
         return SK_ERROR;
     }
     outcome = PQntuples(res[0]) == 1 ? PQgetvalue(res[0], 0, 0) : "?";
     waited = known ? sk_shm_now_ms() - atomic_load(&death->at_ms) : -1;
     sk_log_warn("event=item_reclaimed run=%s item=%lld epoch=%d dead_pid=%d step=%s error=%s "
                 "outcome=%s since_death_ms=%lld why=\"%s\"",
-                h.run_id, (long long)h.item_id, (int)h.epoch, (int)h.pid,
-                h.op_key[0] ? h.step_id : "-", name, outcome, (long long)waited, why);
+                h->run_id, (long long)h->item_id, (int)h->epoch, (int)h->pid,
+                h->op_key[0] ? h->step_id : "-", name, outcome, (long long)waited, why);
     PQclear(res[0]);
     sk_shm_slot_set_held(x->slot, NULL);
     return SK_OK;
+}
+
+/* The rest of a dead batching worker's items, each visible at once (fenced
+ * by its epoch; no attempt counted: no body of theirs was running), in one
+ * pipeline.  Bodies they ran whose results had not committed run again. */
+static int reclaim_batch(sk_exec_t *x, const sk_held_batch_t *l, int64_t skip)
+{
+    batch_t b;
+    PGresult **res = NULL;
+    char err[512];
+    int n = 0, rc = SK_ERROR, handed = 0;
+
+    if (batch_init(&b, l->n) != SK_OK || (res = calloc((size_t)l->n + 1, sizeof(*res))) == NULL)
+        goto done;
+    for (int i = 0; i < l->n; i++) {
+        sk_cmd_t *k;
+        if (l->items[i].item_id == skip)
+            continue;
+        if ((k = batch_add(&b, "sk_reclaim")) == NULL)
+            goto done;
+        param(k, num(&b, 0, l->items[i].item_id), 0, 0);
+        param(k, num(&b, 1, l->items[i].epoch), 0, 0);
+        param(k, NULL, 0, 0);
+        param(k, NULL, 0, 0);
+        param(k, "WorkerLostError", 0, 0);
+        param(k, "its worker died while holding it in a batch", 0, 0);
+        param(k, "false", 0, 0);
+        param(k, sk_wconn_done_channel(x->conn), 0, 0);
+        n++;
+    }
+    rc = n == 0 ? SK_OK : sk_wconn_run(x->conn, b.cmds, n, res, err, sizeof(err));
+    if (rc != SK_OK) {
+        sk_log_error("event=reclaim_failed items=%d error=\"%s\"", n, err);
+        goto done;
+    }
+    for (int i = 0; i < n; i++)
+        handed += PQntuples(res[i]) == 1 && strcmp(PQgetvalue(res[i], 0, 0), "gone") != 0;
+    if (n > 0)
+        sk_log_warn("event=batch_reclaimed dead_pid=%d items=%d handed_back=%d", (int)l->pid, n,
+                    handed);
+    sk_shm_slot_set_batch(x->slot, NULL);
+done:
+    if (res != NULL) {
+        for (int i = 0; i < n; i++)
+            PQclear(res[i]);
+    }
+    free(res);
+    batch_free(&b);
+    return rc;
+}
+
+int sk_exec_reclaim(sk_exec_t *x, const sk_death_t *death)
+{
+    sk_inflight_t h;
+    sk_held_batch_t l;
+    int rc = SK_OK;
+
+    if (sk_shm_slot_held(x->slot, &h) != SK_OK) {
+        /* Torn, or a writer that never finishes: the lease expires by itself. */
+        sk_shm_slot_set_held(x->slot, NULL);
+        memset(&h, 0, sizeof(h));
+    }
+    if (h.item_id != 0 && h.pid != (int32_t)getpid())
+        rc = reclaim_held(x, death, &h);
+    if (rc != SK_OK)
+        return rc;
+    if (sk_shm_slot_batch(x->slot, &l) != SK_OK) {
+        sk_shm_slot_set_batch(x->slot, NULL);
+        return SK_OK;
+    }
+    if (l.n == 0 || l.pid == (int32_t)getpid())
+        return SK_OK; /* nothing left by a dead worker */
+    return reclaim_batch(x, &l, h.pid == l.pid ? h.item_id : 0);
 }
 
 sk_exec_t *sk_exec_new(sk_wconn_t *conn, const sk_config_t *cfg, const sk_registry_t *reg,

@@ -1013,3 +1013,18 @@ int itest_free_port(void)
     close(fd);
     return port;
 }
+
+pid_t itest_holder_pid(const char *run_id)
+{
+    char *by =
+        itest_str("SELECT claimed_by FROM exec_queue WHERE run_id = $1::uuid AND leased", run_id);
+    const char *colon;
+    pid_t pid;
+
+    cr_assert_not_null(by, "run %s is not leased", run_id);
+    colon = strrchr(by, ':');
+    cr_assert_not_null(colon, "claimed_by %s", by);
+    pid = (pid_t)atol(colon + 1);
+    free(by);
+    return pid;
+}

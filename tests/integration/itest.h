@@ -145,6 +145,9 @@ json_t *itest_jget(json_t *root, const char *path);
 const char *itest_jstr(json_t *root, const char *path);
 /* The same, `sql` run as-is without a result check (DDL in tests). */
 void itest_exec_sql(const char *sql);
+/* The pid of the worker holding the run's item ("host:pid" in claimed_by);
+ * fails the test when nothing holds it. */
+pid_t itest_holder_pid(const char *run_id);
 
 /* Wait until at least n runs have ended (max timeout_ms); returns how many. */
 long itest_wait_ended(long n, int timeout_ms);

@@ -9,6 +9,8 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,14 @@
 #include "itest.h"
 
 #define CHAINS 4
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void nap(long ms)
 {
@@ -157,5 +167,63 @@ Test(batch, many_runs_complete_once, ITEST_FIXTURES)
         cr_expect_eq(itest_counts_get(counts, runs[i], "handler"), 4);
     }
     itest_counts_free(counts);
+    itest_finish();
+}
+
+/*
+ * A batching worker is killed while one of its batch's bodies runs: the
+ * slot's next worker hands back every item of the batch at once, not only
+ * the one whose body ran (the slot lists them all), so no run waits for its
+ * 30 s lease.  The round's bodies whose results had not committed run
+ * again; the killed body's step counts the death as an attempt.
+ */
+Test(batch, a_dead_workers_whole_batch_comes_back_at_once, ITEST_FIXTURES)
+{
+    itest_master_opts_t opts = {
+        .workers = 1, .lease_ms = 30000, .extra = {"--batch", "8", "--batch-window", "10000"}};
+    char warm[SK_UUID_LEN], chains[CHAINS][SK_UUID_LEN], slow[SK_UUID_LEN];
+    itest_master_t *m;
+    int64_t killed;
+    long ended;
+    pid_t pid;
+
+    migrated_schema();
+    itest_start("chain3", "{\"sleep_ms\": 0}", warm);
+    for (int i = 0; i < CHAINS; i++)
+        itest_start("chain3", "{\"sleep_ms\": 0}", chains[i]);
+    itest_start("slow-once", "{\"first_ms\": 5000}", slow);
+    m = itest_master_up(&opts);
+
+    /* The slow body runs after the chains' first steps, in one round. */
+    for (int i = 0; i < 500 && itest_count(itest.counts, slow, "slow") < 1; i++)
+        nap(10);
+    cr_assert_eq(itest_count(itest.counts, slow, "slow"), 1);
+    pid = itest_holder_pid(slow);
+    for (int i = 0; i < CHAINS; i++) {
+        cr_assert_eq(itest_count(itest.counts, chains[i], "s1"), 1, "chain %d's s1 not run", i);
+        cr_assert_eq(itest_holder_pid(chains[i]), pid, "chain %d is not in the batch", i);
+    }
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    killed = now_ms();
+
+    ended = itest_wait_ended(CHAINS + 2, 25000);
+    cr_assert_eq(ended, CHAINS + 2, "only %ld runs ended", ended);
+    cr_expect_lt(now_ms() - killed, 15000, "runs waited %lld ms: for their leases?",
+                 (long long)(now_ms() - killed));
+    cr_expect_eq(itest_long("SELECT count(*) FROM runs WHERE status = 'completed'"), CHAINS + 2);
+    cr_expect_eq(itest_log_count(m, "event=batch_reclaimed"), 1, "log %s", m->log);
+    cr_expect_eq(itest_log_count(m, "items=4 handed_back=4"), 1, "log %s", m->log);
+    cr_expect_eq(itest_log_count(m, "event=item_reclaimed"), 1, "log %s", m->log);
+
+    /* The chains' first bodies ran again (never committed), the rest once;
+     * the killed slow step's second attempt ran at once ("fresh"). */
+    for (int i = 0; i < CHAINS; i++) {
+        cr_expect_eq(itest_count(itest.counts, chains[i], "s1"), 2, "chain %d", i);
+        cr_expect_eq(itest_count(itest.counts, chains[i], "s2"), 1, "chain %d", i);
+        cr_expect_eq(itest_count(itest.counts, chains[i], "s3"), 1, "chain %d", i);
+    }
+    cr_expect_eq(itest_count(itest.counts, slow, "slow"), 2);
+    cr_expect_eq(itest_long("SELECT count(*) FROM ops WHERE attempts <> 1"), 1);
+    cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue"), 0);
     itest_finish();
 }

@@ -30,17 +30,10 @@ static void nap(long ms)
  * worker holding its item ("host:pid" in claimed_by). */
 static pid_t slow_holder(const char *run, int n)
 {
-    char *by = NULL;
-    pid_t pid;
-
     for (int i = 0; i < 1000 && itest_count(itest.counts, run, "slow") < n; i++)
         nap(10);
     cr_assert_eq(itest_count(itest.counts, run, "slow"), n);
-    by = itest_str("SELECT claimed_by FROM exec_queue WHERE run_id = $1::uuid", run);
-    cr_assert_not_null(by);
-    pid = (pid_t)atol(strrchr(by, ':') + 1);
-    free(by);
-    return pid;
+    return itest_holder_pid(run);
 }
 
 /* Start a run and wait (30 s) for its end. */

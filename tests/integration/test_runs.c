@@ -535,10 +535,10 @@ Test(runs, delayed_starts_wait_for_their_time, ITEST_FIXTURES)
  * alone; a delayed start refuses a priority (it ranks by its due time). */
 Test(runs, a_keyed_start_takes_a_priority, ITEST_FIXTURES)
 {
-    const char *first[] = {"start", "two-steps", "--key", "prio-k", "--priority", "600", "--json",
-                           NULL};
-    const char *again[] = {"start", "two-steps", "--key", "prio-k", "--priority", "0", "--json",
-                           NULL};
+    const char *first[] = {"start",      "two-steps", "--key",  "prio-k",
+                           "--priority", "600",       "--json", NULL};
+    const char *again[] = {"start",      "two-steps", "--key",  "prio-k",
+                           "--priority", "0",         "--json", NULL};
     const char *delayed[] = {"start", "two-steps", "--delay", "1h", "--priority", "5", NULL};
     char run[64];
     json_t *j;

@@ -48,22 +48,6 @@ static int wait_count(const char *run, const char *key, int n, int timeout_ms)
     return c;
 }
 
-/* The pid of the worker holding the run's item ("host:pid" in claimed_by). */
-static pid_t holder_pid(const char *run)
-{
-    char *by =
-        itest_str("SELECT claimed_by FROM exec_queue WHERE run_id = $1::uuid AND leased", run);
-    const char *colon;
-    pid_t pid;
-
-    cr_assert_not_null(by, "run %s is not leased", run);
-    colon = strrchr(by, ':');
-    cr_assert_not_null(colon);
-    pid = (pid_t)atol(colon + 1);
-    free(by);
-    return pid;
-}
-
 /* SIGKILL every worker of the master (its children). */
 static void kill_workers(const itest_master_t *m)
 {
@@ -248,7 +232,7 @@ Test(supervise, killed_worker_item_is_handed_back_at_once_and_its_epoch_fenced, 
     m = itest_master_up(&opts);
     itest_start("long-step", "{\"ms\": 1500}", run);
     cr_assert_eq(wait_count(run, "long", 1, 10000), 1);
-    pid = holder_pid(run);
+    pid = itest_holder_pid(run);
     item = itest_long("SELECT item_id FROM exec_queue WHERE run_id = $1::uuid", run);
     epoch = itest_long("SELECT epoch FROM exec_queue WHERE run_id = $1::uuid", run);
     cr_assert_eq(kill(pid, SIGKILL), 0);
@@ -454,7 +438,7 @@ Test(supervise, worker_in_a_hung_body_exits_when_its_master_dies, ITEST_FIXTURES
     m = itest_master_up(&opts);
     itest_start("hangs", "null", run);
     cr_assert_eq(wait_count(run, "hang", 1, 10000), 1);
-    worker = holder_pid(run);
+    worker = itest_holder_pid(run);
     cr_assert_eq(kill(m->pid, SIGKILL), 0);
     cr_assert_eq(waitpid(m->pid, &m->status, 0), m->pid);
     m->reaped = 1;

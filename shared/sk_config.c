@@ -158,13 +158,15 @@ static const opt_t options[] = {
      .env = "STEPKIT_BATCH",
      .type = OPT_INT,
      FIELD(batch),
-     .def = "1",
+     .def = "8",
      .min = 1,
      .max = 64,
      .metavar = "N",
-     .help = "Most work items a worker holds at once when they are ready together (8 is a good "
-             "value for short steps); it runs the next step of each and commits their results in "
-             "one transaction. 1: one item at a time, one commit per step."},
+     .help = "Most work items a worker holds at once when they are ready together; it runs the "
+             "next step of each and commits their results in one transaction. A claim that finds "
+             "one item ready runs it alone, one commit per step, as does 1 always. A killed "
+             "worker's batch is handed back at once; the bodies it ran since its last commit run "
+             "again."},
     {.flag = "batch-window",
      .env = "STEPKIT_BATCH_WINDOW_MS",
      .type = OPT_INT,

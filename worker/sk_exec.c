@@ -27,6 +27,7 @@ struct sk_exec {
     sk_worker_slot_t *slot;
     sk_stop_fn stop;
     void *stop_arg;
+    int stopping; /* what stop() said last: read inside handlers, asked between entries */
     char worker_name[96];
     char *workflows; /* ids joined by newlines: what this worker can run */
     char lease[NUM_LEN];
@@ -207,6 +208,16 @@ static void item_parse(item_t *it, claim_res_t *cr, int row0, int nrows)
  * x->incoming: each item's rows are consecutive.  The number of items;
  * *next_due_ms: with none, ms until the earliest is visible (-1: none);
  * with some, 0 when the last claim saw another ready. */
+/* Whether the worker must stop starting bodies, asked between entries with
+ * no user code on the stack (the worker serves its event loop in there);
+ * before_body, inside a handler, reads the answer. */
+static int check_stop(sk_exec_t *x)
+{
+    if (!x->stopping)
+        x->stopping = x->stop(x->stop_arg);
+    return x->stopping;
+}
+
 /* Batch mode: list every item held or claimed in the slot, for the slot's
  * next worker to hand back after a death (sk_exec_reclaim). */
 static void publish_batch(sk_exec_t *x)
@@ -697,7 +708,7 @@ static int before_body(sk_ctx_t *ctx, void *arg)
     batch_t b;
     int rc;
 
-    if (rs->x->stop(rs->x->stop_arg))
+    if (rs->x->stopping)
         return SK_AGAIN;
     if (count_pending(ctx) == 0 && sk_ctx_dispatch_count(ctx) == 0)
         return SK_OK;
@@ -1343,7 +1354,7 @@ static int execute(sk_exec_t *x, item_t *it)
     x->refused[0] = '\0';
     if (!item_begin(&rs, &rc)) {
         while (!item_step(&rs, &rc))
-            ;
+            (void)check_stop(x); /* between entries: the next one's body yields */
     }
     if (x->refused[0] != '\0')
         rc = fail_refused(&rs);
@@ -1699,6 +1710,7 @@ static int round_run(sk_exec_t *x)
             continue;
         s->entered = 1;
         x->round_entered++;
+        (void)check_stop(x);
         round_enter(x, s);
     }
     rc = round_commit(x, 1);
@@ -1757,7 +1769,7 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
 
     *next_due_ms = -1;
     *worked = 0;
-    while (!x->stop(x->stop_arg)) {
+    while (!check_stop(x)) {
         take_incoming(x);
         if (x->nheld == 0) {
             int64_t due;

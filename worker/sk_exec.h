@@ -26,7 +26,10 @@
 
 typedef struct sk_exec sk_exec_t;
 
-/* Returns non-zero when the worker must stop starting new steps. */
+/* Returns non-zero when the worker must stop starting new steps.  Asked
+ * between a run's entries and between runs, never while a handler runs
+ * (it may serve the worker's event loop); a body that would start after a
+ * yes yields its item instead. */
 typedef int (*sk_stop_fn)(void *arg);
 
 sk_exec_t *sk_exec_new(sk_wconn_t *conn, const sk_config_t *cfg, const sk_registry_t *reg,

@@ -85,7 +85,8 @@ static void begin_stop(worker_t *w, const char *why)
     ev_break(w->loop, EVBREAK_ALL);
 }
 
-/* Also asked by the executor before each step and at each run's end. */
+/* Also asked by the executor between a run's entries and between runs,
+ * never from inside a handler (no user code is on the stack). */
 static int must_stop(void *arg)
 {
     worker_t *w = arg;
@@ -192,8 +193,8 @@ static void cron_fire(worker_t *w)
 
 /*
  * One retention batch.  Also called while a run executes: the timer fires
- * from must_stop's non-blocking loop pass, between two of the executor's
- * round trips, when the connection is idle with no transaction open, so
+ * from must_stop's non-blocking loop pass, between two of the run's
+ * entries, when the connection is idle with no transaction open, so
  * a busy worker still prunes (under steady load it may never go idle).
  */
 static void prune_cb(struct ev_loop *loop, ev_timer *t, int revents)

@@ -704,9 +704,11 @@ static void parse(chaos_t *c, int argc, char **argv)
     c->master_kill = c->pg_restart = true;
     c->seed = (unsigned)time(NULL);
     c->build = getenv("BUILD") && *getenv("BUILD") ? getenv("BUILD") : "build";
-    /* The masters' --batch (they read STEPKIT_BATCH from this environment). */
-    c->batch = 1;
-    if (getenv("STEPKIT_BATCH") != NULL && *getenv("STEPKIT_BATCH") != '\0') {
+    /* The masters' --batch: STEPKIT_BATCH, else 8 (the engine's default),
+     * put in the environment the masters inherit so both sides agree. */
+    if (getenv("STEPKIT_BATCH") == NULL || *getenv("STEPKIT_BATCH") == '\0')
+        setenv("STEPKIT_BATCH", "8", 1);
+    {
         char *end;
         long b = strtol(getenv("STEPKIT_BATCH"), &end, 10);
         if (*end != '\0' || b < 1 || b > 1000) {

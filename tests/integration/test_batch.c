@@ -210,6 +210,8 @@ Test(batch, a_dead_workers_whole_batch_comes_back_at_once, ITEST_FIXTURES)
     cr_assert_eq(ended, CHAINS + 2, "only %ld runs ended", ended);
     cr_expect_lt(now_ms() - killed, 15000, "runs waited %lld ms: for their leases?",
                  (long long)(now_ms() - killed));
+    cr_log_info("the batch's runs ended %lld ms after the kill (lease 30 s)",
+                (long long)(now_ms() - killed));
     cr_expect_eq(itest_long("SELECT count(*) FROM runs WHERE status = 'completed'"), CHAINS + 2);
     cr_expect_eq(itest_log_count(m, "event=batch_reclaimed"), 1, "log %s", m->log);
     cr_expect_eq(itest_log_count(m, "items=4 handed_back=4"), 1, "log %s", m->log);

@@ -220,6 +220,7 @@ void sk_ctx_free(sk_ctx_t *ctx)
     }
     free(ctx->buckets);
     free(ctx->dispatch);
+    free(ctx->writes);
     unps_free(ctx);
     arena_reset(ctx);
     msgpack_unpacked_destroy(&ctx->input);

@@ -133,15 +133,43 @@ int sk_ctx_add_op(sk_ctx_t *ctx, const char *key, const char *step_id, const cha
                   sk_op_status_t status, int attempts, const char *data, size_t len,
                   const char *wait_info, size_t wait_len);
 
-/* Group members whose bodies other workers must run (target items). */
-size_t sk_ctx_dispatch_count(const sk_ctx_t *ctx);
-const char *sk_ctx_dispatch_key(const sk_ctx_t *ctx, size_t i);
-/* The engine committed them (before a body ran). */
-void sk_ctx_dispatch_clear(sk_ctx_t *ctx);
+/*
+ * The hand-off between the context and the engine, as a value.  After an
+ * entry (or before a body, from before_body) the engine asks what the
+ * context has to commit: the ops recorded or changed since the last
+ * commit, in the order they were recorded, and the group members whose
+ * bodies other workers must run (target items, by op key).  It writes
+ * them, and once they are durable hands the same value back.  The arrays
+ * belong to the context and stay valid until sk_ctx_committed() or
+ * sk_ctx_free(); the engine never changes the context's ops itself.
+ */
+typedef struct {
+    const sk_op_t *const *ops;
+    size_t nops;
+    const char (*dispatch)[41];
+    size_t ndispatch;
+} sk_ctx_writes_t;
 
-/* Set a waiting op's outcome (a timeout resolved by the engine). */
+/* Fill *w (nothing to commit: both counts 0).  SK_ERROR: out of memory. */
+int sk_ctx_writes(sk_ctx_t *ctx, sk_ctx_writes_t *w);
+/* *w is durable: its ops are committed (their intents done) and its
+ * dispatches made.  Returns how many of the ops were results (ok/error). */
+size_t sk_ctx_committed(sk_ctx_t *ctx, const sk_ctx_writes_t *w);
+
+/* Set a waiting op's outcome, to be committed (a sleep that came due). */
 int sk_ctx_resolve_op(sk_ctx_t *ctx, sk_op_t *op, sk_op_status_t status, const char *data,
                       size_t len);
+/* The engine settled waiting op `key` (a timeout it resolved in the
+ * database): its outcome, already durable. */
+int sk_ctx_op_settled(sk_ctx_t *ctx, const char *key, sk_op_status_t status, const char *data,
+                      size_t len);
+/* The next waiting op after `after` (NULL: the first) whose timeout has
+ * passed at now_ms, sleeps left out (a replay resolves those); NULL: none. */
+const sk_op_t *sk_ctx_due_wait(const sk_ctx_t *ctx, int64_t now_ms, const sk_op_t *after);
+/* Whether op `key` has its final result (ok or error). */
+int sk_ctx_op_final(const sk_ctx_t *ctx, const char *key);
+/* Whether the run has recorded anything yet. */
+int sk_ctx_has_ops(const sk_ctx_t *ctx);
 
 /* A copy of error map `data` with retryable false, as a parent sees its
  * child's failure. */
@@ -154,8 +182,6 @@ int sk_ctx_validate(sk_ctx_t *ctx, sk_entry_t *out);
 /* One replay.  Returns SK_OK with `out` filled. */
 int sk_ctx_enter(sk_ctx_t *ctx, sk_entry_t *out);
 
-/* Ops not yet committed, in the order they were recorded. */
-sk_op_t *sk_ctx_first_op(sk_ctx_t *ctx);
 size_t sk_ctx_final_ops(const sk_ctx_t *ctx);
 void sk_ctx_set_handler_attempt(sk_ctx_t *ctx, int attempt);
 const sk_wf_t *sk_ctx_workflow(const sk_ctx_t *ctx);

@@ -113,6 +113,8 @@ struct sk_ctx {
         int timeout_ms;
     } cand;
     size_t ndispatch, capdispatch;
+    sk_op_t **writes; /* sk_ctx_writes: the uncommitted ops handed out */
+    size_t capwrites;
     unp_t *unps;
 };
 

@@ -179,24 +179,86 @@ int sk_ctx_resolve_op(sk_ctx_t *ctx, sk_op_t *op, sk_op_status_t status, const c
     return SK_OK;
 }
 
-size_t sk_ctx_dispatch_count(const sk_ctx_t *ctx)
+int sk_ctx_writes(sk_ctx_t *ctx, sk_ctx_writes_t *w)
 {
-    return ctx->ndispatch;
+    size_t n = 0;
+
+    memset(w, 0, sizeof(*w));
+    for (const sk_op_t *op = ctx->order_head; op != NULL; op = op->order_next)
+        n += !op->committed;
+    if (n > ctx->capwrites) {
+        sk_op_t **grown = realloc(ctx->writes, n * sizeof(*grown));
+        if (grown == NULL)
+            return SK_ERROR;
+        ctx->writes = grown;
+        ctx->capwrites = n;
+    }
+    n = 0;
+    for (sk_op_t *op = ctx->order_head; op != NULL; op = op->order_next) {
+        if (!op->committed)
+            ctx->writes[n++] = op;
+    }
+    w->ops = (const sk_op_t *const *)ctx->writes;
+    w->nops = n;
+    w->dispatch = (const char(*)[41])ctx->dispatch;
+    w->ndispatch = ctx->ndispatch;
+    return SK_OK;
 }
 
-void sk_ctx_dispatch_clear(sk_ctx_t *ctx)
+size_t sk_ctx_committed(sk_ctx_t *ctx, const sk_ctx_writes_t *w)
 {
-    ctx->ndispatch = 0;
+    size_t results = 0;
+
+    for (size_t i = 0; i < w->nops; i++) {
+        sk_op_t *op = sk_ctx_op_find(ctx, w->ops[i]->key);
+        if (op == NULL || op->committed)
+            continue;
+        op->committed = 1;
+        op->intent = SK_INTENT_NONE;
+        results += op->status == SK_OP_OK || op->status == SK_OP_ERROR;
+    }
+    /* Dispatches are only added by an entry, which comes after the commit
+     * of what an earlier one handed out: these are the first ones. */
+    if (w->ndispatch > 0 && w->ndispatch <= ctx->ndispatch) {
+        memmove(ctx->dispatch, ctx->dispatch + w->ndispatch,
+                (ctx->ndispatch - w->ndispatch) * sizeof(*ctx->dispatch));
+        ctx->ndispatch -= w->ndispatch;
+    }
+    return results;
 }
 
-const char *sk_ctx_dispatch_key(const sk_ctx_t *ctx, size_t i)
+int sk_ctx_op_settled(sk_ctx_t *ctx, const char *key, sk_op_status_t status, const char *data,
+                      size_t len)
 {
-    return i < ctx->ndispatch ? ctx->dispatch[i] : NULL;
+    sk_op_t *op = sk_ctx_op_find(ctx, key);
+
+    if (op == NULL || sk_ctx_resolve_op(ctx, op, status, data, len) != SK_OK)
+        return SK_ERROR;
+    op->committed = 1; /* the engine wrote it already */
+    return SK_OK;
 }
 
-sk_op_t *sk_ctx_first_op(sk_ctx_t *ctx)
+int sk_ctx_op_final(const sk_ctx_t *ctx, const char *key)
 {
-    return ctx->order_head;
+    const sk_op_t *op = sk_ctx_op_find(ctx, key);
+
+    return op != NULL && (op->status == SK_OP_OK || op->status == SK_OP_ERROR);
+}
+
+const sk_op_t *sk_ctx_due_wait(const sk_ctx_t *ctx, int64_t now_ms, const sk_op_t *after)
+{
+    for (const sk_op_t *op = after ? after->order_next : ctx->order_head; op != NULL;
+         op = op->order_next) {
+        if (op->status == SK_OP_WAITING && op->until_ms >= 0 && op->until_ms <= now_ms &&
+            strcmp(op->kind, "sleep") != 0)
+            return op;
+    }
+    return NULL;
+}
+
+int sk_ctx_has_ops(const sk_ctx_t *ctx)
+{
+    return ctx->order_head != NULL;
 }
 
 size_t sk_ctx_final_ops(const sk_ctx_t *ctx)

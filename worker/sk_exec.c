@@ -97,6 +97,7 @@ typedef enum { FENCE_EXTEND, FENCE_RELEASE, FENCE_DELETE } fence_mode_t;
 typedef struct {
     batch_t b;
     int used;               /* b holds this item's writes */
+    sk_ctx_writes_t w;      /* what of its context they hold (handed back once durable) */
     int ends;               /* its writes end its hold on the item */
     const char *end_status; /* "completed" / "failed": they end the run */
 } defer_t;
@@ -442,50 +443,42 @@ static int add_intent(batch_t *b, const item_t *it, const sk_op_t *op)
 }
 
 /* Every op of this execution not yet durable, each by its own statement. */
-static int add_pending_ops(batch_t *b, const item_t *it, sk_ctx_t *ctx)
+/* What run `ctx` has to commit, as the context hands it out (nothing
+ * without a context). */
+static int writes_of(sk_ctx_t *ctx, sk_ctx_writes_t *w)
 {
-    for (sk_op_t *op = sk_ctx_first_op(ctx); op != NULL; op = op->order_next) {
-        if (op->committed)
-            continue;
+    if (ctx == NULL) {
+        memset(w, 0, sizeof(*w));
+        return SK_OK;
+    }
+    return sk_ctx_writes(ctx, w);
+}
+
+/* Its ops, each by its kind's statement, then the target items of the
+ * group members other workers run. */
+static int add_writes(batch_t *b, const item_t *it, const sk_ctx_writes_t *w)
+{
+    for (size_t i = 0; i < w->nops; i++) {
+        const sk_op_t *op = w->ops[i];
         if ((op->intent == SK_INTENT_NONE ? add_op(b, it, op) : add_intent(b, it, op)) != SK_OK)
             return SK_ERROR;
     }
-    return SK_OK;
-}
-
-/* Target items for the group members other workers run. */
-static int add_dispatches(batch_t *b, const item_t *it, sk_ctx_t *ctx)
-{
-    for (size_t i = 0; i < sk_ctx_dispatch_count(ctx); i++) {
+    for (size_t i = 0; i < w->ndispatch; i++) {
         sk_cmd_t *k = batch_add(b, "sk_dispatch");
         if (k == NULL)
             return SK_ERROR;
         param(k, it->run_id, 0, 0);
         param(k, it->workflow, 0, 0);
-        param(k, sk_ctx_dispatch_key(ctx, i), 0, 0);
+        param(k, w->dispatch[i], 0, 0);
     }
     return SK_OK;
 }
 
-static void mark_committed(sk_exec_t *x, sk_ctx_t *ctx)
+/* `w` is durable: the context learns it, the slot counts its results. */
+static void writes_committed(sk_exec_t *x, sk_ctx_t *ctx, const sk_ctx_writes_t *w)
 {
-    for (sk_op_t *op = sk_ctx_first_op(ctx); op != NULL; op = op->order_next) {
-        if (!op->committed) {
-            op->committed = 1;
-            op->intent = SK_INTENT_NONE;
-            if (op->status == SK_OP_OK || op->status == SK_OP_ERROR)
-                atomic_fetch_add(&x->slot->steps_done, 1);
-        }
-    }
-}
-
-static int count_pending(sk_ctx_t *ctx)
-{
-    int n = 0;
-
-    for (sk_op_t *op = sk_ctx_first_op(ctx); op != NULL; op = op->order_next)
-        n += !op->committed;
-    return n;
+    if (ctx != NULL)
+        atomic_fetch_add(&x->slot->steps_done, sk_ctx_committed(ctx, w));
 }
 
 /* Claim up to `max` items (what is ready now; one without batching). */
@@ -644,15 +637,6 @@ static void heartbeat_hook(void *arg)
 
 /* ---- hooks and endings ------------------------------------------------------------ */
 
-static const sk_op_t *first_pending(sk_ctx_t *ctx)
-{
-    const sk_op_t *op = sk_ctx_first_op(ctx);
-
-    while (op != NULL && op->committed)
-        op = op->order_next;
-    return op;
-}
-
 /* The sequential path's checkpoint: one pending op (a step's result) and a
  * lease extension in one statement; no rows means the lease was lost. */
 static int checkpoint_one(run_state_t *rs, const sk_op_t *op)
@@ -704,41 +688,38 @@ done:
 static int before_body(sk_ctx_t *ctx, void *arg)
 {
     run_state_t *rs = arg;
+    sk_ctx_writes_t w;
     const sk_op_t *one;
     batch_t b;
     int rc;
 
     if (rs->x->stopping)
         return SK_AGAIN;
-    if (count_pending(ctx) == 0 && sk_ctx_dispatch_count(ctx) == 0)
+    if (sk_ctx_writes(ctx, &w) != SK_OK) {
+        rs->lost = 1;
+        return SK_ERROR;
+    }
+    if (w.nops == 0 && w.ndispatch == 0)
         return SK_OK;
-    one = count_pending(ctx) == 1 && sk_ctx_dispatch_count(ctx) == 0 ? first_pending(ctx) : NULL;
+    one = w.nops == 1 && w.ndispatch == 0 ? w.ops[0] : NULL;
     if (one != NULL && one->intent == SK_INTENT_NONE &&
         (one->status == SK_OP_OK || one->status == SK_OP_ERROR)) {
         rc = checkpoint_one(rs, one);
-        if (rc != SK_OK) {
-            rs->lost = 1;
+    } else {
+        if (batch_init(&b, 2 * (int)w.nops + (int)w.ndispatch + 1) != SK_OK)
             return SK_ERROR;
-        }
-        mark_committed(rs->x, ctx);
-        return SK_OK;
+        rc = add_fence(&b, rs->it, FENCE_EXTEND, rs->x->cfg->lease_ms);
+        if (rc == SK_OK)
+            rc = add_writes(&b, rs->it, &w);
+        if (rc == SK_OK)
+            rc = run_batch(rs->x, &b, rs->it, NULL);
+        batch_free(&b);
     }
-    if (batch_init(&b, 2 * count_pending(ctx) + (int)sk_ctx_dispatch_count(ctx) + 1) != SK_OK)
-        return SK_ERROR;
-    rc = add_fence(&b, rs->it, FENCE_EXTEND, rs->x->cfg->lease_ms);
-    if (rc == SK_OK)
-        rc = add_pending_ops(&b, rs->it, ctx);
-    if (rc == SK_OK)
-        rc = add_dispatches(&b, rs->it, ctx);
-    if (rc == SK_OK)
-        rc = run_batch(rs->x, &b, rs->it, NULL);
-    batch_free(&b);
     if (rc != SK_OK) {
         rs->lost = 1;
         return SK_ERROR;
     }
-    mark_committed(rs->x, ctx);
-    sk_ctx_dispatch_clear(ctx);
+    writes_committed(rs->x, ctx, &w);
     return SK_OK;
 }
 
@@ -780,19 +761,25 @@ static int before_body_rated(sk_ctx_t *ctx, void *arg)
 }
 
 /* Where an item's writes go: its defer_t in batch mode (committed by the
- * round), else `local`, run at once.  out_end cleans up either way. */
-static batch_t *out_begin(run_state_t *rs, batch_t *local, int cap)
+ * round), else `local`, run at once; *w: what of its context they carry
+ * (kept with them in batch mode).  `extra`: commands beyond the context's
+ * writes.  out_end cleans up either way. */
+static batch_t *out_begin(run_state_t *rs, batch_t *local, sk_ctx_writes_t *w, int extra)
 {
     batch_t *b = rs->defer != NULL ? &rs->defer->b : local;
 
     if (rs->defer != NULL && rs->defer->used)
         return NULL; /* one set of writes per item and round */
-    if (batch_init(b, cap) != SK_OK) {
+    if (writes_of(rs->ctx, w) != SK_OK)
+        return NULL;
+    if (batch_init(b, 2 * (int)w->nops + (int)w->ndispatch + extra) != SK_OK) {
         batch_free(b);
         return NULL;
     }
-    if (rs->defer != NULL)
+    if (rs->defer != NULL) {
         rs->defer->used = 1;
+        rs->defer->w = *w;
+    }
     return b;
 }
 
@@ -825,20 +812,17 @@ static const char *batch_copy(batch_t *b, const char *data, size_t len)
 static int release(run_state_t *rs, int64_t delay_ms, int attempt, int attempt_ops)
 {
     batch_t local, *b;
+    sk_ctx_writes_t w;
     int rc = SK_ERROR;
-    int pending = rs->ctx ? count_pending(rs->ctx) : 0;
-    size_t nd = rs->ctx ? sk_ctx_dispatch_count(rs->ctx) : 0;
 
-    if ((b = out_begin(rs, &local, 2 * pending + (int)nd + 4)) == NULL)
+    if ((b = out_begin(rs, &local, &w, 4)) == NULL)
         return SK_ERROR;
     /* (Not in a batch: the others' step results commit with it.) */
-    if (rs->defer == NULL && pending == 0 && nd == 0 && attempt < 0 &&
+    if (rs->defer == NULL && w.nops == 0 && w.ndispatch == 0 && attempt < 0 &&
         batch_add(b, "sk_lease_only") == NULL)
         goto done;
     if (add_fence(b, rs->it, FENCE_RELEASE, delay_ms) != SK_OK ||
-        (rs->ctx && add_pending_ops(b, rs->it, rs->ctx) != SK_OK))
-        goto done;
-    if (rs->ctx && add_dispatches(b, rs->it, rs->ctx) != SK_OK)
+        add_writes(b, rs->it, &w) != SK_OK)
         goto done;
     if (attempt >= 0) {
         sk_cmd_t *k = batch_add(b, "sk_run_attempt");
@@ -854,8 +838,8 @@ static int release(run_state_t *rs, int64_t delay_ms, int attempt, int attempt_o
         goto done;
     }
     rc = run_batch(rs->x, b, rs->it, NULL);
-    if (rc == SK_OK && rs->ctx)
-        mark_committed(rs->x, rs->ctx);
+    if (rc == SK_OK)
+        writes_committed(rs->x, rs->ctx, &w);
 done:
     out_end(rs, b, rc);
     return rc;
@@ -874,12 +858,12 @@ static int finish(run_state_t *rs, const char *status, const char *output, size_
 {
     sk_exec_t *x = rs->x;
     batch_t local, *b;
+    sk_ctx_writes_t w;
     sk_cmd_t *k;
     PGresult **res = NULL;
     int rc = SK_ERROR, claim_at = -1;
-    int pending = rs->ctx ? count_pending(rs->ctx) : 0;
 
-    if ((b = out_begin(rs, &local, 2 * pending + 7)) == NULL)
+    if ((b = out_begin(rs, &local, &w, 7)) == NULL)
         return SK_ERROR;
     /* A group member ending its run locks the run's item first, as every
      * writer touching both items does (see target_done): no deadlock.  A
@@ -915,7 +899,7 @@ static int finish(run_state_t *rs, const char *status, const char *output, size_
         param(k, perr ? perr->data : NULL, perr ? (int)perr->size : 0, 1);
         param(k, sk_wconn_done_channel(x->conn), 0, 0);
     }
-    if (rs->ctx && add_pending_ops(b, rs->it, rs->ctx) != SK_OK)
+    if (add_writes(b, rs->it, &w) != SK_OK)
         goto done;
     if (rs->defer != NULL) {
         rs->defer->ends = 1;
@@ -934,8 +918,7 @@ static int finish(run_state_t *rs, const char *status, const char *output, size_
         goto done;
     rc = run_batch(x, b, rs->it, res);
     if (rc == SK_OK) {
-        if (rs->ctx)
-            mark_committed(x, rs->ctx);
+        writes_committed(x, rs->ctx, &w);
         if (status != NULL) {
             atomic_fetch_add(&x->slot->runs_done, 1);
             sk_metrics_run_end(rs->it->workflow, strcmp(status, "completed") == 0,
@@ -1027,7 +1010,8 @@ static int resolve_timeouts(run_state_t *rs)
 {
     int64_t now = wall_now_ms();
 
-    for (sk_op_t *op = sk_ctx_first_op(rs->ctx); op != NULL; op = op->order_next) {
+    for (const sk_op_t *op = sk_ctx_due_wait(rs->ctx, now, NULL); op != NULL;
+         op = sk_ctx_due_wait(rs->ctx, now, op)) {
         msgpack_sbuffer *res_buf;
         PGresult *res[2] = {NULL, NULL};
         char msg[120], err[512];
@@ -1035,9 +1019,6 @@ static int resolve_timeouts(run_state_t *rs)
         sk_cmd_t *k;
         int rc;
 
-        if (op->status != SK_OP_WAITING || op->until_ms < 0 || op->until_ms > now ||
-            strcmp(op->kind, "sleep") == 0)
-            continue;
         if (batch_init(&b, 3) != SK_OK)
             return SK_ERROR;
         res_buf = batch_buffer(&b);
@@ -1064,10 +1045,9 @@ static int resolve_timeouts(run_state_t *rs)
             const char *st = PQgetvalue(res[1], 0, 0);
             const char *data = PQgetvalue(res[1], 0, 1);
             size_t len = (size_t)PQgetlength(res[1], 0, 1);
-            if (strcmp(st, "waiting") != 0 && sk_msgpack_check(data, len, err, sizeof(err)) == 0 &&
-                sk_ctx_resolve_op(rs->ctx, op, strcmp(st, "ok") == 0 ? SK_OP_OK : SK_OP_ERROR, data,
-                                  len) == SK_OK)
-                op->committed = 1;
+            if (strcmp(st, "waiting") != 0 && sk_msgpack_check(data, len, err, sizeof(err)) == 0)
+                (void)sk_ctx_op_settled(rs->ctx, op->key,
+                                        strcmp(st, "ok") == 0 ? SK_OP_OK : SK_OP_ERROR, data, len);
         } else if (rc != SK_OK) {
             sk_log_warn("event=timeout_resolve_failed run=%s op=%s error=\"%s\"", rs->it->run_id,
                         op->key, err);
@@ -1086,10 +1066,11 @@ static int resolve_timeouts(run_state_t *rs)
 static int target_done(run_state_t *rs)
 {
     batch_t local, *b;
+    sk_ctx_writes_t w;
     sk_cmd_t *k;
     int rc = SK_ERROR;
 
-    if ((b = out_begin(rs, &local, 2 * count_pending(rs->ctx) + 3)) == NULL)
+    if ((b = out_begin(rs, &local, &w, 3)) == NULL)
         return SK_ERROR;
     /* The wake first: it locks the run's item before the fence locks the
      * member's.  The run's holder handing it back locks them in that order
@@ -1099,8 +1080,7 @@ static int target_done(run_state_t *rs)
     if ((k = batch_add(b, "sk_wake")) == NULL)
         goto done;
     param(k, rs->it->run_id, 0, 0);
-    if (add_fence(b, rs->it, FENCE_DELETE, 0) != SK_OK ||
-        add_pending_ops(b, rs->it, rs->ctx) != SK_OK)
+    if (add_fence(b, rs->it, FENCE_DELETE, 0) != SK_OK || add_writes(b, rs->it, &w) != SK_OK)
         goto done;
     if (rs->defer != NULL) {
         rs->defer->ends = 1;
@@ -1109,20 +1089,10 @@ static int target_done(run_state_t *rs)
     }
     rc = run_batch(rs->x, b, rs->it, NULL);
     if (rc == SK_OK)
-        mark_committed(rs->x, rs->ctx);
+        writes_committed(rs->x, rs->ctx, &w);
 done:
     out_end(rs, b, rc);
     return rc;
-}
-
-/* Whether the target op (a group member) already has its final result. */
-static int target_recorded(sk_ctx_t *ctx, const char *key)
-{
-    for (sk_op_t *op = sk_ctx_first_op(ctx); op != NULL; op = op->order_next) {
-        if (strcmp(op->key, key) == 0)
-            return op->status == SK_OP_OK || op->status == SK_OP_ERROR;
-    }
-    return 0;
 }
 
 /* End the run with the refusal noted by note_refused, in a transaction of
@@ -1242,14 +1212,14 @@ static int item_begin(run_state_t *rs, int *rc)
         *rc = fail_simple(rs, "CorruptRecordError", msg);
         return 1;
     }
-    if (it->target != NULL && target_recorded(rs->ctx, it->target)) {
+    if (it->target != NULL && sk_ctx_op_final(rs->ctx, it->target)) {
         /* A duplicate item (the member was dispatched again while its result
          * was being committed): nothing left to do.  Entering the handler
          * would find every member recorded and run its code past the group. */
         *rc = finish(rs, NULL, NULL, 0, NULL, 0);
         return 1;
     }
-    if (it->target == NULL && it->attempt == 0 && sk_ctx_first_op(rs->ctx) == NULL)
+    if (it->target == NULL && it->attempt == 0 && !sk_ctx_has_ops(rs->ctx))
         sk_metrics_count_wf(it->workflow, SK_MC_RUNS_STARTED);
     sk_ctx_set_handler_attempt(
         rs->ctx, it->attempt_ops == (int)sk_ctx_final_ops(rs->ctx) ? it->attempt + 1 : 1);
@@ -1449,18 +1419,19 @@ static int cmp_slot_item(const void *a, const void *b)
  * the run's next entry, in the next round, finds nothing pending. */
 static int round_writes(slot_t *s)
 {
-    sk_ctx_t *ctx = s->rs.ctx;
+    sk_ctx_writes_t w;
     batch_t *b;
     int rc;
 
-    if (s->out.used || ctx == NULL || (count_pending(ctx) == 0 && sk_ctx_dispatch_count(ctx) == 0))
+    if (s->out.used || s->rs.ctx == NULL)
         return SK_OK;
-    b = out_begin(&s->rs, NULL, 2 * count_pending(ctx) + (int)sk_ctx_dispatch_count(ctx) + 1);
-    if (b == NULL)
+    if (writes_of(s->rs.ctx, &w) != SK_OK)
         return SK_ERROR;
-    rc = add_pending_ops(b, s->rs.it, ctx);
-    if (rc == SK_OK)
-        rc = add_dispatches(b, s->rs.it, ctx);
+    if (w.nops == 0 && w.ndispatch == 0)
+        return SK_OK;
+    if ((b = out_begin(&s->rs, NULL, &w, 1)) == NULL)
+        return SK_ERROR;
+    rc = add_writes(b, s->rs.it, &w);
     out_end(&s->rs, b, rc);
     return rc;
 }
@@ -1468,10 +1439,8 @@ static int round_writes(slot_t *s)
 /* What the round's writes did, now committed. */
 static void round_committed(sk_exec_t *x, slot_t *s)
 {
-    if (s->rs.ctx != NULL && s->out.used) {
-        mark_committed(x, s->rs.ctx);
-        sk_ctx_dispatch_clear(s->rs.ctx);
-    }
+    if (s->out.used)
+        writes_committed(x, s->rs.ctx, &s->out.w);
     if (s->out.end_status != NULL) {
         atomic_fetch_add(&x->slot->runs_done, 1);
         sk_metrics_run_end(s->it.workflow, strcmp(s->out.end_status, "completed") == 0,

@@ -75,12 +75,14 @@ Test(perf, foreign_backlog_does_not_starve, ITEST_FIXTURES)
 }
 
 /* One worker serving many workflows takes the oldest ready item first,
- * whichever workflow it belongs to. */
+ * whichever workflow it belongs to.  Read from the order the runs end, so
+ * one item at a time (--batch 1): a batch runs the items it claimed, in
+ * this same order, side by side. */
 Test(perf, claim_takes_the_oldest_across_workflows, ITEST_FIXTURES)
 {
     static const char *const wfs[] = {"chain3", "two-steps", "chain5", "chain3", "two-steps"};
     char ids[5][SK_UUID_LEN];
-    itest_master_opts_t o = {.workers = 1};
+    itest_master_opts_t o = {.workers = 1, .extra = {"--batch", "1"}};
     PGresult *r;
 
     /* Registered by a first master, started while none runs. */

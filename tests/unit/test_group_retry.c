@@ -77,14 +77,26 @@ static sk_ctx_t *make(const sk_wf_t *wf, const char *target)
     return ctx;
 }
 
+/* What the context hands the engine to commit now. */
+static sk_ctx_writes_t writes(sk_ctx_t *ctx)
+{
+    sk_ctx_writes_t w;
+
+    cr_assert_eq(sk_ctx_writes(ctx, &w), SK_OK);
+    return w;
+}
+
+/* An op among them, by step id (index 0); NULL when not to commit.  (Not
+ * const: the tests move a retry's due time as the clock would.) */
 static sk_op_t *op_of(sk_ctx_t *ctx, const char *id)
 {
+    sk_ctx_writes_t w = writes(ctx);
     char key[41];
 
     cr_assert_eq(sk_op_key(id, 0, key), SK_OK);
-    for (sk_op_t *op = sk_ctx_first_op(ctx); op != NULL; op = op->order_next) {
-        if (strcmp(op->key, key) == 0)
-            return op;
+    for (size_t i = 0; i < w.nops; i++) {
+        if (strcmp(w.ops[i]->key, key) == 0)
+            return (sk_op_t *)w.ops[i];
     }
     return NULL;
 }
@@ -92,9 +104,9 @@ static sk_op_t *op_of(sk_ctx_t *ctx, const char *id)
 /* What the engine does after an entry: every op durable, dispatches sent. */
 static void commit(sk_ctx_t *ctx)
 {
-    for (sk_op_t *op = sk_ctx_first_op(ctx); op != NULL; op = op->order_next)
-        op->committed = 1;
-    sk_ctx_dispatch_clear(ctx);
+    sk_ctx_writes_t w = writes(ctx);
+
+    sk_ctx_committed(ctx, &w);
 }
 
 /* A retry op of k, loaded as the worker loads it (wait_info may be NULL). */
@@ -132,7 +144,7 @@ Test(group_retry, kept_member_waits_for_its_due_time_then_runs_here)
     cr_assert_eq(sk_ctx_enter(ctx, &e), SK_OK);
     cr_assert_eq(e.kind, SK_ENTRY_STEP_RETRY);
     cr_assert_eq(n_k, 1);
-    cr_assert_eq(sk_ctx_dispatch_count(ctx), 1, "o is dispatched");
+    cr_assert_eq(writes(ctx).ndispatch, 1, "o is dispatched");
     k = op_of(ctx, "k");
     cr_assert_not_null(k);
     cr_assert_eq(k->status, SK_OP_RETRY);
@@ -146,7 +158,7 @@ Test(group_retry, kept_member_waits_for_its_due_time_then_runs_here)
     cr_assert_eq(sk_ctx_enter(ctx, &e), SK_OK);
     cr_assert_eq(e.kind, SK_ENTRY_SUSPENDED);
     cr_assert_eq(n_k, 1);
-    cr_assert_eq(sk_ctx_dispatch_count(ctx), 0, "nothing dispatched again");
+    cr_assert_eq(writes(ctx).ndispatch, 0, "nothing dispatched again");
     cr_assert_geq(e.visible_ms, 47000, "visible in %lld ms", (long long)e.visible_ms);
     cr_assert_leq(e.visible_ms, 72000, "visible in %lld ms", (long long)e.visible_ms);
 
@@ -158,7 +170,7 @@ Test(group_retry, kept_member_waits_for_its_due_time_then_runs_here)
     cr_assert_eq(k_attempt, 2);
     cr_assert_eq(k->status, SK_OP_OK);
     cr_assert_eq(k->attempts, 2);
-    cr_assert_eq(sk_ctx_dispatch_count(ctx), 0);
+    cr_assert_eq(writes(ctx).ndispatch, 0);
     sk_ctx_free(ctx);
 }
 
@@ -177,7 +189,7 @@ Test(group_retry, kept_member_lost_with_its_worker_runs_again_at_once)
     cr_assert_eq(n_k, 1);
     cr_assert_eq(k_attempt, 2);
     cr_assert_eq(op_of(ctx, "k")->attempts, 2);
-    cr_assert_eq(sk_ctx_dispatch_count(ctx), 1, "o, new, is dispatched");
+    cr_assert_eq(writes(ctx).ndispatch, 1, "o, new, is dispatched");
     sk_ctx_free(ctx);
 }
 
@@ -197,13 +209,13 @@ Test(group_retry, due_kept_member_is_dispatched_with_its_attempts)
     cr_assert_eq(e.kind, SK_ENTRY_STEP_DONE);
     cr_assert_eq(n_n, 1);
     cr_assert_eq(n_k, 0);
-    cr_assert_eq(sk_ctx_dispatch_count(ctx), 1);
+    cr_assert_eq(writes(ctx).ndispatch, 1);
     cr_assert_eq(sk_op_key("k", 0, key), SK_OK);
-    cr_assert_str_eq(sk_ctx_dispatch_key(ctx, 0), key);
+    cr_assert_str_eq(writes(ctx).dispatch[0], key);
     k = op_of(ctx, "k");
     cr_assert_eq(k->status, SK_OP_RETRY);
     cr_assert_eq(k->attempts, 2);
-    cr_assert_not(k->committed, "written with the dispatch");
+    /* (k is among the writes: it commits with the dispatch) */
     cr_assert_not_null(k->wait_info);
     cr_assert_eq(k->until_ms, -1, "marked as dispatched");
     commit(ctx);
@@ -212,7 +224,7 @@ Test(group_retry, due_kept_member_is_dispatched_with_its_attempts)
     cr_assert_eq(sk_ctx_enter(ctx, &e), SK_OK);
     cr_assert_eq(e.kind, SK_ENTRY_SUSPENDED);
     cr_assert_eq(e.visible_ms, -1);
-    cr_assert_eq(sk_ctx_dispatch_count(ctx), 0);
+    cr_assert_eq(writes(ctx).ndispatch, 0);
     cr_assert_eq(n_k, 0);
 
     /* k's item: target mode, attempt 3. */

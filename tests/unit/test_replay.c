@@ -134,8 +134,11 @@ static void drive(sk_ctx_t *ctx, drive_t *d)
         cr_assert_eq(sk_ctx_enter(ctx, &d->last), SK_OK);
         d->entries++;
         cr_assert_lt(d->entries, 50, "runaway replay");
-        for (sk_op_t *op = sk_ctx_first_op(ctx); op; op = op->order_next)
-            op->committed = 1;
+        {
+            sk_ctx_writes_t w;
+            cr_assert_eq(sk_ctx_writes(ctx, &w), SK_OK);
+            sk_ctx_committed(ctx, &w);
+        }
         switch (d->last.kind) {
         case SK_ENTRY_STEP_DONE:
         case SK_ENTRY_STEP_RETRY:

@@ -1,7 +1,10 @@
+/*
+ * The executor (sk_exec.h): its run lifecycle and loop, batches of items
+ * run in rounds, and the items a dead worker left.  The SQL every write
+ * builds and sends is in sk_exec_sql.c, sharing sk_exec_int.h.
+ */
 #include "sk_exec.h"
 
-#include <arpa/inet.h>
-#include <endian.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +13,7 @@
 #include <unistd.h>
 
 #include "sk_ctx.h"
+#include "sk_exec_int.h"
 #include "sk_json.h"
 #include "sk_log.h"
 #include "sk_metrics.h"
@@ -18,114 +22,7 @@
 #include "sk_stmts.h"
 #include "stepkit.h"
 
-#define NUM_LEN 24
-
-struct sk_exec {
-    sk_wconn_t *conn;
-    const sk_config_t *cfg;
-    const sk_registry_t *reg;
-    sk_worker_slot_t *slot;
-    sk_stop_fn stop;
-    void *stop_arg;
-    int stopping; /* what stop() said last: read inside handlers, asked between entries */
-    char worker_name[96];
-    char *workflows; /* ids joined by newlines: what this worker can run */
-    char lease[NUM_LEN];
-    sk_renew_t *renew;       /* keeps a running body's lease */
-    sk_inflight_t held;      /* what the slot shows (published on change) */
-    sk_held_batch_t listed;  /* batch mode: the items the slot lists (publish_batch) */
-    char refused[700];       /* a write of the current run the database refused for good */
-    void (*more)(void *arg); /* a claim saw more ready work (sk_exec_on_more) */
-    void *more_arg;
-    int found_none;      /* the last run's end claimed and found nothing... */
-    int64_t next_due_ms; /* ...and this was its next-due answer */
-    int batch;           /* most items held at once (--batch) */
-    struct slot *slots;  /* batch entries; fixed: run states point into them */
-    int nheld;
-    struct item *incoming;  /* claimed, not yet in a slot */
-    struct slot **round_in; /* the slots a round commits, in item order */
-    int nincoming;
-    int more_ready; /* the last claim saw more ready than it took */
-    int rr;         /* round robin: the slot a round starts with */
-    /* the current round (batch mode) */
-    struct slot **order; /* held slots, from rr on */
-    int round_n;         /* how many are in order */
-    int round_max;       /* most runs held: --batch-window over the bodies' mean time */
-    int round_entered;   /* runs entered in the round */
-    int64_t body_t0_us, round_body_us; /* time in bodies during the round */
-    int64_t body_avg_us;               /* moving mean of a body's time (-1: none yet) */
-};
-
-/* A claim's result, shared by the items it returned. */
-typedef struct {
-    PGresult *res;
-    int refs;
-} claim_res_t;
-
-/* A claimed item with its run; pointers into its rows of cr->res (row0,
- * nrows), which it holds a reference to. */
-typedef struct item {
-    claim_res_t *cr;
-    int row0, nrows;
-    int64_t item_id;
-    int32_t epoch;
-    char item_s[NUM_LEN], epoch_s[NUM_LEN];
-    const char *run_id, *target, *workflow, *event_id, *ttype, *tname, *status;
-    const char *data;
-    size_t data_len;
-    int attempt, attempt_ops;
-    int64_t created_ms;
-    char wake_s[NUM_LEN]; /* wake_seq read by the claim */
-    int takeovers;        /* claims in a row that found the lease expired */
-    int step_rate;        /* its workflow has a step rate: a token before each body */
-} item_t;
-
-/* A batch of commands with room for their numeric parameters and the
- * buffers it owns. */
-typedef struct {
-    sk_cmd_t *cmds;
-    char (*nums)[4][NUM_LEN];
-    int n, cap;
-    msgpack_sbuffer *owned;
-    int nowned;
-} batch_t;
-
-typedef enum { FENCE_EXTEND, FENCE_RELEASE, FENCE_DELETE } fence_mode_t;
-
-/* An item's writes held for its batch's transaction (batch mode) instead
- * of committed at once, and what to count once they are. */
-typedef struct {
-    batch_t b;
-    int used;               /* b holds this item's writes */
-    sk_ctx_writes_t w;      /* what of its context they hold (handed back once durable) */
-    int ends;               /* its writes end its hold on the item */
-    const char *end_status; /* "completed" / "failed": they end the run */
-} defer_t;
-
-typedef struct {
-    sk_exec_t *x;
-    item_t *it;
-    sk_ctx_t *ctx;
-    defer_t *defer;       /* batch mode: writes go here, committed by the round */
-    struct slot *slot;    /* batch mode: the slot holding this run */
-    int lost;             /* lease lost or connection gone: stop touching this item */
-    int timeout_ms;       /* the running body's step timeout */
-    int64_t rate_wait_ms; /* no token of the step rate: hand back for this long */
-} run_state_t;
-
-/* One item a worker holds, in batch mode between rounds. */
-typedef struct slot {
-    item_t it;
-    run_state_t rs;
-    defer_t out;
-    int held;    /* the slot holds an item */
-    int started; /* its context is built (item_begin ran) */
-    int active;  /* its handler is on the stack */
-    int dead;    /* its lease is lost or its writes failed: freed once not active */
-    int entered; /* entered in the current round */
-} slot_t;
-
-static int64_t wall_now_ms(void)
+int64_t sk_exec_wall_now_ms(void)
 {
     struct timespec ts;
 
@@ -133,82 +30,6 @@ static int64_t wall_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- binary result fields ------------------------------------------------------- */
-
-static int64_t get_i64(const PGresult *r, int row, int col)
-{
-    uint64_t v;
-
-    memcpy(&v, PQgetvalue(r, row, col), 8);
-    return (int64_t)be64toh(v);
-}
-
-static int32_t get_i32(const PGresult *r, int row, int col)
-{
-    uint32_t v;
-
-    memcpy(&v, PQgetvalue(r, row, col), 4);
-    return (int32_t)ntohl(v);
-}
-
-static const char *get_str(const PGresult *r, int row, int col)
-{
-    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
-}
-
-static void item_drop(item_t *it)
-{
-    if (it->cr != NULL && --it->cr->refs == 0) {
-        PQclear(it->cr->res);
-        free(it->cr);
-    }
-    it->cr = NULL;
-}
-
-/* One item from rows row0 .. row0 + nrows - 1 of a claim's result. */
-static void item_parse(item_t *it, claim_res_t *cr, int row0, int nrows)
-{
-    const PGresult *res = cr->res;
-
-    memset(it, 0, sizeof(*it));
-    it->cr = cr;
-    cr->refs++;
-    it->row0 = row0;
-    it->nrows = nrows;
-    it->item_id = get_i64(res, row0, SK_CLAIM_ITEM);
-    it->epoch = get_i32(res, row0, SK_CLAIM_EPOCH);
-    snprintf(it->item_s, sizeof(it->item_s), "%lld", (long long)it->item_id);
-    snprintf(it->epoch_s, sizeof(it->epoch_s), "%d", it->epoch);
-    it->run_id = get_str(res, row0, SK_CLAIM_RUN);
-    it->target = get_str(res, row0, SK_CLAIM_TARGET);
-    snprintf(it->wake_s, sizeof(it->wake_s), "%d", get_i32(res, row0, SK_CLAIM_WAKE));
-    it->takeovers = get_i32(res, row0, SK_CLAIM_TAKEOVERS);
-    /* (SK_CLAIM_STEP_RATE is missing from the claim of a binary that knows
-     * a schema before 013: see sk_stmt_sql) */
-    it->step_rate = PQnfields(res) > SK_CLAIM_STEP_RATE &&
-                    !PQgetisnull(res, row0, SK_CLAIM_STEP_RATE) &&
-                    PQgetvalue(res, row0, SK_CLAIM_STEP_RATE)[0] != 0;
-    it->workflow = get_str(res, row0, SK_CLAIM_WORKFLOW);
-    it->event_id = get_str(res, row0, SK_CLAIM_EVENT);
-    it->ttype = get_str(res, row0, SK_CLAIM_TTYPE);
-    it->tname = get_str(res, row0, SK_CLAIM_TNAME);
-    it->status = get_str(res, row0, SK_CLAIM_STATUS);
-    if (it->status != NULL) {
-        it->data = PQgetvalue(res, row0, SK_CLAIM_DATA);
-        it->data_len = (size_t)PQgetlength(res, row0, SK_CLAIM_DATA);
-        it->attempt = get_i32(res, row0, SK_CLAIM_ATTEMPT);
-        it->attempt_ops = get_i32(res, row0, SK_CLAIM_ATTEMPT_OPS);
-        it->created_ms = get_i64(res, row0, SK_CLAIM_CREATED_MS);
-    }
-    sk_metrics_count(SK_MC_CLAIMS);
-    if (it->takeovers > 0)
-        sk_metrics_count(SK_MC_LEASE_TAKEOVERS);
-}
-
-/* Parse sk_claim's or sk_claim_batch's result (takes `res`) into
- * x->incoming: each item's rows are consecutive.  The number of items;
- * *next_due_ms: with none, ms until the earliest is visible (-1: none);
- * with some, 0 when the last claim saw another ready. */
 /* Whether the worker must stop starting bodies, asked between entries with
  * no user code on the stack (the worker serves its event loop in there);
  * before_body, inside a handler, reads the answer. */
@@ -221,7 +42,7 @@ static int check_stop(sk_exec_t *x)
 
 /* Batch mode: list every item held or claimed in the slot, for the slot's
  * next worker to hand back after a death (sk_exec_reclaim). */
-static void publish_batch(sk_exec_t *x)
+void sk_exec_publish_batch(sk_exec_t *x)
 {
     sk_held_batch_t *l = &x->listed;
     int n = 0;
@@ -241,309 +62,6 @@ static void publish_batch(sk_exec_t *x)
     l->pid = (int32_t)getpid();
     l->n = n;
     sk_shm_slot_set_batch(x->slot, l);
-}
-
-static int parse_claim(sk_exec_t *x, PGresult *res, int64_t *next_due_ms)
-{
-    claim_res_t *cr;
-    int rows = PQntuples(res), n = 0, row0 = 0;
-
-    *next_due_ms = -1;
-    if (rows == 0 || PQnfields(res) < SK_CLAIM_STEP_RATE) {
-        PQclear(res);
-        return 0;
-    }
-    *next_due_ms = PQgetisnull(res, rows - 1, SK_CLAIM_NEXT_MS)
-                       ? -1
-                       : get_i64(res, rows - 1, SK_CLAIM_NEXT_MS);
-    if (PQgetisnull(res, 0, SK_CLAIM_ITEM) || (cr = calloc(1, sizeof(*cr))) == NULL) {
-        PQclear(res);
-        return 0;
-    }
-    cr->res = res;
-    cr->refs = 1;
-    for (int row = 1; row <= rows; row++) {
-        if (row < rows && !PQgetisnull(res, row, SK_CLAIM_ITEM) &&
-            get_i64(res, row, SK_CLAIM_ITEM) == get_i64(res, row0, SK_CLAIM_ITEM))
-            continue;
-        if (x->nincoming < x->batch) {
-            item_parse(&x->incoming[x->nincoming++], cr, row0, row - row0);
-            n++;
-        }
-        /* (more than asked cannot come: the claim took at most that many) */
-        if (row < rows && PQgetisnull(res, row, SK_CLAIM_ITEM))
-            break;
-        row0 = row;
-    }
-    x->more_ready = *next_due_ms == 0;
-    item_drop(&(item_t){.cr = cr});
-    publish_batch(x);
-    return n;
-}
-
-/* ---- batches ------------------------------------------------------------------- */
-
-static int batch_init(batch_t *b, int cap)
-{
-    b->n = 0;
-    b->cap = cap;
-    b->nowned = 0;
-    b->cmds = calloc((size_t)cap, sizeof(*b->cmds));
-    b->nums = calloc((size_t)cap, sizeof(*b->nums));
-    b->owned = calloc((size_t)cap, sizeof(*b->owned));
-    return b->cmds && b->nums && b->owned ? SK_OK : SK_ERROR;
-}
-
-static void batch_free(batch_t *b)
-{
-    for (int i = 0; i < b->nowned; i++)
-        msgpack_sbuffer_destroy(&b->owned[i]);
-    free(b->owned);
-    free(b->cmds);
-    free(b->nums);
-}
-
-/* A buffer that lives as long as the batch (for packed parameters). */
-static msgpack_sbuffer *batch_buffer(batch_t *b)
-{
-    msgpack_sbuffer *sb;
-
-    if (b->nowned == b->cap)
-        return NULL;
-    sb = &b->owned[b->nowned++];
-    msgpack_sbuffer_init(sb);
-    return sb;
-}
-
-static sk_cmd_t *batch_add(batch_t *b, const char *stmt)
-{
-    sk_cmd_t *k;
-
-    if (b->n == b->cap)
-        return NULL;
-    k = &b->cmds[b->n++];
-    memset(k, 0, sizeof(*k));
-    k->stmt = stmt;
-    return k;
-}
-
-static void param(sk_cmd_t *k, const char *v, int len, int binary)
-{
-    k->values[k->nparams] = v;
-    k->lengths[k->nparams] = len;
-    k->formats[k->nparams] = binary;
-    k->nparams++;
-}
-
-static char *num(batch_t *b, int slot, long long v)
-{
-    char *s = b->nums[b->n - 1][slot];
-
-    snprintf(s, NUM_LEN, "%lld", v);
-    return s;
-}
-
-/* Extend the lease to now + ms, hand the item back visible after ms (< 0:
- * only when woken), or delete it (its work is done). */
-static int add_fence(batch_t *b, const item_t *it, fence_mode_t mode, int64_t ms)
-{
-    sk_cmd_t *k = batch_add(b, "sk_fence");
-
-    if (k == NULL)
-        return SK_ERROR;
-    param(k, it->item_s, 0, 0);
-    param(k, it->epoch_s, 0, 0);
-    param(k, mode == FENCE_DELETE ? NULL : num(b, 0, ms), 0, 0);
-    param(k, mode == FENCE_RELEASE ? "true" : "false", 0, 0);
-    param(k, it->wake_s, 0, 0);
-    return SK_OK;
-}
-
-/* A command whose first parameters name the op: run, op key, step id. */
-static sk_cmd_t *op_cmd(batch_t *b, const char *stmt, const item_t *it, const sk_op_t *op)
-{
-    sk_cmd_t *k = batch_add(b, stmt);
-
-    if (k != NULL) {
-        param(k, it->run_id, 0, 0);
-        param(k, op->key, 0, 0);
-        param(k, op->step_id, 0, 0);
-    }
-    return k;
-}
-
-static const char *const op_status_names[] = {"retry", "ok", "error", "waiting"};
-
-static int add_op(batch_t *b, const item_t *it, const sk_op_t *op)
-{
-    sk_cmd_t *k = op_cmd(b, "sk_op_put", it, op);
-
-    if (k == NULL)
-        return SK_ERROR;
-    param(k, op->kind, 0, 0);
-    param(k, op_status_names[op->status], 0, 0);
-    param(k, op->status == SK_OP_WAITING ? NULL : op->data, (int)op->len, 1);
-    param(k, num(b, 0, op->attempts), 0, 0);
-    param(k, op->wait_info, (int)op->wait_len, 1);
-    param(k, num(b, 1, op->started_ms), 0, 0);
-    return SK_OK;
-}
-
-static char *timeout_param(batch_t *b, int slot, int64_t timeout_ms)
-{
-    return timeout_ms < 0 ? NULL : num(b, slot, timeout_ms);
-}
-
-/* A new op whose statement does more than record it (sql/: wait_signal,
- * send_signal_step, invoke_child). */
-static int add_intent(batch_t *b, const item_t *it, const sk_op_t *op)
-{
-    sk_cmd_t *k;
-    msgpack_sbuffer *err;
-    char msg[300];
-
-    switch (op->intent) {
-    case SK_INTENT_SIGNAL:
-        k = op_cmd(b, "sk_wait_signal", it, op);
-        if (k == NULL)
-            return SK_ERROR;
-        param(k, op->signal, 0, 0);
-        param(k, timeout_param(b, 0, op->timeout_ms), 0, 0);
-        param(k, op->wait_info, (int)op->wait_len, 1);
-        param(k, num(b, 1, op->started_ms), 0, 0);
-        return SK_OK;
-    case SK_INTENT_SEND:
-        k = op_cmd(b, "sk_send_step", it, op);
-        if (k == NULL)
-            return SK_ERROR;
-        param(k, op->signal, 0, 0);
-        param(k, op->payload, (int)op->payload_len, 1);
-        param(k, num(b, 0, op->started_ms), 0, 0);
-        return SK_OK;
-    case SK_INTENT_INVOKE:
-        err = batch_buffer(b);
-        snprintf(msg, sizeof(msg), "workflow %s is not registered", op->workflow);
-        if (err == NULL || sk_error_pack_simple(err, "UnknownWorkflowError", msg, 0) != SK_OK)
-            return SK_ERROR;
-        k = op_cmd(b, "sk_invoke_child", it, op);
-        if (k == NULL)
-            return SK_ERROR;
-        param(k, op->child, 0, 0);
-        param(k, op->workflow, 0, 0);
-        param(k, op->payload, (int)op->payload_len, 1);
-        param(k, timeout_param(b, 0, op->timeout_ms), 0, 0);
-        param(k, op->wait_info, (int)op->wait_len, 1);
-        param(k, num(b, 1, op->started_ms), 0, 0);
-        param(k, err->data, (int)err->size, 1);
-        return SK_OK;
-    case SK_INTENT_NONE:
-        break;
-    }
-    return SK_OK;
-}
-
-/* Every op of this execution not yet durable, each by its own statement. */
-/* What run `ctx` has to commit, as the context hands it out (nothing
- * without a context). */
-static int writes_of(sk_ctx_t *ctx, sk_ctx_writes_t *w)
-{
-    if (ctx == NULL) {
-        memset(w, 0, sizeof(*w));
-        return SK_OK;
-    }
-    return sk_ctx_writes(ctx, w);
-}
-
-/* Its ops, each by its kind's statement, then the target items of the
- * group members other workers run. */
-static int add_writes(batch_t *b, const item_t *it, const sk_ctx_writes_t *w)
-{
-    for (size_t i = 0; i < w->nops; i++) {
-        const sk_op_t *op = w->ops[i];
-        if ((op->intent == SK_INTENT_NONE ? add_op(b, it, op) : add_intent(b, it, op)) != SK_OK)
-            return SK_ERROR;
-    }
-    for (size_t i = 0; i < w->ndispatch; i++) {
-        sk_cmd_t *k = batch_add(b, "sk_dispatch");
-        if (k == NULL)
-            return SK_ERROR;
-        param(k, it->run_id, 0, 0);
-        param(k, it->workflow, 0, 0);
-        param(k, w->dispatch[i], 0, 0);
-    }
-    return SK_OK;
-}
-
-/* `w` is durable: the context learns it, the slot counts its results. */
-static void writes_committed(sk_exec_t *x, sk_ctx_t *ctx, const sk_ctx_writes_t *w)
-{
-    if (ctx != NULL)
-        atomic_fetch_add(&x->slot->steps_done, sk_ctx_committed(ctx, w));
-}
-
-/* Claim up to `max` items (what is ready now; one without batching). */
-static int add_claim(sk_exec_t *x, batch_t *b, int max)
-{
-    sk_cmd_t *k = batch_add(b, x->batch > 1 ? "sk_claim_batch" : "sk_claim");
-
-    if (k == NULL)
-        return SK_ERROR;
-    param(k, x->lease, 0, 0);
-    param(k, x->worker_name, 0, 0);
-    param(k, x->workflows, 0, 0);
-    if (x->batch > 1)
-        param(k, num(b, 0, max), 0, 0);
-    k->binary_result = 1;
-    return SK_OK;
-}
-
-/* Room for items a claim may take now. */
-static int claim_room(const sk_exec_t *x)
-{
-    int room = x->round_max - x->nheld - x->nincoming;
-
-    return room > 0 ? room : 0;
-}
-
-/* The database refused a write with an error that every retry would meet
- * again (sk_wconn_sqlstate_final): remember it, execute() fails the run. */
-static void note_refused(sk_exec_t *x, const item_t *it, const char *err)
-{
-    const char *state = sk_wconn_sqlstate(x->conn);
-
-    snprintf(x->refused, sizeof(x->refused), "%s (SQLSTATE %s)", err, state);
-    sk_log_warn("event=write_refused run=%s item=%s sqlstate=%s error=\"%s\"", it->run_id,
-                it->item_s, state, err);
-}
-
-/*
- * Run a batch as one transaction.  SK_OK; SK_AGAIN when the lease was lost
- * (nothing changed); SK_ERROR otherwise.  Results are kept in res (caller
- * clears) when res is given.
- */
-static int run_batch(sk_exec_t *x, batch_t *b, const item_t *it, PGresult **res)
-{
-    char err[512];
-    PGresult **r = res ? res : calloc((size_t)b->n, sizeof(*r));
-    int rc;
-
-    if (r == NULL)
-        return SK_ERROR;
-    rc = sk_wconn_run(x->conn, b->cmds, b->n, r, err, sizeof(err));
-    if (rc == SK_WCONN_REFUSED) {
-        note_refused(x, it, err);
-    } else if (rc == SK_AGAIN) {
-        sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", it->run_id, it->item_s,
-                    it->epoch_s);
-        sk_metrics_count(SK_MC_FENCE_REFUSALS);
-    } else if (rc != SK_OK)
-        sk_log_error("event=write_failed run=%s item=%s error=\"%s\"", it->run_id, it->item_s, err);
-    if (res == NULL) {
-        for (int i = 0; i < b->n; i++)
-            PQclear(r[i]);
-        free(r);
-    }
-    return rc;
 }
 
 /* ---- what the slot shows ---------------------------------------------------------- */
@@ -637,49 +155,6 @@ static void heartbeat_hook(void *arg)
 
 /* ---- hooks and endings ------------------------------------------------------------ */
 
-/* The sequential path's checkpoint: one pending op (a step's result) and a
- * lease extension in one statement; no rows means the lease was lost. */
-static int checkpoint_one(run_state_t *rs, const sk_op_t *op)
-{
-    batch_t b;
-    sk_cmd_t *k;
-    PGresult *res[1] = {NULL};
-    char err[512];
-    int rc = SK_ERROR;
-
-    if (batch_init(&b, 1) != SK_OK)
-        return SK_ERROR;
-    k = batch_add(&b, "sk_checkpoint");
-    if (k == NULL)
-        goto done;
-    param(k, rs->it->item_s, 0, 0);
-    param(k, rs->it->epoch_s, 0, 0);
-    param(k, op->key, 0, 0);
-    param(k, op->step_id, 0, 0);
-    param(k, op->kind, 0, 0);
-    param(k, op_status_names[op->status], 0, 0);
-    param(k, op->data, (int)op->len, 1);
-    param(k, num(&b, 0, op->attempts), 0, 0);
-    param(k, num(&b, 1, op->started_ms), 0, 0);
-    param(k, num(&b, 2, rs->x->cfg->lease_ms), 0, 0);
-    rc = sk_wconn_run(rs->x->conn, b.cmds, 1, res, err, sizeof(err));
-    if (rc == SK_OK && strcmp(PQcmdTuples(res[0]), "1") != 0) {
-        sk_log_warn("event=lease_lost run=%s item=%s epoch=%s", rs->it->run_id, rs->it->item_s,
-                    rs->it->epoch_s);
-        sk_metrics_count(SK_MC_FENCE_REFUSALS);
-        rc = SK_AGAIN;
-    } else if (rc == SK_WCONN_REFUSED) {
-        note_refused(rs->x, rs->it, err);
-    } else if (rc != SK_OK) {
-        sk_log_error("event=write_failed run=%s item=%s error=\"%s\"", rs->it->run_id,
-                     rs->it->item_s, err);
-    }
-done:
-    PQclear(res[0]);
-    batch_free(&b);
-    return rc;
-}
-
 /* Before a new body: commit what is pending (one commit per step), or
  * yield when the worker is stopping.  In batch mode a round commits all
  * its runs' results before their next entries, so a run reaches this
@@ -704,22 +179,22 @@ static int before_body(sk_ctx_t *ctx, void *arg)
     one = w.nops == 1 && w.ndispatch == 0 ? w.ops[0] : NULL;
     if (one != NULL && one->intent == SK_INTENT_NONE &&
         (one->status == SK_OP_OK || one->status == SK_OP_ERROR)) {
-        rc = checkpoint_one(rs, one);
+        rc = sk_exec_checkpoint_one(rs, one);
     } else {
-        if (batch_init(&b, 2 * (int)w.nops + (int)w.ndispatch + 1) != SK_OK)
+        if (sk_exec_batch_init(&b, 2 * (int)w.nops + (int)w.ndispatch + 1) != SK_OK)
             return SK_ERROR;
-        rc = add_fence(&b, rs->it, FENCE_EXTEND, rs->x->cfg->lease_ms);
+        rc = sk_exec_add_fence(&b, rs->it, FENCE_EXTEND, rs->x->cfg->lease_ms);
         if (rc == SK_OK)
-            rc = add_writes(&b, rs->it, &w);
+            rc = sk_exec_add_writes(&b, rs->it, &w);
         if (rc == SK_OK)
-            rc = run_batch(rs->x, &b, rs->it, NULL);
-        batch_free(&b);
+            rc = sk_exec_run_batch(rs->x, &b, rs->it, NULL);
+        sk_exec_batch_free(&b);
     }
     if (rc != SK_OK) {
         rs->lost = 1;
         return SK_ERROR;
     }
-    writes_committed(rs->x, ctx, &w);
+    sk_exec_writes_committed(rs->x, ctx, &w);
     return SK_OK;
 }
 
@@ -737,14 +212,14 @@ static int before_body_rated(sk_ctx_t *ctx, void *arg)
     if (rc != SK_OK)
         return rc;
     rs->rate_wait_ms = 0;
-    if (batch_init(&b, 1) != SK_OK || (k = batch_add(&b, "sk_step_take")) == NULL) {
-        batch_free(&b);
+    if (sk_exec_batch_init(&b, 1) != SK_OK || (k = sk_exec_batch_add(&b, "sk_step_take")) == NULL) {
+        sk_exec_batch_free(&b);
         return SK_ERROR;
     }
-    param(k, rs->it->item_s, 0, 0);
-    param(k, rs->it->epoch_s, 0, 0);
-    rc = run_batch(rs->x, &b, rs->it, res); /* SK_AGAIN: lease lost, nothing taken */
-    batch_free(&b);
+    sk_exec_param(k, rs->it->item_s, 0, 0);
+    sk_exec_param(k, rs->it->epoch_s, 0, 0);
+    rc = sk_exec_run_batch(rs->x, &b, rs->it, res); /* SK_AGAIN: lease lost, nothing taken */
+    sk_exec_batch_free(&b);
     if (rc == SK_OK && (PQntuples(res[0]) != 1 || PQgetisnull(res[0], 0, 0))) {
         sk_log_error("event=write_failed run=%s item=%s error=\"flow_step_take returned no value\"",
                      rs->it->run_id, rs->it->item_s);
@@ -760,340 +235,7 @@ static int before_body_rated(sk_ctx_t *ctx, void *arg)
     return rs->rate_wait_ms > 0 ? SK_AGAIN : SK_OK;
 }
 
-/* Where an item's writes go: its defer_t in batch mode (committed by the
- * round), else `local`, run at once; *w: what of its context they carry
- * (kept with them in batch mode).  `extra`: commands beyond the context's
- * writes.  out_end cleans up either way. */
-static batch_t *out_begin(run_state_t *rs, batch_t *local, sk_ctx_writes_t *w, int extra)
-{
-    batch_t *b = rs->defer != NULL ? &rs->defer->b : local;
-
-    if (rs->defer != NULL && rs->defer->used)
-        return NULL; /* one set of writes per item and round */
-    if (writes_of(rs->ctx, w) != SK_OK)
-        return NULL;
-    if (batch_init(b, 2 * (int)w->nops + (int)w->ndispatch + extra) != SK_OK) {
-        batch_free(b);
-        return NULL;
-    }
-    if (rs->defer != NULL) {
-        rs->defer->used = 1;
-        rs->defer->w = *w;
-    }
-    return b;
-}
-
-static void out_end(run_state_t *rs, batch_t *b, int rc)
-{
-    if (rs->defer == NULL || rc != SK_OK) {
-        batch_free(b);
-        if (rs->defer != NULL)
-            memset(rs->defer, 0, sizeof(*rs->defer));
-    }
-}
-
-/* A copy of `len` bytes the batch owns (a deferred write outlives the
- * caller's buffer). */
-static const char *batch_copy(batch_t *b, const char *data, size_t len)
-{
-    msgpack_sbuffer *sb;
-
-    if (data == NULL)
-        return NULL;
-    sb = batch_buffer(b);
-    if (sb == NULL || msgpack_sbuffer_write(sb, data, len) != 0)
-        return NULL;
-    return sb->data;
-}
-
-/* Hand the item back (visible again after delay_ms; < 0: when woken),
- * committing pending ops and group dispatches and, when attempt >= 0, the
- * handler's attempt counters. */
-static int release(run_state_t *rs, int64_t delay_ms, int attempt, int attempt_ops)
-{
-    batch_t local, *b;
-    sk_ctx_writes_t w;
-    int rc = SK_ERROR;
-
-    if ((b = out_begin(rs, &local, &w, 4)) == NULL)
-        return SK_ERROR;
-    /* (Not in a batch: the others' step results commit with it.) */
-    if (rs->defer == NULL && w.nops == 0 && w.ndispatch == 0 && attempt < 0 &&
-        batch_add(b, "sk_lease_only") == NULL)
-        goto done;
-    if (add_fence(b, rs->it, FENCE_RELEASE, delay_ms) != SK_OK ||
-        add_writes(b, rs->it, &w) != SK_OK)
-        goto done;
-    if (attempt >= 0) {
-        sk_cmd_t *k = batch_add(b, "sk_run_attempt");
-        if (k == NULL)
-            goto done;
-        param(k, rs->it->run_id, 0, 0);
-        param(k, num(b, 0, attempt), 0, 0);
-        param(k, num(b, 1, attempt_ops), 0, 0);
-    }
-    if (rs->defer != NULL) {
-        rs->defer->ends = 1;
-        rc = SK_OK;
-        goto done;
-    }
-    rc = run_batch(rs->x, b, rs->it, NULL);
-    if (rc == SK_OK)
-        writes_committed(rs->x, rs->ctx, &w);
-done:
-    out_end(rs, b, rc);
-    return rc;
-}
-
-static int parse_claim(sk_exec_t *x, PGresult *res, int64_t *next_due_ms);
-
-/*
- * End the run (status "completed" with output, or "failed" with error),
- * with its pending ops, removing the item (status NULL: only remove the
- * item).  Run at once, the same transaction claims what is ready next
- * (into x->incoming); in batch mode the round claims.
- */
-static int finish(run_state_t *rs, const char *status, const char *output, size_t output_len,
-                  const char *error, size_t error_len)
-{
-    sk_exec_t *x = rs->x;
-    batch_t local, *b;
-    sk_ctx_writes_t w;
-    sk_cmd_t *k;
-    PGresult **res = NULL;
-    int rc = SK_ERROR, claim_at = -1;
-
-    if ((b = out_begin(rs, &local, &w, 7)) == NULL)
-        return SK_ERROR;
-    /* A group member ending its run locks the run's item first, as every
-     * writer touching both items does (see target_done): no deadlock.  A
-     * member's item that finds its op already final (a reclaim recorded
-     * the last attempt's death) wakes the run too: nothing else would. */
-    if (rs->it->target != NULL) {
-        if ((k = batch_add(b, "sk_wake")) == NULL)
-            goto done;
-        param(k, rs->it->run_id, 0, 0);
-    }
-    if (status == NULL) {
-        if (add_fence(b, rs->it, FENCE_DELETE, 0) != SK_OK)
-            goto done;
-    } else {
-        /* end_run is fenced itself: it removes our item or raises SK001,
-         * before anything else of this transaction is written. */
-        msgpack_sbuffer *perr = error != NULL ? batch_buffer(b) : NULL;
-        if (error != NULL && (perr == NULL || sk_error_repack_fatal(error, error_len, perr)))
-            goto done;
-        if (rs->defer != NULL) {
-            output = batch_copy(b, output, output_len);
-            error = batch_copy(b, error, error_len);
-        }
-        k = batch_add(b, "sk_end_run");
-        if (k == NULL)
-            goto done;
-        param(k, rs->it->item_s, 0, 0);
-        param(k, rs->it->epoch_s, 0, 0);
-        param(k, rs->it->run_id, 0, 0);
-        param(k, status, 0, 0);
-        param(k, output, (int)output_len, 1);
-        param(k, error, (int)error_len, 1);
-        param(k, perr ? perr->data : NULL, perr ? (int)perr->size : 0, 1);
-        param(k, sk_wconn_done_channel(x->conn), 0, 0);
-    }
-    if (add_writes(b, rs->it, &w) != SK_OK)
-        goto done;
-    if (rs->defer != NULL) {
-        rs->defer->ends = 1;
-        rs->defer->end_status = status;
-        rc = SK_OK;
-        goto done;
-    }
-    /* Claim the next item even when stopping: asking here would serve
-     * signals mid-transaction; a stopping worker hands it back at once
-     * (sk_exec_work), an extra round trip only at shutdown. */
-    claim_at = b->n;
-    if (add_claim(x, b, claim_room(x) + 1) != SK_OK) /* (+ 1: this item's slot) */
-        goto done;
-    res = calloc((size_t)b->n, sizeof(*res));
-    if (res == NULL)
-        goto done;
-    rc = run_batch(x, b, rs->it, res);
-    if (rc == SK_OK) {
-        writes_committed(x, rs->ctx, &w);
-        if (status != NULL) {
-            atomic_fetch_add(&x->slot->runs_done, 1);
-            sk_metrics_run_end(rs->it->workflow, strcmp(status, "completed") == 0,
-                               (double)(wall_now_ms() - rs->it->created_ms) / 1000.0);
-        }
-        if (claim_at >= 0 && res[claim_at] != NULL) {
-            int64_t more = -1;
-            int got = parse_claim(x, res[claim_at], &more);
-            res[claim_at] = NULL;
-            if (got > 0 && more == 0 && x->more != NULL)
-                x->more(x->more_arg);
-            x->found_none = got == 0; /* no second claim to learn that again */
-            x->next_due_ms = more;
-        }
-    }
-done:
-    if (res != NULL) {
-        for (int i = 0; i < b->n; i++)
-            PQclear(res[i]);
-        free(res);
-    }
-    out_end(rs, b, rc);
-    return rc;
-}
-
-static int fail_simple(run_state_t *rs, const char *name, const char *msg)
-{
-    msgpack_sbuffer buf;
-    int rc;
-
-    msgpack_sbuffer_init(&buf);
-    rc = sk_error_pack_simple(&buf, name, msg, 0);
-    if (rc == SK_OK)
-        rc = finish(rs, "failed", NULL, 0, buf.data, buf.size);
-    msgpack_sbuffer_destroy(&buf);
-    return rc;
-}
-
 /* ---- one item ---------------------------------------------------------------------- */
-
-static int load_ops(run_state_t *rs, char *err, size_t errlen)
-{
-    const PGresult *r = rs->it->cr->res;
-
-    for (int row = rs->it->row0; row < rs->it->row0 + rs->it->nrows; row++) {
-        const char *key = get_str(r, row, SK_CLAIM_OP_KEY);
-        const char *step = get_str(r, row, SK_CLAIM_OP_STEP);
-        const char *st = get_str(r, row, SK_CLAIM_OP_STATUS);
-        const char *data = PQgetvalue(r, row, SK_CLAIM_OP_RESULT);
-        size_t len = (size_t)PQgetlength(r, row, SK_CLAIM_OP_RESULT);
-        const char *wait = get_str(r, row, SK_CLAIM_OP_WAIT);
-        size_t wait_len = (size_t)PQgetlength(r, row, SK_CLAIM_OP_WAIT);
-        sk_op_status_t status;
-
-        if (key == NULL)
-            continue; /* the LEFT JOIN's row of a run with no ops */
-        if (step == NULL || st == NULL || strlen(key) != 40) {
-            snprintf(err, errlen, "op row %d is incomplete", row);
-            return SK_ERROR;
-        }
-        status = strcmp(st, "ok") == 0        ? SK_OP_OK
-                 : strcmp(st, "error") == 0   ? SK_OP_ERROR
-                 : strcmp(st, "waiting") == 0 ? SK_OP_WAITING
-                                              : SK_OP_RETRY;
-        if (PQgetisnull(r, row, SK_CLAIM_OP_RESULT)) {
-            data = "\xc0"; /* a waiting op has no result yet */
-            len = 1;
-        }
-        /* Rows come from outside this process: check before unpacking. */
-        if (sk_msgpack_check(data, len, err, errlen) != SK_OK ||
-            (wait != NULL && sk_msgpack_check(wait, wait_len, err, errlen) != SK_OK))
-            return SK_ERROR;
-        if (sk_ctx_add_op(rs->ctx, key, step, get_str(r, row, SK_CLAIM_OP_KIND), status,
-                          get_i32(r, row, SK_CLAIM_OP_ATTEMPTS), data, len, wait,
-                          wait ? wait_len : 0) != SK_OK) {
-            snprintf(err, errlen, "out of memory");
-            return SK_ERROR;
-        }
-    }
-    return SK_OK;
-}
-
-/*
- * Waits (signal, child run) whose timeout has passed are settled before the
- * replay, each in a transaction that races the sender or the child: who
- * deletes the waiting row decides, so the step sees exactly one outcome.
- */
-static int resolve_timeouts(run_state_t *rs)
-{
-    int64_t now = wall_now_ms();
-
-    for (const sk_op_t *op = sk_ctx_due_wait(rs->ctx, now, NULL); op != NULL;
-         op = sk_ctx_due_wait(rs->ctx, now, op)) {
-        msgpack_sbuffer *res_buf;
-        PGresult *res[2] = {NULL, NULL};
-        char msg[120], err[512];
-        batch_t b;
-        sk_cmd_t *k;
-        int rc;
-
-        if (batch_init(&b, 3) != SK_OK)
-            return SK_ERROR;
-        res_buf = batch_buffer(&b);
-        if (res_buf == NULL || add_fence(&b, rs->it, FENCE_EXTEND, rs->x->cfg->lease_ms) != SK_OK ||
-            (k = batch_add(&b, "sk_resolve_timeout")) == NULL) {
-            batch_free(&b);
-            return SK_ERROR;
-        }
-        if (strcmp(op->kind, "invoke") == 0) {
-            snprintf(msg, sizeof(msg), "invoked run %s timed out", op->child);
-            if (sk_error_pack_simple(res_buf, "InvokeTimeoutError", msg, 0) != SK_OK) {
-                batch_free(&b);
-                return SK_ERROR;
-            }
-        } else {
-            msgpack_sbuffer_write(res_buf, "\xc0", 1);
-        }
-        param(k, rs->it->run_id, 0, 0);
-        param(k, op->key, 0, 0);
-        param(k, res_buf->data, (int)res_buf->size, 1);
-        k->binary_result = 1;
-        rc = sk_wconn_run(rs->x->conn, b.cmds, b.n, res, err, sizeof(err));
-        if (rc == SK_OK && res[1] != NULL && PQntuples(res[1]) == 1) {
-            const char *st = PQgetvalue(res[1], 0, 0);
-            const char *data = PQgetvalue(res[1], 0, 1);
-            size_t len = (size_t)PQgetlength(res[1], 0, 1);
-            if (strcmp(st, "waiting") != 0 && sk_msgpack_check(data, len, err, sizeof(err)) == 0)
-                (void)sk_ctx_op_settled(rs->ctx, op->key,
-                                        strcmp(st, "ok") == 0 ? SK_OP_OK : SK_OP_ERROR, data, len);
-        } else if (rc != SK_OK) {
-            sk_log_warn("event=timeout_resolve_failed run=%s op=%s error=\"%s\"", rs->it->run_id,
-                        op->key, err);
-        }
-        PQclear(res[0]);
-        PQclear(res[1]);
-        batch_free(&b);
-        if (rc != SK_OK)
-            return SK_ERROR;
-    }
-    return SK_OK;
-}
-
-/* Target mode: the group member's body ran; record it, drop the target
- * item and wake the run so its holder sees the result. */
-static int target_done(run_state_t *rs)
-{
-    batch_t local, *b;
-    sk_ctx_writes_t w;
-    sk_cmd_t *k;
-    int rc = SK_ERROR;
-
-    if ((b = out_begin(rs, &local, &w, 3)) == NULL)
-        return SK_ERROR;
-    /* The wake first: it locks the run's item before the fence locks the
-     * member's.  The run's holder handing it back locks them in that order
-     * too (its fence, then sk_dispatch meeting this item in the unique
-     * index): the other order deadlocks.  One transaction either way, so a
-     * lost lease still undoes the wake. */
-    if ((k = batch_add(b, "sk_wake")) == NULL)
-        goto done;
-    param(k, rs->it->run_id, 0, 0);
-    if (add_fence(b, rs->it, FENCE_DELETE, 0) != SK_OK || add_writes(b, rs->it, &w) != SK_OK)
-        goto done;
-    if (rs->defer != NULL) {
-        rs->defer->ends = 1;
-        rc = SK_OK;
-        goto done;
-    }
-    rc = run_batch(rs->x, b, rs->it, NULL);
-    if (rc == SK_OK)
-        writes_committed(rs->x, rs->ctx, &w);
-done:
-    out_end(rs, b, rc);
-    return rc;
-}
 
 /* End the run with the refusal noted by note_refused, in a transaction of
  * its own without the refused ops: waiting for the lease to expire would
@@ -1109,7 +251,7 @@ static int fail_refused(run_state_t *rs)
     rs->x->refused[0] = '\0';
     sk_log_info("event=run_failed run=%s workflow=%s error=DatabaseError", rs->it->run_id,
                 rs->it->workflow);
-    rc = fail_simple(&bare, "DatabaseError", msg);
+    rc = sk_exec_fail_simple(&bare, "DatabaseError", msg);
     rs->x->refused[0] = '\0'; /* refused again: the lease expires, as for any failed write */
     return rc;
 }
@@ -1124,18 +266,19 @@ static int handler_failed(run_state_t *rs, const sk_entry_t *e)
     if (e->fatal || attempt >= wf->max_attempts) {
         sk_log_info("event=run_failed run=%s workflow=%s attempt=%d fatal=%d", rs->it->run_id,
                     rs->it->workflow, attempt, e->fatal);
-        return finish(rs, "failed", NULL, 0, e->error, e->error_len);
+        return sk_exec_finish(rs, "failed", NULL, 0, e->error, e->error_len);
     }
     sk_log_info("event=handler_retry run=%s workflow=%s attempt=%d", rs->it->run_id,
                 rs->it->workflow, attempt);
-    return release(rs, sk_backoff_ms(&wf->retry, attempt), attempt, final_ops);
+    return sk_exec_release(rs, sk_backoff_ms(&wf->retry, attempt), attempt, final_ops);
 }
 
 /* A body ended: counted by outcome, timed from its attempt's start. */
 static void count_step(const item_t *it, const sk_op_t *op, sk_metric_wf_t outcome)
 {
     if (op != NULL)
-        sk_metrics_step(it->workflow, outcome, (double)(wall_now_ms() - op->started_ms) / 1000.0);
+        sk_metrics_step(it->workflow, outcome,
+                        (double)(sk_exec_wall_now_ms() - op->started_ms) / 1000.0);
 }
 
 static sk_metric_wf_t done_outcome(const sk_op_t *op)
@@ -1157,12 +300,12 @@ static int item_begin(run_state_t *rs, int *rc)
     *rc = SK_OK;
     if (it->status == NULL || strcmp(it->status, "pending") != 0) {
         /* A stale item (its run ended, or vanished): remove it. */
-        *rc = finish(rs, NULL, NULL, 0, NULL, 0);
+        *rc = sk_exec_finish(rs, NULL, NULL, 0, NULL, 0);
         return 1;
     }
     wf = sk_registry_find(x->reg, it->workflow);
     if (wf == NULL) { /* the claim filters by workflow: only a bad row gets here */
-        *rc = release(rs, x->cfg->lease_ms, -1, 0);
+        *rc = sk_exec_release(rs, x->cfg->lease_ms, -1, 0);
         return 1;
     }
     if (it->takeovers >= wf->max_attempts) {
@@ -1177,14 +320,14 @@ static int item_begin(run_state_t *rs, int *rc)
                  it->takeovers, x->cfg->lease_ms);
         sk_log_warn("event=run_abandoned run=%s workflow=%s takeovers=%d", it->run_id, it->workflow,
                     it->takeovers);
-        *rc = fail_simple(rs, "WorkerLostError", msg);
+        *rc = sk_exec_fail_simple(rs, "WorkerLostError", msg);
         return 1;
     }
     hold_item(x, it);
     if (sk_msgpack_check(it->data, it->data_len, err, sizeof(err)) != SK_OK) {
         char msg[400];
         snprintf(msg, sizeof(msg), "stored input is not valid msgpack: %s", err);
-        *rc = fail_simple(rs, "CorruptRecordError", msg);
+        *rc = sk_exec_fail_simple(rs, "CorruptRecordError", msg);
         return 1;
     }
     memset(&p, 0, sizeof(p));
@@ -1206,29 +349,29 @@ static int item_begin(run_state_t *rs, int *rc)
         *rc = SK_ERROR;
         return 1;
     }
-    if (load_ops(rs, err, sizeof(err)) != SK_OK) {
+    if (sk_exec_load_ops(rs, err, sizeof(err)) != SK_OK) {
         char msg[400];
         snprintf(msg, sizeof(msg), "stored op is not readable: %s", err);
-        *rc = fail_simple(rs, "CorruptRecordError", msg);
+        *rc = sk_exec_fail_simple(rs, "CorruptRecordError", msg);
         return 1;
     }
     if (it->target != NULL && sk_ctx_op_final(rs->ctx, it->target)) {
         /* A duplicate item (the member was dispatched again while its result
          * was being committed): nothing left to do.  Entering the handler
          * would find every member recorded and run its code past the group. */
-        *rc = finish(rs, NULL, NULL, 0, NULL, 0);
+        *rc = sk_exec_finish(rs, NULL, NULL, 0, NULL, 0);
         return 1;
     }
     if (it->target == NULL && it->attempt == 0 && !sk_ctx_has_ops(rs->ctx))
         sk_metrics_count_wf(it->workflow, SK_MC_RUNS_STARTED);
     sk_ctx_set_handler_attempt(
         rs->ctx, it->attempt_ops == (int)sk_ctx_final_ops(rs->ctx) ? it->attempt + 1 : 1);
-    if (it->target == NULL && resolve_timeouts(rs) != SK_OK)
+    if (it->target == NULL && sk_exec_resolve_timeouts(rs) != SK_OK)
         return 1; /* the lease expires and another worker retries */
     if (sk_ctx_validate(rs->ctx, &e) == SK_FAILED) {
         sk_log_info("event=run_failed run=%s workflow=%s error=InvalidInputError", it->run_id,
                     it->workflow);
-        *rc = finish(rs, "failed", NULL, 0, e.error, e.error_len);
+        *rc = sk_exec_finish(rs, "failed", NULL, 0, e.error, e.error_len);
         return 1;
     }
     return 0;
@@ -1249,15 +392,15 @@ static int item_step(run_state_t *rs, int *rc)
         switch (e.kind) {
         case SK_ENTRY_STEP_DONE:
             count_step(it, e.op, done_outcome(e.op));
-            *rc = target_done(rs);
+            *rc = sk_exec_target_done(rs);
             return 1;
         case SK_ENTRY_FAILED:
             if (e.op == NULL) {
                 /* the handler's own failure: its holder decides */
-                *rc = finish(rs, NULL, NULL, 0, NULL, 0);
+                *rc = sk_exec_finish(rs, NULL, NULL, 0, NULL, 0);
                 return 1;
             }
-            *rc = finish(rs, "failed", NULL, 0, e.error, e.error_len);
+            *rc = sk_exec_finish(rs, "failed", NULL, 0, e.error, e.error_len);
             return 1;
         case SK_ENTRY_STEP_RETRY:
         case SK_ENTRY_YIELD:
@@ -1265,7 +408,7 @@ static int item_step(run_state_t *rs, int *rc)
             break;
         default:
             /* Recorded already (a duplicate item): nothing left to do. */
-            *rc = finish(rs, NULL, NULL, 0, NULL, 0);
+            *rc = sk_exec_finish(rs, NULL, NULL, 0, NULL, 0);
             return 1;
         }
     }
@@ -1276,14 +419,14 @@ static int item_step(run_state_t *rs, int *rc)
     case SK_ENTRY_SUSPENDED:
         sk_log_debug("event=run_suspended run=%s visible_ms=%lld", it->run_id,
                      (long long)e.visible_ms);
-        *rc = release(rs, e.visible_ms, -1, 0);
+        *rc = sk_exec_release(rs, e.visible_ms, -1, 0);
         return 1;
     case SK_ENTRY_TARGET_IDLE:
-        *rc = finish(rs, NULL, NULL, 0, NULL, 0);
+        *rc = sk_exec_finish(rs, NULL, NULL, 0, NULL, 0);
         return 1;
     case SK_ENTRY_COMPLETED:
         sk_log_debug("event=run_completed run=%s workflow=%s", it->run_id, it->workflow);
-        *rc = finish(rs, "completed", e.output, e.output_len, NULL, 0);
+        *rc = sk_exec_finish(rs, "completed", e.output, e.output_len, NULL, 0);
         return 1;
     case SK_ENTRY_FAILED:
         count_step(it, e.op, SK_MC_STEPS_FAILED);
@@ -1293,17 +436,17 @@ static int item_step(run_state_t *rs, int *rc)
         count_step(it, e.op, SK_MC_STEPS_RETRIED);
         sk_log_info("event=step_retry run=%s step=%s attempt=%d delay_ms=%d", it->run_id,
                     e.op->step_id, e.op->attempts, e.retry_delay_ms);
-        *rc = release(rs, e.retry_delay_ms, -1, 0);
+        *rc = sk_exec_release(rs, e.retry_delay_ms, -1, 0);
         return 1;
     case SK_ENTRY_YIELD:
         if (rs->rate_wait_ms > 0) { /* before_body_rated: no token */
             sk_log_debug("event=step_rate_wait run=%s workflow=%s visible_ms=%lld", it->run_id,
                          it->workflow, (long long)rs->rate_wait_ms);
-            *rc = release(rs, rs->rate_wait_ms, -1, 0);
+            *rc = sk_exec_release(rs, rs->rate_wait_ms, -1, 0);
             return 1;
         }
         sk_log_info("event=run_yield run=%s reason=stopping", it->run_id);
-        *rc = release(rs, 0, -1, 0);
+        *rc = sk_exec_release(rs, 0, -1, 0);
         return 1;
     case SK_ENTRY_ABORTED:
         if (!rs->lost)
@@ -1337,13 +480,13 @@ static int execute(sk_exec_t *x, item_t *it)
 
 static void slot_free(sk_exec_t *x, slot_t *s)
 {
-    batch_free(&s->out.b);
+    sk_exec_batch_free(&s->out.b);
     memset(&s->out, 0, sizeof(s->out));
     sk_ctx_free(s->rs.ctx);
-    item_drop(&s->it);
+    sk_exec_item_drop(&s->it);
     memset(s, 0, sizeof(*s));
     x->nheld--;
-    publish_batch(x);
+    sk_exec_publish_batch(x);
 }
 
 /* A slot whose run is on the stack is freed when its entry returns. */
@@ -1425,14 +568,14 @@ static int round_writes(slot_t *s)
 
     if (s->out.used || s->rs.ctx == NULL)
         return SK_OK;
-    if (writes_of(s->rs.ctx, &w) != SK_OK)
+    if (sk_exec_writes_of(s->rs.ctx, &w) != SK_OK)
         return SK_ERROR;
     if (w.nops == 0 && w.ndispatch == 0)
         return SK_OK;
-    if ((b = out_begin(&s->rs, NULL, &w, 1)) == NULL)
+    if ((b = sk_exec_out_begin(&s->rs, NULL, &w, 1)) == NULL)
         return SK_ERROR;
-    rc = add_writes(b, s->rs.it, &w);
-    out_end(&s->rs, b, rc);
+    rc = sk_exec_add_writes(b, s->rs.it, &w);
+    sk_exec_out_end(&s->rs, b, rc);
     return rc;
 }
 
@@ -1440,16 +583,16 @@ static int round_writes(slot_t *s)
 static void round_committed(sk_exec_t *x, slot_t *s)
 {
     if (s->out.used)
-        writes_committed(x, s->rs.ctx, &s->out.w);
+        sk_exec_writes_committed(x, s->rs.ctx, &s->out.w);
     if (s->out.end_status != NULL) {
         atomic_fetch_add(&x->slot->runs_done, 1);
         sk_metrics_run_end(s->it.workflow, strcmp(s->out.end_status, "completed") == 0,
-                           (double)(wall_now_ms() - s->it.created_ms) / 1000.0);
+                           (double)(sk_exec_wall_now_ms() - s->it.created_ms) / 1000.0);
     }
     if (s->out.ends) {
         slot_drop(x, s);
     } else {
-        batch_free(&s->out.b);
+        sk_exec_batch_free(&s->out.b);
         memset(&s->out, 0, sizeof(s->out));
     }
 }
@@ -1498,7 +641,8 @@ static int round_txn(sk_exec_t *x, slot_t **in, int n, int claim, PGresult **cla
     *claim_res = NULL;
     for (int i = 0; i < n; i++)
         total += in[i]->out.b.n;
-    if (batch_init(&fb, 2) != SK_OK || (cmds = calloc((size_t)total, sizeof(*cmds))) == NULL ||
+    if (sk_exec_batch_init(&fb, 2) != SK_OK ||
+        (cmds = calloc((size_t)total, sizeof(*cmds))) == NULL ||
         (res = calloc((size_t)total, sizeof(*res))) == NULL || (items = calloc(1, cap)) == NULL ||
         (epochs = calloc(1, cap)) == NULL)
         goto done;
@@ -1507,12 +651,12 @@ static int round_txn(sk_exec_t *x, slot_t **in, int n, int claim, PGresult **cla
         snprintf(items + li, cap - li, "%s%s", i ? "," : "", in[i]->it.item_s);
         snprintf(epochs + le, cap - le, "%s%s", i ? "," : "", in[i]->it.epoch_s);
     }
-    if ((k = batch_add(&fb, "sk_batch_fence")) == NULL)
+    if ((k = sk_exec_batch_add(&fb, "sk_batch_fence")) == NULL)
         goto done;
-    param(k, items, 0, 0);
-    param(k, epochs, 0, 0);
-    param(k, x->lease, 0, 0);
-    if (claim > 0 && add_claim(x, &fb, claim) != SK_OK)
+    sk_exec_param(k, items, 0, 0);
+    sk_exec_param(k, epochs, 0, 0);
+    sk_exec_param(k, x->lease, 0, 0);
+    if (claim > 0 && sk_exec_add_claim(x, &fb, claim) != SK_OK)
         goto done;
     cmds[at++] = fb.cmds[0];
     for (int i = 0; i < n; i++) {
@@ -1556,7 +700,7 @@ done:
     free(cmds);
     free(items);
     free(epochs);
-    batch_free(&fb);
+    sk_exec_batch_free(&fb);
     return rc;
 }
 
@@ -1594,7 +738,7 @@ static int round_commit(sk_exec_t *x, int may_claim)
         if (n == 0 || writes == 0)
             return SK_OK;
         qsort(in, (size_t)n, sizeof(in[0]), cmp_slot_item);
-        claim = may_claim ? claim_room(x) + ending : 0;
+        claim = may_claim ? sk_exec_claim_room(x) + ending : 0;
         if (claim > 0 && !ending && !x->more_ready)
             claim = 0; /* nothing left the batch and nothing more was ready */
         rc = round_txn(x, in, n, claim, &claimed, err, sizeof(err));
@@ -1606,7 +750,7 @@ static int round_commit(sk_exec_t *x, int may_claim)
             round_committed(x, in[i]);
         if (claim > 0) {
             int64_t more = -1;
-            int got = parse_claim(x, claimed, &more);
+            int got = sk_exec_parse_claim(x, claimed, &more);
             if (got > 0 && more == 0 && x->more != NULL)
                 x->more(x->more_arg);
             x->found_none = got == 0;
@@ -1625,8 +769,8 @@ static int round_commit(sk_exec_t *x, int may_claim)
             if (r == SK_OK) {
                 round_committed(x, one);
             } else if (r == SK_WCONN_REFUSED) {
-                note_refused(x, &one->it, err);
-                batch_free(&one->out.b);
+                sk_exec_note_refused(x, &one->it, err);
+                sk_exec_batch_free(&one->out.b);
                 memset(&one->out, 0, sizeof(one->out));
                 one->rs.defer = NULL;
                 fail_refused(&one->rs); /* its own transaction, at once */
@@ -1693,7 +837,7 @@ static int round_run(sk_exec_t *x)
             continue;
         s->rs.defer = NULL;
         if (sk_wconn_ready(x->conn))
-            (void)release(&s->rs, 0, -1, 0);
+            (void)sk_exec_release(&s->rs, 0, -1, 0);
         slot_free(x, s);
     }
     for (int i = x->batch - 1; i >= 0 && x->nheld > x->round_max; i--) {
@@ -1702,7 +846,7 @@ static int round_run(sk_exec_t *x)
             continue;
         s->rs.defer = NULL;
         if (sk_wconn_ready(x->conn))
-            (void)release(&s->rs, 0, -1, 0);
+            (void)sk_exec_release(&s->rs, 0, -1, 0);
         slot_free(x, s);
     }
     return rc == SK_ERROR && !sk_wconn_ready(x->conn) ? SK_ERROR : SK_OK;
@@ -1720,7 +864,7 @@ static void hand_back_all(sk_exec_t *x)
         if (!s->held)
             continue;
         s->rs.defer = NULL;
-        if (sk_wconn_ready(x->conn) && release(&s->rs, 0, -1, 0) == SK_OK)
+        if (sk_wconn_ready(x->conn) && sk_exec_release(&s->rs, 0, -1, 0) == SK_OK)
             sk_log_info("event=item_released run=%s item=%s reason=stopping", s->it.run_id,
                         s->it.item_s);
         slot_free(x, s);
@@ -1745,13 +889,14 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
             if (!sk_wconn_ready(x->conn))
                 return SK_ERROR; /* dropped meanwhile: it reconnects by itself, then claims */
             /* A claim alone only moves a lease: no flush wait (sk_lease_only). */
-            if (batch_init(&b, 2) != SK_OK || batch_add(&b, "sk_lease_only") == NULL ||
-                add_claim(x, &b, claim_room(x)) != SK_OK) {
-                batch_free(&b);
+            if (sk_exec_batch_init(&b, 2) != SK_OK ||
+                sk_exec_batch_add(&b, "sk_lease_only") == NULL ||
+                sk_exec_add_claim(x, &b, sk_exec_claim_room(x)) != SK_OK) {
+                sk_exec_batch_free(&b);
                 return SK_ERROR;
             }
             rc = sk_wconn_run(x->conn, b.cmds, 2, res, err, sizeof(err));
-            batch_free(&b);
+            sk_exec_batch_free(&b);
             PQclear(res[0]);
             if (rc != SK_OK) {
                 PQclear(res[1]);
@@ -1764,7 +909,7 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
             /* Connected and served: from now on a death of this worker is
              * not a start-up failure (the master respawns it at once). */
             atomic_store_explicit(&x->slot->ready, 1, memory_order_release);
-            if (parse_claim(x, res[1], &due) == 0) {
+            if (sk_exec_parse_claim(x, res[1], &due) == 0) {
                 *next_due_ms = due;
                 return SK_OK; /* nothing visible */
             }
@@ -1853,20 +998,20 @@ static int reclaim_held(sk_exec_t *x, const sk_death_t *death, const sk_inflight
     cause_text(h, death, known, why, sizeof(why), &name, &count);
     snprintf(item_s, sizeof(item_s), "%lld", (long long)h->item_id);
     snprintf(epoch_s, sizeof(epoch_s), "%d", (int)h->epoch);
-    if (batch_init(&b, 1) != SK_OK || (k = batch_add(&b, "sk_reclaim")) == NULL) {
-        batch_free(&b);
+    if (sk_exec_batch_init(&b, 1) != SK_OK || (k = sk_exec_batch_add(&b, "sk_reclaim")) == NULL) {
+        sk_exec_batch_free(&b);
         return SK_ERROR;
     }
-    param(k, item_s, 0, 0);
-    param(k, epoch_s, 0, 0);
-    param(k, h->op_key[0] ? h->op_key : NULL, 0, 0);
-    param(k, h->op_key[0] ? h->step_id : NULL, 0, 0);
-    param(k, name, 0, 0);
-    param(k, why, 0, 0);
-    param(k, count ? "true" : "false", 0, 0);
-    param(k, sk_wconn_done_channel(x->conn), 0, 0);
+    sk_exec_param(k, item_s, 0, 0);
+    sk_exec_param(k, epoch_s, 0, 0);
+    sk_exec_param(k, h->op_key[0] ? h->op_key : NULL, 0, 0);
+    sk_exec_param(k, h->op_key[0] ? h->step_id : NULL, 0, 0);
+    sk_exec_param(k, name, 0, 0);
+    sk_exec_param(k, why, 0, 0);
+    sk_exec_param(k, count ? "true" : "false", 0, 0);
+    sk_exec_param(k, sk_wconn_done_channel(x->conn), 0, 0);
     rc = sk_wconn_run(x->conn, b.cmds, 1, res, err, sizeof(err));
-    batch_free(&b);
+    sk_exec_batch_free(&b);
     if (rc != SK_OK) {
         /* Kept in the slot: tried again after the reconnect, or by the next
          * worker of this slot (the epoch makes it happen once). */
@@ -1895,22 +1040,23 @@ static int reclaim_batch(sk_exec_t *x, const sk_held_batch_t *l, int64_t skip)
     char err[512];
     int n = 0, rc = SK_ERROR, handed = 0;
 
-    if (batch_init(&b, l->n) != SK_OK || (res = calloc((size_t)l->n + 1, sizeof(*res))) == NULL)
+    if (sk_exec_batch_init(&b, l->n) != SK_OK ||
+        (res = calloc((size_t)l->n + 1, sizeof(*res))) == NULL)
         goto done;
     for (int i = 0; i < l->n; i++) {
         sk_cmd_t *k;
         if (l->items[i].item_id == skip)
             continue;
-        if ((k = batch_add(&b, "sk_reclaim")) == NULL)
+        if ((k = sk_exec_batch_add(&b, "sk_reclaim")) == NULL)
             goto done;
-        param(k, num(&b, 0, l->items[i].item_id), 0, 0);
-        param(k, num(&b, 1, l->items[i].epoch), 0, 0);
-        param(k, NULL, 0, 0);
-        param(k, NULL, 0, 0);
-        param(k, "WorkerLostError", 0, 0);
-        param(k, "its worker died while holding it in a batch", 0, 0);
-        param(k, "false", 0, 0);
-        param(k, sk_wconn_done_channel(x->conn), 0, 0);
+        sk_exec_param(k, sk_exec_num(&b, 0, l->items[i].item_id), 0, 0);
+        sk_exec_param(k, sk_exec_num(&b, 1, l->items[i].epoch), 0, 0);
+        sk_exec_param(k, NULL, 0, 0);
+        sk_exec_param(k, NULL, 0, 0);
+        sk_exec_param(k, "WorkerLostError", 0, 0);
+        sk_exec_param(k, "its worker died while holding it in a batch", 0, 0);
+        sk_exec_param(k, "false", 0, 0);
+        sk_exec_param(k, sk_wconn_done_channel(x->conn), 0, 0);
         n++;
     }
     rc = n == 0 ? SK_OK : sk_wconn_run(x->conn, b.cmds, n, res, err, sizeof(err));
@@ -1930,7 +1076,7 @@ done:
             PQclear(res[i]);
     }
     free(res);
-    batch_free(&b);
+    sk_exec_batch_free(&b);
     return rc;
 }
 

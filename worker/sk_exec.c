@@ -1,7 +1,8 @@
 /*
- * The executor (sk_exec.h): its run lifecycle and loop, batches of items
- * run in rounds, and the items a dead worker left.  The SQL every write
- * builds and sends is in sk_exec_sql.c, sharing sk_exec_int.h.
+ * The executor (sk_exec.h): its run lifecycle and loop, and the items a
+ * dead worker left.  The rest is split along its jobs, sharing
+ * sk_exec_int.h: the SQL every write builds and sends (sk_exec_sql.c) and
+ * batches of items run in rounds (sk_exec_round.c).
  */
 #include "sk_exec.h"
 
@@ -33,41 +34,17 @@ int64_t sk_exec_wall_now_ms(void)
 /* Whether the worker must stop starting bodies, asked between entries with
  * no user code on the stack (the worker serves its event loop in there);
  * before_body, inside a handler, reads the answer. */
-static int check_stop(sk_exec_t *x)
+int sk_exec_check_stop(sk_exec_t *x)
 {
     if (!x->stopping)
         x->stopping = x->stop(x->stop_arg);
     return x->stopping;
 }
 
-/* Batch mode: list every item held or claimed in the slot, for the slot's
- * next worker to hand back after a death (sk_exec_reclaim). */
-void sk_exec_publish_batch(sk_exec_t *x)
-{
-    sk_held_batch_t *l = &x->listed;
-    int n = 0;
-
-    if (x->batch <= 1)
-        return;
-    for (int i = 0; i < x->batch + x->nincoming && n < SK_SHM_BATCH_MAX; i++) {
-        const item_t *it =
-            i < x->batch ? (x->slots[i].held ? &x->slots[i].it : NULL) : &x->incoming[i - x->batch];
-        if (it == NULL)
-            continue;
-        l->items[n].item_id = it->item_id;
-        l->items[n].epoch = it->epoch;
-        l->items[n].unused = 0;
-        n++;
-    }
-    l->pid = (int32_t)getpid();
-    l->n = n;
-    sk_shm_slot_set_batch(x->slot, l);
-}
-
 /* ---- what the slot shows ---------------------------------------------------------- */
 
 /* Publish the item this worker now holds (NULL: none). */
-static void hold_item(sk_exec_t *x, const item_t *it)
+void sk_exec_hold_item(sk_exec_t *x, const item_t *it)
 {
     memset(&x->held, 0, sizeof(x->held));
     if (it != NULL) {
@@ -132,7 +109,7 @@ static void body_hook(void *arg, const char *key, const char *step_id, int timeo
     }
     x->body_t0_us = mono_us();
     if (rs->defer != NULL)
-        hold_item(x, rs->it); /* a batch: the slot shows the item whose body runs */
+        sk_exec_hold_item(x, rs->it); /* a batch: the slot shows the item whose body runs */
     rs->timeout_ms = (int)step_timeout(rs, timeout_ms);
     snprintf(x->held.op_key, sizeof(x->held.op_key), "%s", key);
     snprintf(x->held.step_id, sizeof(x->held.step_id), "%s", step_id ? step_id : "");
@@ -240,7 +217,7 @@ static int before_body_rated(sk_ctx_t *ctx, void *arg)
 /* End the run with the refusal noted by note_refused, in a transaction of
  * its own without the refused ops: waiting for the lease to expire would
  * only meet the same error on every takeover. */
-static int fail_refused(run_state_t *rs)
+int sk_exec_fail_refused(run_state_t *rs)
 {
     run_state_t bare = {.x = rs->x, .it = rs->it, .defer = rs->defer};
     char msg[800];
@@ -288,7 +265,7 @@ static sk_metric_wf_t done_outcome(const sk_op_t *op)
 
 /* Everything before the first entry of the handler.  1: the item is dealt
  * with (*rc says how that went); 0: enter the handler. */
-static int item_begin(run_state_t *rs, int *rc)
+int sk_exec_item_begin(run_state_t *rs, int *rc)
 {
     sk_exec_t *x = rs->x;
     item_t *it = rs->it;
@@ -323,7 +300,7 @@ static int item_begin(run_state_t *rs, int *rc)
         *rc = sk_exec_fail_simple(rs, "WorkerLostError", msg);
         return 1;
     }
-    hold_item(x, it);
+    sk_exec_hold_item(x, it);
     if (sk_msgpack_check(it->data, it->data_len, err, sizeof(err)) != SK_OK) {
         char msg[400];
         snprintf(msg, sizeof(msg), "stored input is not valid msgpack: %s", err);
@@ -380,7 +357,7 @@ static int item_begin(run_state_t *rs, int *rc)
 /* One entry of the handler and what follows from it.  0: a step's body
  * ran to its result, which must commit before the next entry; 1: the
  * item is dealt with (*rc). */
-static int item_step(run_state_t *rs, int *rc)
+int sk_exec_item_step(run_state_t *rs, int *rc)
 {
     item_t *it = rs->it;
     sk_entry_t e;
@@ -465,410 +442,15 @@ static int execute(sk_exec_t *x, item_t *it)
     int rc = SK_OK;
 
     x->refused[0] = '\0';
-    if (!item_begin(&rs, &rc)) {
-        while (!item_step(&rs, &rc))
-            (void)check_stop(x); /* between entries: the next one's body yields */
+    if (!sk_exec_item_begin(&rs, &rc)) {
+        while (!sk_exec_item_step(&rs, &rc))
+            (void)sk_exec_check_stop(x); /* between entries: the next one's body yields */
     }
     if (x->refused[0] != '\0')
-        rc = fail_refused(&rs);
-    hold_item(x, NULL);
+        rc = sk_exec_fail_refused(&rs);
+    sk_exec_hold_item(x, NULL);
     sk_ctx_free(rs.ctx);
     return rc;
-}
-
-/* ---- batches of items ----------------------------------------------------------------- */
-
-static void slot_free(sk_exec_t *x, slot_t *s)
-{
-    sk_exec_batch_free(&s->out.b);
-    memset(&s->out, 0, sizeof(s->out));
-    sk_ctx_free(s->rs.ctx);
-    sk_exec_item_drop(&s->it);
-    memset(s, 0, sizeof(*s));
-    x->nheld--;
-    sk_exec_publish_batch(x);
-}
-
-/* A slot whose run is on the stack is freed when its entry returns. */
-static void slot_drop(sk_exec_t *x, slot_t *s)
-{
-    if (s->active)
-        s->dead = 1;
-    else
-        slot_free(x, s);
-}
-
-/* Claimed items into free slots. */
-static void take_incoming(sk_exec_t *x)
-{
-    int j = 0;
-
-    for (int i = 0; i < x->batch && j < x->nincoming; i++) {
-        slot_t *s = &x->slots[i];
-        if (s->held)
-            continue;
-        memset(s, 0, sizeof(*s));
-        s->it = x->incoming[j++];
-        s->rs.x = x;
-        s->rs.it = &s->it;
-        s->rs.slot = s;
-        s->held = 1;
-        x->nheld++;
-    }
-    x->nincoming = 0;
-}
-
-/* Batch mode: one entry of this slot's run (its first: item_begin too).
- * A body that finds something of its run pending parks in before_body
- * while the round goes on (drive).  Writes that end the item's hold wait
- * in s->out for a round's transaction; a result left by a body waits in
- * the context, committed by the next round. */
-static void round_enter(sk_exec_t *x, slot_t *s)
-{
-    int rc = SK_OK, done;
-
-    x->refused[0] = '\0';
-    s->rs.defer = &s->out;
-    s->active = 1;
-    if (!s->started) {
-        s->started = 1;
-        done = item_begin(&s->rs, &rc);
-    } else {
-        hold_item(x, &s->it);
-        done = 0;
-    }
-    if (!done)
-        done = item_step(&s->rs, &rc);
-    s->active = 0;
-    if (x->refused[0] != '\0' && !s->dead && !s->out.used)
-        rc = fail_refused(&s->rs);
-    if (s->dead || (done && (rc != SK_OK || !s->out.used))) {
-        /* Lost, or nothing to commit for it: the lease expires, or it was
-         * dealt with at once. */
-        slot_free(x, s);
-    }
-}
-
-static int cmp_slot_item(const void *a, const void *b)
-{
-    const slot_t *x = *(slot_t *const *)a, *y = *(slot_t *const *)b;
-
-    return x->it.item_id < y->it.item_id ? -1 : x->it.item_id > y->it.item_id;
-}
-
-/* A slot's writes for the round: those that end its hold (s->out), else
- * what its run has pending (the result of the body it ran, group
- * dispatches).  Every result commits with the round that ran its body, so
- * the run's next entry, in the next round, finds nothing pending. */
-static int round_writes(slot_t *s)
-{
-    sk_ctx_writes_t w;
-    batch_t *b;
-    int rc;
-
-    if (s->out.used || s->rs.ctx == NULL)
-        return SK_OK;
-    if (sk_exec_writes_of(s->rs.ctx, &w) != SK_OK)
-        return SK_ERROR;
-    if (w.nops == 0 && w.ndispatch == 0)
-        return SK_OK;
-    if ((b = sk_exec_out_begin(&s->rs, NULL, &w, 1)) == NULL)
-        return SK_ERROR;
-    rc = sk_exec_add_writes(b, s->rs.it, &w);
-    sk_exec_out_end(&s->rs, b, rc);
-    return rc;
-}
-
-/* What the round's writes did, now committed. */
-static void round_committed(sk_exec_t *x, slot_t *s)
-{
-    if (s->out.used)
-        sk_exec_writes_committed(x, s->rs.ctx, &s->out.w);
-    if (s->out.end_status != NULL) {
-        atomic_fetch_add(&x->slot->runs_done, 1);
-        sk_metrics_run_end(s->it.workflow, strcmp(s->out.end_status, "completed") == 0,
-                           (double)(sk_exec_wall_now_ms() - s->it.created_ms) / 1000.0);
-    }
-    if (s->out.ends) {
-        slot_drop(x, s);
-    } else {
-        sk_exec_batch_free(&s->out.b);
-        memset(&s->out, 0, sizeof(s->out));
-    }
-}
-
-static void round_lost(sk_exec_t *x, slot_t *s)
-{
-    sk_log_warn("event=lease_lost run=%s item=%s epoch=%s batch=1", s->it.run_id, s->it.item_s,
-                s->it.epoch_s);
-    sk_metrics_count(SK_MC_FENCE_REFUSALS);
-    slot_drop(x, s);
-}
-
-/* Whether item `id` is in a comma-separated list. */
-static int in_list(const char *list, int64_t id)
-{
-    for (const char *p = list; *p != '\0';) {
-        char *end;
-        long long v = strtoll(p, &end, 10);
-        if (end == p)
-            return 0;
-        if (v == id)
-            return 1;
-        p = *end == ',' ? end + 1 : end;
-    }
-    return 0;
-}
-
-/*
- * One transaction for the writes of slots `in` (n of them, in item order):
- * batch_fence first (locks every item's row and checks its epoch, or names
- * the lost ones), then each item's writes, then, when `claim` > 0, a claim
- * of up to that many items.  SK_OK; SK_AGAIN: leases were lost, those slots
- * are dropped (in[i] = NULL) and nothing was written; SK_WCONN_REFUSED;
- * SK_ERROR.
- */
-static int round_txn(sk_exec_t *x, slot_t **in, int n, int claim, PGresult **claim_res, char *err,
-                     size_t errlen)
-{
-    batch_t fb;
-    sk_cmd_t *cmds = NULL, *k;
-    PGresult **res = NULL;
-    char *items = NULL, *epochs = NULL;
-    size_t cap = (size_t)n * NUM_LEN + 1;
-    int total = 1 + (claim > 0), at = 0, rc = SK_ERROR;
-
-    *claim_res = NULL;
-    for (int i = 0; i < n; i++)
-        total += in[i]->out.b.n;
-    if (sk_exec_batch_init(&fb, 2) != SK_OK ||
-        (cmds = calloc((size_t)total, sizeof(*cmds))) == NULL ||
-        (res = calloc((size_t)total, sizeof(*res))) == NULL || (items = calloc(1, cap)) == NULL ||
-        (epochs = calloc(1, cap)) == NULL)
-        goto done;
-    for (int i = 0; i < n; i++) {
-        size_t li = strlen(items), le = strlen(epochs);
-        snprintf(items + li, cap - li, "%s%s", i ? "," : "", in[i]->it.item_s);
-        snprintf(epochs + le, cap - le, "%s%s", i ? "," : "", in[i]->it.epoch_s);
-    }
-    if ((k = sk_exec_batch_add(&fb, "sk_batch_fence")) == NULL)
-        goto done;
-    sk_exec_param(k, items, 0, 0);
-    sk_exec_param(k, epochs, 0, 0);
-    sk_exec_param(k, x->lease, 0, 0);
-    if (claim > 0 && sk_exec_add_claim(x, &fb, claim) != SK_OK)
-        goto done;
-    cmds[at++] = fb.cmds[0];
-    for (int i = 0; i < n; i++) {
-        if (in[i]->out.b.n == 0)
-            continue; /* fenced only */
-        memcpy(&cmds[at], in[i]->out.b.cmds, (size_t)in[i]->out.b.n * sizeof(*cmds));
-        at += in[i]->out.b.n;
-    }
-    if (claim > 0)
-        cmds[at++] = fb.cmds[1];
-    rc = sk_wconn_run(x->conn, cmds, at, res, err, errlen);
-    if (rc == SK_OK && claim > 0) {
-        *claim_res = res[at - 1];
-        res[at - 1] = NULL;
-    }
-    if (rc == SK_AGAIN) {
-        const char *lost = sk_wconn_lost_detail(x->conn);
-        int found = 0;
-        for (int i = 0; i < n; i++) {
-            if (in_list(lost, in[i]->it.item_id)) {
-                round_lost(x, in[i]);
-                in[i] = NULL;
-                found = 1;
-            }
-        }
-        if (!found) {
-            /* Lost, but not named (not batch_fence's refusal): any of them
-             * may be gone; their leases tell the next claimer. */
-            for (int i = 0; i < n; i++) {
-                round_lost(x, in[i]);
-                in[i] = NULL;
-            }
-        }
-    }
-done:
-    if (res != NULL) {
-        for (int i = 0; i < at; i++)
-            PQclear(res[i]);
-    }
-    free(res);
-    free(cmds);
-    free(items);
-    free(epochs);
-    sk_exec_batch_free(&fb);
-    return rc;
-}
-
-/*
- * Commit the round: what every held slot has pending, in one transaction,
- * and a claim for the room the round made.  A lost lease leaves that item
- * out and the rest is sent again; a refusal (an error no retry would fix)
- * sends each item alone, to find whose it is.  SK_OK: the slots still held
- * and alive had their writes committed; SK_ERROR: the connection failed
- * (every item is dropped: the leases expire).
- */
-static int round_commit(sk_exec_t *x, int may_claim)
-{
-    slot_t **in = x->round_in;
-    PGresult *claimed = NULL;
-    char err[512];
-    int n = 0, claim = 0, ending, writes, rc = SK_ERROR;
-
-    for (int tries = 0; tries <= x->batch; tries++) {
-        n = ending = writes = 0;
-        for (int i = 0; i < x->batch; i++) {
-            slot_t *s = &x->slots[i];
-            if (!s->held || s->dead)
-                continue;
-            if (round_writes(s) != SK_OK) {
-                slot_drop(x, s); /* out of memory: its lease expires */
-                continue;
-            }
-            /* Every item held is fenced, those with nothing to write too:
-             * their leases are checked and extended with the others'. */
-            writes += s->out.used;
-            ending += s->out.ends;
-            in[n++] = s;
-        }
-        if (n == 0 || writes == 0)
-            return SK_OK;
-        qsort(in, (size_t)n, sizeof(in[0]), cmp_slot_item);
-        claim = may_claim ? sk_exec_claim_room(x) + ending : 0;
-        if (claim > 0 && !ending && !x->more_ready)
-            claim = 0; /* nothing left the batch and nothing more was ready */
-        rc = round_txn(x, in, n, claim, &claimed, err, sizeof(err));
-        if (rc != SK_AGAIN)
-            break;
-    }
-    if (rc == SK_OK) {
-        for (int i = 0; i < n; i++)
-            round_committed(x, in[i]);
-        if (claim > 0) {
-            int64_t more = -1;
-            int got = sk_exec_parse_claim(x, claimed, &more);
-            if (got > 0 && more == 0 && x->more != NULL)
-                x->more(x->more_arg);
-            x->found_none = got == 0;
-            x->next_due_ms = more;
-        }
-        return SK_OK;
-    }
-    if (rc == SK_WCONN_REFUSED) {
-        /* Whose write was refused?  Each item alone finds out. */
-        for (int i = 0; i < n; i++) {
-            slot_t *one = in[i];
-            int r;
-            if (one == NULL || !one->held)
-                continue;
-            r = round_txn(x, &one, 1, 0, &claimed, err, sizeof(err));
-            if (r == SK_OK) {
-                round_committed(x, one);
-            } else if (r == SK_WCONN_REFUSED) {
-                sk_exec_note_refused(x, &one->it, err);
-                sk_exec_batch_free(&one->out.b);
-                memset(&one->out, 0, sizeof(one->out));
-                one->rs.defer = NULL;
-                fail_refused(&one->rs); /* its own transaction, at once */
-                slot_drop(x, one);
-            } else if (r != SK_AGAIN) {
-                sk_log_error("event=write_failed run=%s item=%s error=\"%s\"", one->it.run_id,
-                             one->it.item_s, err);
-                slot_drop(x, one);
-            }
-        }
-        return sk_wconn_ready(x->conn) ? SK_OK : SK_ERROR;
-    }
-    if (rc != SK_AGAIN)
-        sk_log_error("event=write_failed batch=%d error=\"%s\"", n, err);
-    /* The connection failed (or leases kept being lost): let every lease
-     * expire; whoever claims next runs the steps again. */
-    for (int i = 0; i < x->batch; i++) {
-        if (x->slots[i].held)
-            slot_drop(x, &x->slots[i]);
-    }
-    return SK_ERROR;
-}
-
-/*
- * One round: enter the held runs in turn (round robin), each for one entry
- * (its next body, or its end), then commit what they wrote in one
- * transaction with a claim for the room it made.  No handler is suspended
- * while another runs: an entry returns before the next one starts.  A
- * round stops entering runs once its bodies took --batch-window.
- */
-static int round_run(sk_exec_t *x)
-{
-    int n = 0, rc;
-
-    for (int i = 0; i < x->batch; i++) {
-        slot_t *s = &x->slots[(x->rr + i) % x->batch];
-        if (s->held) {
-            s->entered = 0;
-            x->order[n++] = s;
-        }
-    }
-    x->round_n = n;
-    x->round_body_us = 0;
-    x->round_entered = 0;
-    for (int k = 0; k < n; k++) {
-        slot_t *s = x->order[k];
-        if (k > 0 && x->round_body_us >= (int64_t)x->cfg->batch_window_ms * 1000)
-            break; /* the rest wait for the next round */
-        if (!s->held || s->dead || s->out.ends)
-            continue;
-        s->entered = 1;
-        x->round_entered++;
-        (void)check_stop(x);
-        round_enter(x, s);
-    }
-    rc = round_commit(x, 1);
-    hold_item(x, NULL);
-    x->rr = (x->rr + (x->round_entered > 0 ? x->round_entered : 1)) % x->batch;
-    /* Bodies grew slow: hand back what the window has no room for (fresh
-     * items first), for idle workers to take. */
-    for (int i = x->batch - 1; i >= 0 && x->nheld > x->round_max; i--) {
-        slot_t *s = &x->slots[i];
-        if (!s->held || s->started)
-            continue;
-        s->rs.defer = NULL;
-        if (sk_wconn_ready(x->conn))
-            (void)sk_exec_release(&s->rs, 0, -1, 0);
-        slot_free(x, s);
-    }
-    for (int i = x->batch - 1; i >= 0 && x->nheld > x->round_max; i--) {
-        slot_t *s = &x->slots[i];
-        if (!s->held || s->out.used)
-            continue;
-        s->rs.defer = NULL;
-        if (sk_wconn_ready(x->conn))
-            (void)sk_exec_release(&s->rs, 0, -1, 0);
-        slot_free(x, s);
-    }
-    return rc == SK_ERROR && !sk_wconn_ready(x->conn) ? SK_ERROR : SK_OK;
-}
-
-/* Stopping: commit what is pending, then hand back what is held, visible
- * at once (fenced; not a takeover for the next worker). */
-static void hand_back_all(sk_exec_t *x)
-{
-    take_incoming(x);
-    if (x->nheld > 0 && sk_wconn_ready(x->conn))
-        (void)round_commit(x, 0);
-    for (int i = 0; i < x->batch; i++) {
-        slot_t *s = &x->slots[i];
-        if (!s->held)
-            continue;
-        s->rs.defer = NULL;
-        if (sk_wconn_ready(x->conn) && sk_exec_release(&s->rs, 0, -1, 0) == SK_OK)
-            sk_log_info("event=item_released run=%s item=%s reason=stopping", s->it.run_id,
-                        s->it.item_s);
-        slot_free(x, s);
-    }
 }
 
 /* ---- the public loop ------------------------------------------------------------------ */
@@ -882,8 +464,8 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
 
     *next_due_ms = -1;
     *worked = 0;
-    while (!check_stop(x)) {
-        take_incoming(x);
+    while (!sk_exec_check_stop(x)) {
+        sk_exec_take_incoming(x);
         if (x->nheld == 0) {
             int64_t due;
             if (!sk_wconn_ready(x->conn))
@@ -915,7 +497,7 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
             }
             if (due == 0 && x->more != NULL)
                 x->more(x->more_arg); /* 0 with an item: more are ready */
-            take_incoming(x);
+            sk_exec_take_incoming(x);
         }
         *worked = 1;
         x->found_none = 0;
@@ -927,7 +509,7 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
                 s = x->slots[i].held ? &x->slots[i] : NULL;
             if (!s->started) {
                 rc = execute(x, &s->it);
-                slot_free(x, s);
+                sk_exec_slot_free(x, s);
                 if (!sk_wconn_ready(x->conn))
                     return SK_ERROR;
                 if (rc == SK_OK && x->found_none && x->nincoming == 0) {
@@ -937,7 +519,7 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
                 continue;
             }
         }
-        rc = round_run(x);
+        rc = sk_exec_round_run(x);
         if (rc != SK_OK || !sk_wconn_ready(x->conn))
             return SK_ERROR;
         if (x->nheld == 0 && x->nincoming == 0 && x->found_none) {
@@ -945,7 +527,7 @@ int sk_exec_work(sk_exec_t *x, int64_t *next_due_ms, int *worked)
             return SK_OK;
         }
     }
-    hand_back_all(x);
+    sk_exec_hand_back_all(x);
     return SK_OK;
 }
 

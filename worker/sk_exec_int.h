@@ -128,7 +128,11 @@ typedef struct slot {
 
 /* sk_exec.c: the rest of the executor */
 int64_t sk_exec_wall_now_ms(void);
-void sk_exec_publish_batch(sk_exec_t *x);
+int sk_exec_check_stop(sk_exec_t *x);
+void sk_exec_hold_item(sk_exec_t *x, const item_t *it);
+int sk_exec_fail_refused(run_state_t *rs);
+int sk_exec_item_begin(run_state_t *rs, int *rc);
+int sk_exec_item_step(run_state_t *rs, int *rc);
 
 /* sk_exec_sql.c: the SQL write layer */
 void sk_exec_item_drop(item_t *it);
@@ -156,5 +160,12 @@ int sk_exec_fail_simple(run_state_t *rs, const char *name, const char *msg);
 int sk_exec_load_ops(run_state_t *rs, char *err, size_t errlen);
 int sk_exec_resolve_timeouts(run_state_t *rs);
 int sk_exec_target_done(run_state_t *rs);
+
+/* sk_exec_round.c: batches of items */
+void sk_exec_publish_batch(sk_exec_t *x);
+void sk_exec_slot_free(sk_exec_t *x, slot_t *s);
+void sk_exec_take_incoming(sk_exec_t *x);
+int sk_exec_round_run(sk_exec_t *x);
+void sk_exec_hand_back_all(sk_exec_t *x);
 
 #endif

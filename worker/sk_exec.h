@@ -13,6 +13,11 @@
  * transaction (batch_fence checks every item's lease first, so a lost one
  * is left out without undoing the others).  One item claimed runs as
  * above.  docs/performance.md, section 8.
+ *
+ * The executor is split along its jobs, sharing the private header
+ * sk_exec_int.h: the run lifecycle and the loop (sk_exec.c), the SQL write
+ * layer (sk_exec_sql.c), batches of items run in rounds (sk_exec_round.c)
+ * and what a dead worker left (sk_exec_reclaim.c).
  */
 #ifndef SK_EXEC_H
 #define SK_EXEC_H

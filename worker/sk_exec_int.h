@@ -126,7 +126,7 @@ typedef struct slot {
     int entered; /* entered in the current round */
 } slot_t;
 
-/* sk_exec.c: the rest of the executor */
+/* sk_exec.c: the run lifecycle */
 int64_t sk_exec_wall_now_ms(void);
 int sk_exec_check_stop(sk_exec_t *x);
 void sk_exec_hold_item(sk_exec_t *x, const item_t *it);

@@ -288,7 +288,8 @@ sk_death_t *sk_shm_death(sk_shm_t *shm, int i)
     return &shm->slots[i].d;
 }
 
-/* Seqlock writer: one writer (the slot's worker), readers copy and retry. */
+/* Seqlock writer: one writer (the slot's worker), readers copy and retry.
+ * src NULL: zeros. */
 static void seq_store(_Atomic uint32_t *seqp, void *dst, const void *src, size_t n)
 {
     const char *in = src;
@@ -299,7 +300,7 @@ static void seq_store(_Atomic uint32_t *seqp, void *dst, const void *src, size_t
     atomic_store_explicit(seqp, seq + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
     for (size_t i = 0; i < n; i++)
-        __atomic_store_n(&to[i], in[i], __ATOMIC_RELAXED);
+        __atomic_store_n(&to[i], in != NULL ? in[i] : 0, __ATOMIC_RELAXED);
     atomic_store_explicit(seqp, seq + 2, memory_order_release);
 }
 
@@ -331,13 +332,7 @@ static int seq_load(const _Atomic uint32_t *seqp, void *dst, const void *src, si
 
 void sk_shm_slot_set_held(sk_worker_slot_t *slot, const sk_inflight_t *held)
 {
-    sk_inflight_t none;
-
-    if (held == NULL) {
-        memset(&none, 0, sizeof(none));
-        held = &none;
-    }
-    seq_store(&slot->run_seq, &slot->held, held, sizeof(*held));
+    seq_store(&slot->run_seq, &slot->held, held, sizeof(slot->held));
 }
 
 int sk_shm_slot_held(const sk_worker_slot_t *slot, sk_inflight_t *out)
@@ -352,13 +347,7 @@ int sk_shm_slot_held(const sk_worker_slot_t *slot, sk_inflight_t *out)
 
 void sk_shm_slot_set_batch(sk_worker_slot_t *slot, const sk_held_batch_t *batch)
 {
-    sk_held_batch_t none;
-
-    if (batch == NULL) {
-        memset(&none, 0, sizeof(none));
-        batch = &none;
-    }
-    seq_store(&slot->batch_seq, &slot->batch, batch, sizeof(*batch));
+    seq_store(&slot->batch_seq, &slot->batch, batch, sizeof(slot->batch));
 }
 
 int sk_shm_slot_batch(const sk_worker_slot_t *slot, sk_held_batch_t *out)

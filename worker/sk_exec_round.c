@@ -85,10 +85,9 @@ void sk_exec_take_incoming(sk_exec_t *x)
 }
 
 /* Batch mode: one entry of this slot's run (its first: item_begin too).
- * A body that finds something of its run pending parks in before_body
- * while the round goes on (drive).  Writes that end the item's hold wait
- * in s->out for a round's transaction; a result left by a body waits in
- * the context, committed by the next round. */
+ * Writes that end the item's hold wait in s->out for the round's
+ * transaction; a result left by a body waits in the context, and the
+ * round's commit takes it from there (round_writes). */
 static void round_enter(sk_exec_t *x, slot_t *s)
 {
     int rc = SK_OK, done;

@@ -297,7 +297,6 @@ static int add_intent(batch_t *b, const item_t *it, const sk_op_t *op)
     return SK_OK;
 }
 
-/* Every op of this execution not yet durable, each by its own statement. */
 /* What run `ctx` has to commit, as the context hands it out (nothing
  * without a context). */
 int sk_exec_writes_of(sk_ctx_t *ctx, sk_ctx_writes_t *w)
@@ -492,6 +491,22 @@ static const char *batch_copy(batch_t *b, const char *data, size_t len)
     return sb->data;
 }
 
+/* Writes that end this item's hold: kept for the round's transaction in
+ * batch mode, else run now (and the context told once they are durable). */
+static int out_end_hold(run_state_t *rs, batch_t *b, const sk_ctx_writes_t *w)
+{
+    int rc;
+
+    if (rs->defer != NULL) {
+        rs->defer->ends = 1;
+        return SK_OK;
+    }
+    rc = sk_exec_run_batch(rs->x, b, rs->it, NULL);
+    if (rc == SK_OK)
+        sk_exec_writes_committed(rs->x, rs->ctx, w);
+    return rc;
+}
+
 /* Hand the item back (visible again after delay_ms; < 0: when woken),
  * committing pending ops and group dispatches and, when attempt >= 0, the
  * handler's attempt counters. */
@@ -518,14 +533,7 @@ int sk_exec_release(run_state_t *rs, int64_t delay_ms, int attempt, int attempt_
         sk_exec_param(k, sk_exec_num(b, 0, attempt), 0, 0);
         sk_exec_param(k, sk_exec_num(b, 1, attempt_ops), 0, 0);
     }
-    if (rs->defer != NULL) {
-        rs->defer->ends = 1;
-        rc = SK_OK;
-        goto done;
-    }
-    rc = sk_exec_run_batch(rs->x, b, rs->it, NULL);
-    if (rc == SK_OK)
-        sk_exec_writes_committed(rs->x, rs->ctx, &w);
+    rc = out_end_hold(rs, b, &w);
 done:
     sk_exec_out_end(rs, b, rc);
     return rc;
@@ -768,14 +776,7 @@ int sk_exec_target_done(run_state_t *rs)
     if (sk_exec_add_fence(b, rs->it, FENCE_DELETE, 0) != SK_OK ||
         sk_exec_add_writes(b, rs->it, &w) != SK_OK)
         goto done;
-    if (rs->defer != NULL) {
-        rs->defer->ends = 1;
-        rc = SK_OK;
-        goto done;
-    }
-    rc = sk_exec_run_batch(rs->x, b, rs->it, NULL);
-    if (rc == SK_OK)
-        sk_exec_writes_committed(rs->x, rs->ctx, &w);
+    rc = out_end_hold(rs, b, &w);
 done:
     sk_exec_out_end(rs, b, rc);
     return rc;

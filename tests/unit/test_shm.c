@@ -378,3 +378,52 @@ Test(shm, held_item_survives_its_worker)
     cr_assert_eq(h.item_id, 0);
     sk_shm_destroy(shm);
 }
+
+/* A batching worker's list of held items survives it for the slot's next
+ * worker; a list left mid-write by a killed worker is dropped (those leases
+ * expire) and the next worker's claim says so. */
+Test(shm, batch_list_survives_its_worker_and_a_torn_one_is_dropped)
+{
+    sk_config_t cfg;
+    sk_shm_t *shm;
+    sk_worker_slot_t *slot;
+    sk_held_batch_t l;
+    pid_t pid;
+
+    test_config(&cfg, 1);
+    shm = sk_shm_create(&cfg);
+    cr_assert_not_null(shm);
+    slot = sk_shm_slot(shm, 0);
+    pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        sk_held_batch_t mine;
+        memset(&mine, 0, sizeof(mine));
+        sk_shm_slot_claim(slot, getpid());
+        mine.pid = getpid();
+        mine.n = 3;
+        for (int i = 0; i < 3; i++) {
+            mine.items[i].item_id = 100 + i;
+            mine.items[i].epoch = 5 + i;
+        }
+        sk_shm_slot_set_batch(slot, &mine);
+        _exit(0);
+    }
+    cr_assert_eq(child_status(pid), 0);
+    cr_assert_eq(sk_shm_slot_claim(slot, 12345), 0);
+    cr_assert_eq(sk_shm_slot_batch(slot, &l), SK_OK);
+    cr_assert_eq(l.pid, pid);
+    cr_assert_eq(l.n, 3);
+    cr_assert_eq(l.items[2].item_id, 102);
+    cr_assert_eq(l.items[2].epoch, 7);
+
+    /* "killed" mid-write: odd counter */
+    atomic_fetch_add(&slot->batch_seq, 1);
+    cr_assert_eq(sk_shm_slot_batch(slot, &l), SK_AGAIN);
+    cr_assert_eq(l.n, 0);
+    cr_assert_eq(sk_shm_slot_claim(slot, 12346), 1, "the torn list is reported");
+    cr_assert_eq(atomic_load(&slot->batch_seq) % 2, 0);
+    cr_assert_eq(sk_shm_slot_batch(slot, &l), SK_OK);
+    cr_assert_eq(l.n, 0, "a torn list lists nothing");
+    sk_shm_destroy(shm);
+}

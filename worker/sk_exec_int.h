@@ -50,7 +50,6 @@ struct sk_exec {
     int rr;         /* round robin: the slot a round starts with */
     /* the current round (batch mode) */
     struct slot **order; /* held slots, from rr on */
-    int round_n;         /* how many are in order */
     int round_max;       /* most runs held: --batch-window over the bodies' mean time */
     int round_entered;   /* runs entered in the round */
     int64_t body_t0_us, round_body_us; /* time in bodies during the round */

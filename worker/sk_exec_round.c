@@ -377,7 +377,6 @@ int sk_exec_round_run(sk_exec_t *x)
             x->order[n++] = s;
         }
     }
-    x->round_n = n;
     x->round_body_us = 0;
     x->round_entered = 0;
     for (int k = 0; k < n; k++) {

@@ -229,3 +229,39 @@ Test(batch, a_dead_workers_whole_batch_comes_back_at_once, ITEST_FIXTURES)
     cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue"), 0);
     itest_finish();
 }
+
+/*
+ * A batch takes at most one group member's item, as its last (sql/015):
+ * members are dispatched to run side by side on several workers.  Four
+ * ready items, the second a member's: one claim_batch takes the first two
+ * and stops; the next takes the other two.
+ */
+Test(batch, a_batch_stops_after_a_group_members_item, ITEST_FIXTURES)
+{
+    char runs[4][SK_UUID_LEN];
+    static const char *const ago[] = {"40", "30", "20", "10"};
+
+    migrated_schema();
+    for (int i = 0; i < 4; i++) {
+        itest_start("chain3", "{\"sleep_ms\": 0}", runs[i]);
+        PQclear(itest_query("UPDATE exec_queue SET visible_at = now() - $2::int * interval '1 s'"
+                            " WHERE run_id = $1::uuid",
+                            runs[i], ago[i]));
+    }
+    PQclear(itest_query("UPDATE exec_queue SET op_key = repeat('a', 40) WHERE run_id = $1::uuid",
+                        runs[1]));
+    cr_expect_eq(itest_long("SELECT count(DISTINCT item_id) FROM"
+                            " claim_batch(30000, 'test:1', ARRAY['chain3'], 8)"
+                            " WHERE item_id IS NOT NULL"),
+                 2, "the batch did not stop after the member's item");
+    cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue WHERE leased AND run_id IN"
+                            " ($1::uuid, $2::uuid)",
+                            runs[0], runs[1]),
+                 2);
+    cr_expect_eq(itest_long("SELECT count(DISTINCT item_id) FROM"
+                            " claim_batch(30000, 'test:1', ARRAY['chain3'], 8)"
+                            " WHERE item_id IS NOT NULL"),
+                 2);
+    cr_expect_eq(itest_long("SELECT count(*) FROM exec_queue WHERE NOT leased"), 0);
+    itest_finish();
+}

@@ -338,19 +338,25 @@ Test(shm, odd_run_seq_is_bounded_for_readers_and_reset_by_the_next_worker)
     sk_shm_destroy(shm);
 }
 
+/* A new region of `workers` slots (*shm) and its slot i. */
+static sk_worker_slot_t *new_slot(sk_shm_t **shm, int workers, int i)
+{
+    sk_config_t cfg;
+
+    test_config(&cfg, workers);
+    *shm = sk_shm_create(&cfg);
+    cr_assert_not_null(*shm);
+    return sk_shm_slot(*shm, i);
+}
+
 /* What a dead worker held survives it for the slot's next worker. */
 Test(shm, held_item_survives_its_worker)
 {
-    sk_config_t cfg;
     sk_shm_t *shm;
-    sk_worker_slot_t *slot;
+    sk_worker_slot_t *slot = new_slot(&shm, 2, 1);
     sk_inflight_t h;
     pid_t pid;
 
-    test_config(&cfg, 2);
-    shm = sk_shm_create(&cfg);
-    cr_assert_not_null(shm);
-    slot = sk_shm_slot(shm, 1);
     pid = fork();
     cr_assert_neq(pid, -1);
     if (pid == 0) {
@@ -384,16 +390,11 @@ Test(shm, held_item_survives_its_worker)
  * expire) and the next worker's claim says so. */
 Test(shm, batch_list_survives_its_worker_and_a_torn_one_is_dropped)
 {
-    sk_config_t cfg;
     sk_shm_t *shm;
-    sk_worker_slot_t *slot;
+    sk_worker_slot_t *slot = new_slot(&shm, 1, 0);
     sk_held_batch_t l;
     pid_t pid;
 
-    test_config(&cfg, 1);
-    shm = sk_shm_create(&cfg);
-    cr_assert_not_null(shm);
-    slot = sk_shm_slot(shm, 0);
     pid = fork();
     cr_assert_neq(pid, -1);
     if (pid == 0) {

@@ -347,7 +347,14 @@ int sk_shm_slot_held(const sk_worker_slot_t *slot, sk_inflight_t *out)
 
 void sk_shm_slot_set_batch(sk_worker_slot_t *slot, const sk_held_batch_t *batch)
 {
-    seq_store(&slot->batch_seq, &slot->batch, batch, sizeof(slot->batch));
+    int n = batch == NULL ? 0 : batch->n < 0 ? 0 : batch->n;
+
+    /* Only the entries in use: a reader goes by n (rewritten per claim and
+     * per run end, so not the whole 1 kB each time). */
+    if (n > SK_SHM_BATCH_MAX)
+        n = SK_SHM_BATCH_MAX;
+    seq_store(&slot->batch_seq, &slot->batch, batch,
+              offsetof(sk_held_batch_t, items) + (size_t)n * sizeof(slot->batch.items[0]));
 }
 
 int sk_shm_slot_batch(const sk_worker_slot_t *slot, sk_held_batch_t *out)

@@ -70,8 +70,6 @@ static int64_t step_timeout(const run_state_t *rs, int timeout_ms)
     return rs->x->cfg->step_timeout_ms;
 }
 
-/* Around each body: the op in flight and its deadline in the slot (the
- * master kills a worker whose body passes it), and the lease renewal. */
 /* Hold as many runs as the window has room for bodies of the mean time:
  * with slow bodies one, and a worker runs as without batching (each result
  * committed before the next body, the last with the run's end); with
@@ -92,6 +90,10 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Around each body: the op in flight and its deadline in the slot (the
+ * master kills a worker whose body passes it), and the lease renewal.  The
+ * slot already shows the body's item: item_begin, or a round's entry, put
+ * it there. */
 static void body_hook(void *arg, const char *key, const char *step_id, int timeout_ms)
 {
     run_state_t *rs = arg;
@@ -111,8 +113,6 @@ static void body_hook(void *arg, const char *key, const char *step_id, int timeo
         return;
     }
     x->body_t0_us = mono_us();
-    if (rs->defer != NULL)
-        sk_exec_hold_item(x, rs->it); /* a batch: the slot shows the item whose body runs */
     rs->timeout_ms = (int)step_timeout(rs, timeout_ms);
     snprintf(x->held.op_key, sizeof(x->held.op_key), "%s", key);
     snprintf(x->held.step_id, sizeof(x->held.step_id), "%s", step_id ? step_id : "");
@@ -576,11 +576,10 @@ sk_exec_t *sk_exec_new(sk_wconn_t *conn, const sk_config_t *cfg, const sk_regist
     x->slots = calloc((size_t)x->batch, sizeof(*x->slots));
     x->incoming = calloc((size_t)x->batch, sizeof(*x->incoming));
     x->round_in = calloc((size_t)x->batch, sizeof(*x->round_in));
-    x->order = calloc((size_t)x->batch, sizeof(*x->order));
     /* Until a body was timed, a new worker takes one item at a time. */
     x->body_avg_us = -1;
     set_round_max(x);
-    if (x->slots == NULL || x->incoming == NULL || x->round_in == NULL || x->order == NULL) {
+    if (x->slots == NULL || x->incoming == NULL || x->round_in == NULL) {
         sk_exec_free(x);
         return NULL;
     }
@@ -602,6 +601,5 @@ void sk_exec_free(sk_exec_t *x)
     free(x->slots);
     free(x->incoming);
     free(x->round_in);
-    free(x->order);
     free(x);
 }

@@ -49,9 +49,7 @@ struct sk_exec {
     int more_ready; /* the last claim saw more ready than it took */
     int rr;         /* round robin: the slot a round starts with */
     /* the current round (batch mode) */
-    struct slot **order; /* held slots, from rr on */
-    int round_max;       /* most runs held: --batch-window over the bodies' mean time */
-    int round_entered;   /* runs entered in the round */
+    int round_max; /* most runs held: --batch-window over the bodies' mean time */
     int64_t body_t0_us, round_body_us; /* time in bodies during the round */
     int64_t body_avg_us;               /* moving mean of a body's time (-1: none yet) */
 };
@@ -120,9 +118,6 @@ typedef struct slot {
     defer_t out;
     int held;    /* the slot holds an item */
     int started; /* its context is built (item_begin ran) */
-    int active;  /* its handler is on the stack */
-    int dead;    /* its lease is lost or its writes failed: freed once not active */
-    int entered; /* entered in the current round */
 } slot_t;
 
 /* sk_exec.c: the run lifecycle */
@@ -142,7 +137,6 @@ sk_cmd_t *sk_exec_batch_add(batch_t *b, const char *stmt);
 void sk_exec_param(sk_cmd_t *k, const char *v, int len, int binary);
 char *sk_exec_num(batch_t *b, int slot, long long v);
 int sk_exec_add_fence(batch_t *b, const item_t *it, fence_mode_t mode, int64_t ms);
-int sk_exec_writes_of(sk_ctx_t *ctx, sk_ctx_writes_t *w);
 int sk_exec_add_writes(batch_t *b, const item_t *it, const sk_ctx_writes_t *w);
 void sk_exec_writes_committed(sk_exec_t *x, sk_ctx_t *ctx, const sk_ctx_writes_t *w);
 int sk_exec_add_claim(sk_exec_t *x, batch_t *b, int max);
@@ -150,7 +144,7 @@ int sk_exec_claim_room(const sk_exec_t *x);
 void sk_exec_note_refused(sk_exec_t *x, const item_t *it, const char *err);
 int sk_exec_run_batch(sk_exec_t *x, batch_t *b, const item_t *it, PGresult **res);
 int sk_exec_checkpoint_one(run_state_t *rs, const sk_op_t *op);
-batch_t *sk_exec_out_begin(run_state_t *rs, batch_t *local, sk_ctx_writes_t *w, int extra);
+batch_t *sk_exec_out_begin(run_state_t *rs, batch_t *local, const sk_ctx_writes_t *w, int extra);
 void sk_exec_out_end(run_state_t *rs, batch_t *b, int rc);
 int sk_exec_release(run_state_t *rs, int64_t delay_ms, int attempt, int attempt_ops);
 int sk_exec_finish(run_state_t *rs, const char *status, const char *output, size_t output_len,

@@ -55,15 +55,6 @@ void sk_exec_slot_free(sk_exec_t *x, slot_t *s)
     sk_exec_publish_batch(x);
 }
 
-/* A slot whose run is on the stack is freed when its entry returns. */
-static void slot_drop(sk_exec_t *x, slot_t *s)
-{
-    if (s->active)
-        s->dead = 1;
-    else
-        sk_exec_slot_free(x, s);
-}
-
 /* Claimed items into free slots. */
 void sk_exec_take_incoming(sk_exec_t *x)
 {
@@ -94,7 +85,6 @@ static void round_enter(sk_exec_t *x, slot_t *s)
 
     x->refused[0] = '\0';
     s->rs.defer = &s->out;
-    s->active = 1;
     if (!s->started) {
         s->started = 1;
         done = sk_exec_item_begin(&s->rs, &rc);
@@ -104,10 +94,9 @@ static void round_enter(sk_exec_t *x, slot_t *s)
     }
     if (!done)
         done = sk_exec_item_step(&s->rs, &rc);
-    s->active = 0;
-    if (x->refused[0] != '\0' && !s->dead && !s->out.used)
+    if (x->refused[0] != '\0' && !s->out.used)
         rc = sk_exec_fail_refused(&s->rs);
-    if (s->dead || (done && (rc != SK_OK || !s->out.used))) {
+    if (done && (rc != SK_OK || !s->out.used)) {
         /* Lost, or nothing to commit for it: the lease expires, or it was
          * dealt with at once. */
         sk_exec_slot_free(x, s);
@@ -133,7 +122,7 @@ static int round_writes(slot_t *s)
 
     if (s->out.used || s->rs.ctx == NULL)
         return SK_OK;
-    if (sk_exec_writes_of(s->rs.ctx, &w) != SK_OK)
+    if (sk_ctx_writes(s->rs.ctx, &w) != SK_OK)
         return SK_ERROR;
     if (w.nops == 0 && w.ndispatch == 0)
         return SK_OK;
@@ -155,7 +144,7 @@ static void round_committed(sk_exec_t *x, slot_t *s)
                            (double)(sk_exec_wall_now_ms() - s->it.created_ms) / 1000.0);
     }
     if (s->out.ends) {
-        slot_drop(x, s);
+        sk_exec_slot_free(x, s);
     } else {
         sk_exec_batch_free(&s->out.b);
         memset(&s->out, 0, sizeof(s->out));
@@ -167,7 +156,7 @@ static void round_lost(sk_exec_t *x, slot_t *s)
     sk_log_warn("event=lease_lost run=%s item=%s epoch=%s batch=1", s->it.run_id, s->it.item_s,
                 s->it.epoch_s);
     sk_metrics_count(SK_MC_FENCE_REFUSALS);
-    slot_drop(x, s);
+    sk_exec_slot_free(x, s);
 }
 
 /* Whether item `id` is in a comma-separated list. */
@@ -288,10 +277,10 @@ static int round_commit(sk_exec_t *x, int may_claim)
         n = ending = writes = 0;
         for (int i = 0; i < x->batch; i++) {
             slot_t *s = &x->slots[i];
-            if (!s->held || s->dead)
+            if (!s->held)
                 continue;
             if (round_writes(s) != SK_OK) {
-                slot_drop(x, s); /* out of memory: its lease expires */
+                sk_exec_slot_free(x, s); /* out of memory: its lease expires */
                 continue;
             }
             /* Every item held is fenced, those with nothing to write too:
@@ -339,11 +328,11 @@ static int round_commit(sk_exec_t *x, int may_claim)
                 memset(&one->out, 0, sizeof(one->out));
                 one->rs.defer = NULL;
                 sk_exec_fail_refused(&one->rs); /* its own transaction, at once */
-                slot_drop(x, one);
+                sk_exec_slot_free(x, one);
             } else if (r != SK_AGAIN) {
                 sk_log_error("event=write_failed run=%s item=%s error=\"%s\"", one->it.run_id,
                              one->it.item_s, err);
-                slot_drop(x, one);
+                sk_exec_slot_free(x, one);
             }
         }
         return sk_wconn_ready(x->conn) ? SK_OK : SK_ERROR;
@@ -354,7 +343,7 @@ static int round_commit(sk_exec_t *x, int may_claim)
      * expire; whoever claims next runs the steps again. */
     for (int i = 0; i < x->batch; i++) {
         if (x->slots[i].held)
-            slot_drop(x, &x->slots[i]);
+            sk_exec_slot_free(x, &x->slots[i]);
     }
     return SK_ERROR;
 }
@@ -368,31 +357,22 @@ static int round_commit(sk_exec_t *x, int may_claim)
  */
 int sk_exec_round_run(sk_exec_t *x)
 {
-    int n = 0, rc;
+    int entered = 0, rc;
 
+    x->round_body_us = 0;
     for (int i = 0; i < x->batch; i++) {
         slot_t *s = &x->slots[(x->rr + i) % x->batch];
-        if (s->held) {
-            s->entered = 0;
-            x->order[n++] = s;
-        }
-    }
-    x->round_body_us = 0;
-    x->round_entered = 0;
-    for (int k = 0; k < n; k++) {
-        slot_t *s = x->order[k];
-        if (k > 0 && x->round_body_us >= (int64_t)x->cfg->batch_window_ms * 1000)
-            break; /* the rest wait for the next round */
-        if (!s->held || s->dead || s->out.ends)
+        if (!s->held)
             continue;
-        s->entered = 1;
-        x->round_entered++;
+        if (entered > 0 && x->round_body_us >= (int64_t)x->cfg->batch_window_ms * 1000)
+            break; /* the rest wait for the next round */
+        entered++;
         (void)sk_exec_check_stop(x);
         round_enter(x, s);
     }
     rc = round_commit(x, 1);
     sk_exec_hold_item(x, NULL);
-    x->rr = (x->rr + (x->round_entered > 0 ? x->round_entered : 1)) % x->batch;
+    x->rr = (x->rr + (entered > 0 ? entered : 1)) % x->batch;
     /* Bodies grew slow: hand back what the window has no room for (fresh
      * items first), for idle workers to take. */
     for (int i = x->batch - 1; i >= 0 && x->nheld > x->round_max; i--) {

@@ -299,7 +299,7 @@ static int add_intent(batch_t *b, const item_t *it, const sk_op_t *op)
 
 /* What run `ctx` has to commit, as the context hands it out (nothing
  * without a context). */
-int sk_exec_writes_of(sk_ctx_t *ctx, sk_ctx_writes_t *w)
+static int writes_of(sk_ctx_t *ctx, sk_ctx_writes_t *w)
 {
     if (ctx == NULL) {
         memset(w, 0, sizeof(*w));
@@ -449,14 +449,12 @@ done:
  * round), else `local`, run at once; *w: what of its context they carry
  * (kept with them in batch mode).  `extra`: commands beyond the context's
  * writes.  out_end cleans up either way. */
-batch_t *sk_exec_out_begin(run_state_t *rs, batch_t *local, sk_ctx_writes_t *w, int extra)
+batch_t *sk_exec_out_begin(run_state_t *rs, batch_t *local, const sk_ctx_writes_t *w, int extra)
 {
     batch_t *b = rs->defer != NULL ? &rs->defer->b : local;
 
     if (rs->defer != NULL && rs->defer->used)
         return NULL; /* one set of writes per item and round */
-    if (sk_exec_writes_of(rs->ctx, w) != SK_OK)
-        return NULL;
     if (sk_exec_batch_init(b, 2 * (int)w->nops + (int)w->ndispatch + extra) != SK_OK) {
         sk_exec_batch_free(b);
         return NULL;
@@ -516,7 +514,7 @@ int sk_exec_release(run_state_t *rs, int64_t delay_ms, int attempt, int attempt_
     sk_ctx_writes_t w;
     int rc = SK_ERROR;
 
-    if ((b = sk_exec_out_begin(rs, &local, &w, 4)) == NULL)
+    if (writes_of(rs->ctx, &w) != SK_OK || (b = sk_exec_out_begin(rs, &local, &w, 4)) == NULL)
         return SK_ERROR;
     /* (Not in a batch: the others' step results commit with it.) */
     if (rs->defer == NULL && w.nops == 0 && w.ndispatch == 0 && attempt < 0 &&
@@ -555,7 +553,7 @@ int sk_exec_finish(run_state_t *rs, const char *status, const char *output, size
     PGresult **res = NULL;
     int rc = SK_ERROR, claim_at = -1;
 
-    if ((b = sk_exec_out_begin(rs, &local, &w, 7)) == NULL)
+    if (writes_of(rs->ctx, &w) != SK_OK || (b = sk_exec_out_begin(rs, &local, &w, 7)) == NULL)
         return SK_ERROR;
     /* A group member ending its run locks the run's item first, as every
      * writer touching both items does (see target_done): no deadlock.  A
@@ -763,7 +761,7 @@ int sk_exec_target_done(run_state_t *rs)
     sk_cmd_t *k;
     int rc = SK_ERROR;
 
-    if ((b = sk_exec_out_begin(rs, &local, &w, 3)) == NULL)
+    if (writes_of(rs->ctx, &w) != SK_OK || (b = sk_exec_out_begin(rs, &local, &w, 3)) == NULL)
         return SK_ERROR;
     /* The wake first: it locks the run's item before the fence locks the
      * member's.  The run's holder handing it back locks them in that order

@@ -31,6 +31,7 @@
 #include <msgpack.h>
 
 #include "chaos.h"
+#include "sk_config.h"
 #include <stepkit.h>
 #include <stepkit_client.h>
 
@@ -704,10 +705,15 @@ static void parse(chaos_t *c, int argc, char **argv)
     c->master_kill = c->pg_restart = true;
     c->seed = (unsigned)time(NULL);
     c->build = getenv("BUILD") && *getenv("BUILD") ? getenv("BUILD") : "build";
-    /* The masters' --batch: STEPKIT_BATCH, else 8 (the engine's default),
-     * put in the environment the masters inherit so both sides agree. */
-    if (getenv("STEPKIT_BATCH") == NULL || *getenv("STEPKIT_BATCH") == '\0')
-        setenv("STEPKIT_BATCH", "8", 1);
+    /* The masters' --batch: STEPKIT_BATCH, else the engine's default, put
+     * in the environment the masters inherit so both sides agree. */
+    if (getenv("STEPKIT_BATCH") == NULL || *getenv("STEPKIT_BATCH") == '\0') {
+        sk_config_t defaults;
+        char def[16];
+        sk_config_defaults(&defaults);
+        snprintf(def, sizeof(def), "%d", defaults.batch);
+        setenv("STEPKIT_BATCH", def, 1);
+    }
     {
         char *end;
         long b = strtol(getenv("STEPKIT_BATCH"), &end, 10);

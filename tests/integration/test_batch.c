@@ -46,6 +46,37 @@ static void migrated_schema(void)
 }
 
 /*
+ * A warm-up chain3 run, CHAINS chain3 runs, then one slow-once run whose
+ * first body sleeps slow_ms, queued before a single batching worker (lease
+ * lease_ms, a window long enough that a round never stops early) starts.
+ * The worker takes one item at a time until it has timed a body (the
+ * warm-up run), then the others at once; returns once its first round runs
+ * the slow body, after the chains' first steps.
+ */
+static itest_master_t *round_with_a_slow_body(int lease_ms, const char *slow_json,
+                                              char warm[SK_UUID_LEN],
+                                              char chains[CHAINS][SK_UUID_LEN],
+                                              char slow[SK_UUID_LEN])
+{
+    itest_master_opts_t opts = {
+        .workers = 1, .lease_ms = lease_ms, .extra = {"--batch", "8", "--batch-window", "10000"}};
+    itest_master_t *m;
+
+    migrated_schema();
+    itest_start("chain3", "{\"sleep_ms\": 0}", warm);
+    for (int i = 0; i < CHAINS; i++)
+        itest_start("chain3", "{\"sleep_ms\": 0}", chains[i]);
+    itest_start("slow-once", slow_json, slow);
+    m = itest_master_up(&opts);
+    for (int i = 0; i < 500 && itest_count(itest.counts, slow, "slow") < 1; i++)
+        nap(10);
+    cr_assert_eq(itest_count(itest.counts, slow, "slow"), 1);
+    for (int i = 0; i < CHAINS; i++)
+        cr_assert_eq(itest_count(itest.counts, chains[i], "s1"), 1, "chain %d's s1 not run yet", i);
+    return m;
+}
+
+/*
  * A warm-up chain3 run, four chain3 runs, then one slow-once run (its body
  * sleeps 1500 ms) are queued before the only worker starts.  A new worker
  * takes one item at a time until it has timed a body (the warm-up run);
@@ -59,27 +90,14 @@ static void migrated_schema(void)
  */
 Test(batch, lost_lease_of_one_item_does_not_undo_the_others, ITEST_FIXTURES)
 {
-    itest_master_opts_t opts = {
-        .workers = 1, .lease_ms = 2000, .extra = {"--batch", "8", "--batch-window", "10000"}};
     char warm[SK_UUID_LEN], chains[CHAINS][SK_UUID_LEN], slow[SK_UUID_LEN], needle[160], key_s1[41],
         key_slow[41];
     itest_master_t *m;
     long ended;
 
-    migrated_schema();
-    itest_start("chain3", "{\"sleep_ms\": 0}", warm);
-    for (int i = 0; i < CHAINS; i++)
-        itest_start("chain3", "{\"sleep_ms\": 0}", chains[i]);
-    itest_start("slow-once", "{\"first_ms\": 1500}", slow);
-    m = itest_master_up(&opts);
-
     /* The slow body runs: the chains' first steps ran before it, in this
      * round, and wait for its commit. */
-    for (int i = 0; i < 500 && itest_count(itest.counts, slow, "slow") < 1; i++)
-        nap(10);
-    cr_assert_eq(itest_count(itest.counts, slow, "slow"), 1);
-    for (int i = 0; i < CHAINS; i++)
-        cr_assert_eq(itest_count(itest.counts, chains[i], "s1"), 1, "chain %d's s1 not run yet", i);
+    m = round_with_a_slow_body(2000, "{\"first_ms\": 1500}", warm, chains, slow);
     cr_assert_eq(itest_long("SELECT count(*) FROM ops WHERE run_id <> $1::uuid", warm), 0,
                  "a result committed before the round");
     cr_assert_eq(
@@ -179,30 +197,17 @@ Test(batch, many_runs_complete_once, ITEST_FIXTURES)
  */
 Test(batch, a_dead_workers_whole_batch_comes_back_at_once, ITEST_FIXTURES)
 {
-    itest_master_opts_t opts = {
-        .workers = 1, .lease_ms = 30000, .extra = {"--batch", "8", "--batch-window", "10000"}};
     char warm[SK_UUID_LEN], chains[CHAINS][SK_UUID_LEN], slow[SK_UUID_LEN];
     itest_master_t *m;
     int64_t killed;
     long ended;
     pid_t pid;
 
-    migrated_schema();
-    itest_start("chain3", "{\"sleep_ms\": 0}", warm);
-    for (int i = 0; i < CHAINS; i++)
-        itest_start("chain3", "{\"sleep_ms\": 0}", chains[i]);
-    itest_start("slow-once", "{\"first_ms\": 5000}", slow);
-    m = itest_master_up(&opts);
-
     /* The slow body runs after the chains' first steps, in one round. */
-    for (int i = 0; i < 500 && itest_count(itest.counts, slow, "slow") < 1; i++)
-        nap(10);
-    cr_assert_eq(itest_count(itest.counts, slow, "slow"), 1);
+    m = round_with_a_slow_body(30000, "{\"first_ms\": 5000}", warm, chains, slow);
     pid = itest_holder_pid(slow);
-    for (int i = 0; i < CHAINS; i++) {
-        cr_assert_eq(itest_count(itest.counts, chains[i], "s1"), 1, "chain %d's s1 not run", i);
+    for (int i = 0; i < CHAINS; i++)
         cr_assert_eq(itest_holder_pid(chains[i]), pid, "chain %d is not in the batch", i);
-    }
     cr_assert_eq(kill(pid, SIGKILL), 0);
     killed = now_ms();
 

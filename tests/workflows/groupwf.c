@@ -5,7 +5,10 @@
  *   group-kept-retry        k fails (retryable) on attempt 1, no delay
  *   group-kept-retry-delay  the same with a 1 s retry delay (+-20%)
  *   group-kept-crash        k's attempt 1 kills its worker (SIGKILL)
- *   group-kept-fails        k fails every time (max_attempts 3)
+ *   group-kept-fails        k fails every time (max_attempts 3), 200 ms apart:
+ *                           with no delay its three attempts could all end
+ *                           before another worker had claimed o1 or o2 (seen
+ *                           under ASan), and the run failed with o2 never run
  *   group-kept-crashes      k kills its worker every time (max_attempts 3)
  * o1 and o2 sleep 100 ms, so they end (and wake the run) after k's first
  * attempt.  Counts (wfcount.h): "handler", "k", "o1", "o2", "after".
@@ -99,7 +102,10 @@ int groupwf_register(sk_registry_t *reg)
         {.id = "group-kept-retry", .handler = kept_retry, .retry = NO_DELAY},
         {.id = "group-kept-retry-delay", .handler = kept_retry, .retry = SK_RETRY(1000, 1, 0)},
         {.id = "group-kept-crash", .handler = kept_crash, .retry = NO_DELAY},
-        {.id = "group-kept-fails", .handler = kept_fails, .max_attempts = 3, .retry = NO_DELAY},
+        {.id = "group-kept-fails",
+         .handler = kept_fails,
+         .max_attempts = 3,
+         .retry = SK_RETRY(200, 1, 0)},
         {.id = "group-kept-crashes", .handler = kept_crashes, .max_attempts = 3, .retry = NO_DELAY},
     };
 

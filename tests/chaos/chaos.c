@@ -424,11 +424,39 @@ static bool db_exec(PGconn *db, const char *sql)
     return ok;
 }
 
+/* DDL beside a live pool: CREATE TRIGGER takes a table lock per table, and
+ * a worker's transaction holding one table while it waits for the other
+ * can close a cycle (the deadlock detector then cancels the DDL).  The SQL
+ * runs as one transaction, so a retry starts clean. */
+static bool db_exec_ddl(PGconn *db, const char *sql)
+{
+    for (int attempt = 1;; attempt++) {
+        PGresult *r = PQexec(db, sql);
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+        bool again = !ok && state != NULL &&
+                     (strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0);
+
+        PQclear(r);
+        if (ok)
+            return true;
+        if (!again || attempt == 20) {
+            say("SQL failed: %s", PQerrorMessage(db));
+            PQclear(PQexec(db, "ROLLBACK"));
+            return false;
+        }
+        PQclear(PQexec(db, "ROLLBACK"));
+        say("DDL met a lock conflict (attempt %d): trying again", attempt);
+        sleep_ms(100L * attempt);
+    }
+}
+
 /* Audit triggers on the engine's tables, in a schema of the harness: every
  * change of a run's status and every update of a run that had ended (an
  * end recorded twice), every update of a final op (a recorded result
  * replaced). */
 static const char *const audit_sql =
+    "BEGIN; SET LOCAL lock_timeout = '2s';"
     "CREATE SCHEMA chaos;"
     "CREATE TABLE chaos.run_ends (run_id uuid, old_status text, new_status text,"
     "  at timestamptz DEFAULT clock_timestamp());"
@@ -445,7 +473,8 @@ static const char *const audit_sql =
     "  EXECUTE FUNCTION chaos.note_run();"
     "CREATE TRIGGER chaos_op_rewrites AFTER UPDATE ON stepkit.ops FOR EACH ROW"
     "  WHEN (OLD.status IN ('ok', 'error'))"
-    "  EXECUTE FUNCTION chaos.note_op();";
+    "  EXECUTE FUNCTION chaos.note_op();"
+    "COMMIT;";
 
 static void pack_input(msgpack_sbuffer *buf, const chaos_run_t *r)
 {
@@ -956,7 +985,7 @@ int main(int argc, char **argv)
             c.outdir);
         goto cleanup;
     }
-    if (!db_exec(db, audit_sql))
+    if (!db_exec_ddl(db, audit_sql))
         goto cleanup;
     for (int m = 1; m < c.masters; m++)
         start_master(&c, m);

@@ -137,10 +137,8 @@ typedef struct {
     size_t len;
 } call_t;
 
-/* Functions of one module another uses.  libstepkit.so has no version
- * script and exports every symbol of default visibility, so these are
- * hidden: they link within the library and never leave it. */
-#pragma GCC visibility push(hidden)
+/* Functions of one module another uses (hidden, as everything outside
+ * stepkit.h and stepkit_client.h: the build uses -fvisibility=hidden). */
 
 /* sk_ctx.c: small helpers and the entry */
 int64_t sk_ctx_wall_ms(void);
@@ -175,7 +173,5 @@ int sk_ctx_step(sk_ctx_t *ctx, const call_t *c, const msgpack_object **result);
 
 /* sk_ctx_group.c */
 void sk_ctx_dispatch_candidate(sk_ctx_t *ctx);
-
-#pragma GCC visibility pop
 
 #endif

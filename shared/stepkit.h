@@ -59,6 +59,10 @@
 extern "C" {
 #endif
 
+/* The library is built with -fvisibility=hidden: what this header declares
+ * is all it exports. */
+#pragma GCC visibility push(default)
+
 #define SK_OK      0
 #define SK_ERROR   (-1)
 #define SK_AGAIN   (-2)
@@ -159,10 +163,11 @@ int sk_register(sk_registry_t *reg, const sk_workflow_t *wf);
 /* The entry point every workflow library exports (the suffix is the ABI
  * version the engine checks):  SK_WORKFLOWS(reg) { return sk_register(...); }
  * 2: sk_workflow_t grew (flow control, step rates): the engine would read a
- * version-1 library's workflows past their end, so it refuses them. */
+ * version-1 library's workflows past their end, so it refuses them.  The
+ * entry point is exported even from a library built with -fvisibility=hidden. */
 #define SK_ABI_VERSION 2
 #define SK_WORKFLOWS(reg)                                                                          \
-    int stepkit_workflows_v2(sk_registry_t *reg);                                                  \
+    __attribute__((visibility("default"))) int stepkit_workflows_v2(sk_registry_t *reg);           \
     int stepkit_workflows_v2(sk_registry_t *reg)
 
 /* ---- the context ------------------------------------------------------- */
@@ -342,6 +347,8 @@ int sk_pack_str(msgpack_packer *pk, const char *s);
 int sk_pack_int(msgpack_packer *pk, long long v);
 int sk_pack_fmt(msgpack_packer *pk, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int sk_pack_object(msgpack_packer *pk, const msgpack_object *o);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

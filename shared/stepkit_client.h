@@ -26,6 +26,10 @@
 extern "C" {
 #endif
 
+/* The library is built with -fvisibility=hidden: what this header declares
+ * is all it exports. */
+#pragma GCC visibility push(default)
+
 #define SK_UUID_LEN 37 /* 36 characters and the NUL */
 
 typedef struct sk_client sk_client_t;
@@ -222,6 +226,8 @@ char *sk_client_stats_json(sk_client_t *c, char *err, size_t errlen);
  * parent still waits on are kept.  *deleted gets the count. */
 int sk_client_prune(sk_client_t *c, long long older_than_ms, int batch, long long *deleted,
                     char *err, size_t errlen);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -434,8 +434,8 @@ static bool db_exec_ddl(PGconn *db, const char *sql)
         PGresult *r = PQexec(db, sql);
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-        bool again = !ok && state != NULL &&
-                     (strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0);
+        bool again =
+            !ok && state != NULL && (strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0);
 
         PQclear(r);
         if (ok)

@@ -31,11 +31,12 @@
 #define EXIT_CLEAN      0
 #define EXIT_CRASH      1
 #define EXIT_FATAL      2
-#define REFRESH_S       5.0   /* database reads at most this often */
-#define DB_TIMEOUT_MS   10000 /* a connect or a read taking longer is a failure */
-#define LIVE_MAX_AGE_MS 10000 /* master heartbeat older than this: /livez 503 */
-#define STALL_MIN_MS    60000 /* a worker heartbeat older than max(this, 2 x lease): stale */
-#define MAX_GAUGE_WF    200   /* workflow rows read from the database */
+#define REFRESH_S       5.0    /* database reads at most this often */
+#define DB_TIMEOUT_MS   10000  /* a connect or a read taking longer is a failure */
+#define LIVE_MAX_AGE_MS 10000  /* master heartbeat older than this: /livez 503 */
+#define STALL_MIN_MS    60000  /* a worker heartbeat older than max(this, 2 x lease): stale */
+#define MAX_GAUGE_WF    200    /* workflow rows read from the database */
+#define GAUGE_COUNT_MAX 100000 /* each count of the gauges stops there */
 #define WF_LABEL_MAX    128
 #define GAUGES_STMT     "sk_http_gauges"
 #define CONTENT_PROM    "text/plain; version=0.0.4; charset=utf-8"
@@ -299,7 +300,7 @@ static void on_db(struct ev_loop *loop, ev_io *w, int revents)
             db_watch(h, EV_WRITE);
             return;
         case PGRES_POLLING_OK:
-            if (!PQsendPrepare(h->pg, GAUGES_STMT, h->gauges_sql, 0, NULL)) {
+            if (!PQsendQuery(h->pg, h->gauges_sql)) {
                 db_fail(h, "prepare");
                 return;
             }
@@ -696,7 +697,17 @@ static struct MHD_Daemon *listen_on(http_t *h, const sk_http_addr_t *addr)
 
 /* The gauges statement.  The schema is an identifier, never a value: the
  * configuration allows [a-z_][a-z0-9_]{0,62} only, checked again here, and
- * it is double-quoted. */
+ * it is double-quoted.
+ *
+ * Every master reads it every REFRESH_S, so its cost must not grow with
+ * the queue or the waits (issue 8): each count stops at GAUGE_COUNT_MAX
+ * (per workflow for the queue), the workflows come from a walk of
+ * exec_queue_ready's distinct keys (one descent each), a workflow's oldest
+ * ready item is the first entry of its ready range, and its leases and
+ * timers are counted among its first GAUGE_COUNT_MAX future items in due
+ * order (a lease is due at its expiry, so it sorts before later sleeps and
+ * retries).  Before, three passes over the whole queue: 2 M items cost
+ * every master about a second of a core per read. */
 static char *gauges_sql(const char *schema)
 {
     char id[80], table[128];
@@ -713,27 +724,45 @@ static char *gauges_sql(const char *schema)
         return NULL;
     f = open_memstream(&sql, &len);
     if (f != NULL) {
-        /* The schema's state for this binary (sk_migrate: $1..$3), then the gauges. */
+        /* The session's planner settings as a worker's (sk_wconn.c: the
+         * generic plan of a prepared statement made while the queue was
+         * tiny stays on the indexes), then the statement: the schema's
+         * state for this binary (sk_migrate: $1..$3), then the gauges. */
         fprintf(f,
-                "SELECT st.*,"
-                " (SELECT count(DISTINCT run_id) FROM %s.waiting_signals),"
-                " (SELECT count(DISTINCT parent_run_id) FROM %s.waiting_invokes),"
-                " (SELECT count(*) FROM %s.exec_queue"
-                "   WHERE NOT leased AND visible_at > now() AND visible_at < 'infinity'),"
-                " (SELECT count(*) FROM %s.exec_queue q WHERE q.visible_at <= now()"
-                "   AND NOT EXISTS (SELECT 1 FROM %s.workflows w"
-                "                    WHERE w.workflow_id = q.workflow_id)),"
-                " g.workflow_id, g.ready, g.oldest, g.leased,"
-                " EXISTS (SELECT 1 FROM %s.workflows w WHERE w.workflow_id = g.workflow_id)"
-                " FROM (%s) st LEFT JOIN LATERAL ("
-                "   SELECT workflow_id,"
-                "          count(*) FILTER (WHERE visible_at <= now()) AS ready,"
-                "          coalesce(extract(epoch FROM now() - min(visible_at)"
-                "                   FILTER (WHERE visible_at <= now())), 0)::float8 AS oldest,"
-                "          count(*) FILTER (WHERE leased AND visible_at > now()) AS leased"
-                "     FROM %s.exec_queue GROUP BY workflow_id ORDER BY workflow_id LIMIT %d"
-                " ) g ON true",
-                id, id, id, id, id, id, state, id, MAX_GAUGE_WF);
+                "SET enable_seqscan = off; SET jit = off; PREPARE " GAUGES_STMT " AS "
+                "WITH RECURSIVE d(w) AS ("
+                "   (SELECT q.workflow_id FROM %1$s.exec_queue q ORDER BY q.workflow_id LIMIT 1)"
+                "   UNION ALL"
+                "   SELECT (SELECT q.workflow_id FROM %1$s.exec_queue q WHERE q.workflow_id > d.w"
+                "            ORDER BY q.workflow_id LIMIT 1)"
+                "     FROM d WHERE d.w IS NOT NULL),"
+                " g AS (SELECT d.w AS workflow_id, r.ready, o.oldest, f.leased, f.timer,"
+                "   EXISTS (SELECT 1 FROM %1$s.workflows w WHERE w.workflow_id = d.w) AS registered"
+                "   FROM d"
+                "   CROSS JOIN LATERAL (SELECT count(*) AS ready FROM (SELECT 1"
+                "      FROM %1$s.exec_queue q WHERE q.workflow_id = d.w AND q.visible_at <= now()"
+                "      LIMIT %2$d) s) r"
+                "   CROSS JOIN LATERAL (SELECT coalesce(extract(epoch FROM now() - (SELECT"
+                "      q.visible_at FROM %1$s.exec_queue q"
+                "      WHERE q.workflow_id = d.w AND q.visible_at <= now()"
+                "      ORDER BY q.visible_at LIMIT 1)), 0)::float8 AS oldest) o"
+                "   CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE s.leased) AS leased,"
+                "      count(*) FILTER (WHERE NOT s.leased AND s.visible_at < 'infinity') AS timer"
+                "      FROM (SELECT q.leased, q.visible_at FROM %1$s.exec_queue q"
+                "      WHERE q.workflow_id = d.w AND q.visible_at > now()"
+                "      ORDER BY q.visible_at LIMIT %2$d) s) f"
+                "   WHERE d.w IS NOT NULL)"
+                " SELECT st.*,"
+                " (SELECT count(*) FROM (SELECT DISTINCT run_id FROM %1$s.waiting_signals"
+                "   ORDER BY run_id LIMIT %2$d) s),"
+                " (SELECT count(*) FROM (SELECT DISTINCT parent_run_id FROM %1$s.waiting_invokes"
+                "   ORDER BY parent_run_id LIMIT %2$d) s),"
+                " (SELECT coalesce(sum(timer), 0) FROM g),"
+                " (SELECT coalesce(sum(ready), 0) FROM g WHERE NOT registered),"
+                " g2.workflow_id, g2.ready, g2.oldest, g2.leased, g2.registered"
+                " FROM (%3$s) st LEFT JOIN LATERAL ("
+                "   SELECT * FROM g ORDER BY workflow_id LIMIT %4$d) g2 ON true",
+                id, GAUGE_COUNT_MAX, state, MAX_GAUGE_WF);
         if (fclose(f) != 0) {
             free(sql);
             sql = NULL;

@@ -299,7 +299,9 @@ static const sk_metric_doc_t docs[] = {
      "database every 5 s)."},
     {"stepkit_queue_oldest_ready_age_seconds", "gauge", "workflow",
      "How long the oldest ready item has been visible without being claimed (0 when none)."},
-    {"stepkit_queue_leased_items", "gauge", "workflow", "Work items held by a live lease."},
+    {"stepkit_queue_leased_items", "gauge", "workflow",
+     "Work items held by a live lease (counted among the workflow's first 100,000 future items "
+     "in due order: a lease is due at its expiry, before later sleeps and retries)."},
     {"stepkit_queue_unregistered_ready_items", "gauge", "",
      "Ready work items of workflows no master has registered: runs started before any worker "
      "serves their workflow (deploy in any order), or a typo in a workflow id. They wait until "
@@ -350,7 +352,10 @@ void sk_metrics_write_markdown(FILE *out)
             "the workers in shared memory and count what this master's workers did since it\n"
             "started; gauges named `stepkit_queue_*` and `stepkit_runs_waiting` are read from\n"
             "the database every 5 s and are the same in every pod (aggregate them with `max`,\n"
-            "not `sum`). No label ever carries a run id: `workflow` takes the registered\n"
+            "not `sum`). Each of their counts stops at 100,000 (per workflow for the queue),\n"
+            "so that reading them costs the same with a queue of any size: a gauge at 100000\n"
+            "means at least that many. No label ever carries a run id: `workflow` takes the "
+            "registered\n"
             "workflow ids (at most %d; further ones share `%s`).\n"
             "\n"
             "| Metric | Type | Labels | Description |\n"

@@ -461,6 +461,74 @@ Test(http, runs_of_unregistered_workflows_show_in_metrics_and_logs, ITEST_FIXTUR
     itest_finish();
 }
 
+/* The queue and wait gauges, each state counted, and every count stopping
+ * at its bound (100,000): a master reads them every 5 s, so their cost must
+ * not grow with the queue.  The workflows are nobody's: no worker touches
+ * their items. */
+Test(http, queue_gauges_count_each_state_up_to_their_bound, ITEST_FIXTURES)
+{
+    static const struct {
+        const char *series;
+        double want;
+    } want[] = {
+        {"stepkit_queue_ready_items{workflow=\"g-big\"}", 100000},
+        {"stepkit_queue_ready_items{workflow=\"g-mixed\"}", 2},
+        {"stepkit_queue_leased_items{workflow=\"g-mixed\"}", 3},
+        {"stepkit_queue_leased_items{workflow=\"g-big\"}", 0},
+        {"stepkit_queue_unregistered_ready_items", 100002},
+        {"stepkit_runs_waiting{reason=\"signal\"}", 2},
+        {"stepkit_runs_waiting{reason=\"child\"}", 1},
+        {"stepkit_runs_waiting{reason=\"timer\"}", 4},
+    };
+    int port = itest_free_port();
+    char *body = NULL;
+    double oldest = -1;
+    int64_t deadline;
+    bool all = false;
+    resp_t r;
+
+    master_with_http(port, 1); /* (it migrates the schema) */
+    itest_exec_sql("INSERT INTO exec_queue (run_id, workflow_id, visible_at)"
+                   " SELECT gen_random_uuid(), 'g-big', now() - interval '1 minute'"
+                   "   FROM generate_series(1, 150000)");
+    itest_exec_sql("INSERT INTO exec_queue (run_id, workflow_id, visible_at, leased)"
+                   " SELECT gen_random_uuid(), 'g-mixed', now() + v.due, v.leased"
+                   "   FROM (VALUES (interval '-20 s', false), (interval '-1 s', false),"
+                   "                (interval '30 s', true), (interval '31 s', true),"
+                   "                (interval '32 s', true), (interval '1 h', false),"
+                   "                (interval '2 h', false), (interval '3 h', false),"
+                   "                (interval '1 day', false)) v(due, leased)");
+    itest_exec_sql("INSERT INTO exec_queue (run_id, workflow_id, visible_at)"
+                   " VALUES (gen_random_uuid(), 'g-parked', 'infinity')");
+    itest_exec_sql("INSERT INTO waiting_signals (signal, run_id, op_key)"
+                   " SELECT 's', ('00000000-0000-7000-8000-00000000000' || v.r)::uuid, v.k"
+                   "   FROM (VALUES (1, 'a'), (1, 'b'), (2, 'a')) v(r, k)");
+    itest_exec_sql("INSERT INTO waiting_invokes (child_run_id, parent_run_id, parent_op_key)"
+                   " SELECT gen_random_uuid(), '00000000-0000-7000-8000-000000000009', v.k"
+                   "   FROM (VALUES ('a'), ('b')) v(k)");
+    itest_exec_sql("ANALYZE exec_queue");
+    deadline = now_ms() + 20000;
+    while (!all && now_ms() < deadline) {
+        free(body);
+        r = get(port, "/metrics");
+        body = r.body;
+        all = body != NULL;
+        for (size_t i = 0; all && i < sizeof(want) / sizeof(want[0]); i++)
+            all = sample(body, want[i].series) == want[i].want;
+        if (!all)
+            nap(250);
+    }
+    cr_assert_not_null(body, "no answer on /metrics");
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        cr_expect_eq(sample(body, want[i].series), want[i].want, "%s: %g, want %g", want[i].series,
+                     sample(body, want[i].series), want[i].want);
+    oldest = sample(body, "stepkit_queue_oldest_ready_age_seconds{workflow=\"g-mixed\"}");
+    cr_expect(oldest >= 20 && oldest < 60, "oldest ready item of g-mixed: %g s, want 20-60",
+              oldest);
+    free(body);
+    itest_finish();
+}
+
 /* The status of GET path on 127.0.0.1:port over a plain socket (0 when
  * nothing answers): fast enough to poll right after a signal, where
  * starting curl would take longer than the whole drain. */

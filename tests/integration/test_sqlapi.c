@@ -1298,3 +1298,104 @@ Test(sqlapi, master_docs_trigger_example_starts_a_run_per_row)
     stop_master();
     expect_clean_master_log();
 }
+
+/* Notices of a session, kept: auto_explain's plans, at level notice. */
+static char plans[32768];
+
+static void keep_notice(void *arg, const char *message)
+{
+    size_t used = strlen(plans);
+
+    (void)arg;
+    snprintf(plans + used, sizeof(plans) - used, "%s", message);
+}
+
+/* batch_fence extends leases through the primary key, and the claim reads
+ * ready items in index order, even when the statistics say the queue is
+ * empty while its ready index still holds a large DELETE's dead entries (a
+ * VACUUM ANALYZE while a snapshot kept them): what made a burst after W4's
+ * backlog drain at a few runs a second (sql/016, worker/sk_wconn.c). */
+Test(sqlapi, fence_and_claim_find_items_by_key_whatever_the_statistics)
+{
+    PGconn *hold;
+    PGresult *r;
+    const char *update;
+    char items[256];
+    const char *params[1] = {items};
+
+    exec_script("ALTER TABLE {S}.exec_queue SET (autovacuum_enabled = off);"
+                "INSERT INTO {S}.exec_queue (run_id, workflow_id, visible_at)"
+                " SELECT gen_random_uuid(), 'gone', now() + (i % 2) * interval '1 day'"
+                "                                   - interval '1 minute'"
+                "   FROM generate_series(1, 100000) i;"
+                "ANALYZE {S}.exec_queue");
+    /* The backlog goes while another session's snapshot keeps its rows, so
+     * the VACUUM after it removes nothing and says the queue is empty. */
+    hold = connect_db();
+    PQclear(PQexec(hold, "BEGIN ISOLATION LEVEL REPEATABLE READ"));
+    PQclear(PQexec(hold, "SELECT 1"));
+    exec_cmd("DELETE FROM {S}.exec_queue");
+    exec_cmd("VACUUM ANALYZE {S}.exec_queue");
+    PQclear(PQexec(hold, "COMMIT"));
+    PQfinish(hold);
+    cr_expect_eq(
+        count_of("SELECT reltuples::int8 FROM pg_class WHERE oid = '{S}.exec_queue'::regclass", 0,
+                 NULL),
+        0, "the statistics say the queue is empty");
+    exec_cmd("INSERT INTO {S}.exec_queue (run_id, workflow_id, visible_at, epoch, leased)"
+             " SELECT gen_random_uuid(), 'w-f', now() + interval '1 second', 1, true"
+             "   FROM generate_series(1, 4)");
+    r = exec_ok("SELECT string_agg(item_id::text, ',' ORDER BY item_id) FROM {S}.exec_queue"
+                " WHERE workflow_id = 'w-f'",
+                0, NULL);
+    snprintf(items, sizeof(items), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    /* Each statement's plan, inside the function too, as a notice. */
+    plans[0] = '\0';
+    PQsetNoticeProcessor(db, keep_notice, NULL);
+    exec_script("LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0;"
+                "SET auto_explain.log_nested_statements = on;"
+                "SET auto_explain.log_level = notice; SET client_min_messages = notice");
+    cr_expect_eq(count_of("SELECT {S}.batch_fence(string_to_array($1, ',')::int8[],"
+                          " '{1,1,1,1}', 30000)",
+                          1, params),
+                 4, "the four leases (1 s left of 30) are extended");
+    exec_script("SET auto_explain.log_min_duration = -1; SET client_min_messages = warning");
+    PQsetNoticeProcessor(db, NULL, NULL);
+    update = strstr(plans, "Update on exec_queue");
+    cr_assert_not_null(update, "no plan of batch_fence's UPDATE among the notices:\n%s", plans);
+    cr_expect_null(strstr(update, "exec_queue_ready"),
+                   "batch_fence's UPDATE reads exec_queue_ready (the whole index):\n%s", update);
+    cr_expect_not_null(strstr(update, "exec_queue_pkey"), "%s", update);
+    cr_expect_eq(count_of("SELECT count(*) FROM {S}.exec_queue WHERE workflow_id = 'w-f'"
+                          " AND visible_at > now() + interval '29 seconds'",
+                          0, NULL),
+                 4);
+    /* A lease with more than half left is not rewritten. */
+    cr_expect_eq(count_of("SELECT {S}.batch_fence(string_to_array($1, ',')::int8[],"
+                          " '{1,1,1,1}', 30000)",
+                          1, params),
+                 0);
+
+    /* The claim, with the planner settings of a worker's session
+     * (worker/sk_wconn.c), still reads the ready items in index order and
+     * stops at the first: no bitmap of all of them, then a sort. */
+    exec_cmd("INSERT INTO {S}.exec_queue (run_id, workflow_id, visible_at)"
+             " SELECT gen_random_uuid(), 'w-c', now() - interval '1 second'"
+             "   FROM generate_series(1, 300)");
+    plans[0] = '\0';
+    PQsetNoticeProcessor(db, keep_notice, NULL);
+    exec_script("SET enable_seqscan = off; SET enable_bitmapscan = off; SET jit = off;"
+                "SET auto_explain.log_min_duration = 0; SET client_min_messages = notice");
+    PQclear(exec_ok("SELECT * FROM {S}.claim(30000, 'test', '{w-c}')", 0, NULL));
+    exec_script("SET auto_explain.log_min_duration = -1; SET client_min_messages = warning;"
+                "RESET enable_seqscan; RESET enable_bitmapscan; RESET jit");
+    PQsetNoticeProcessor(db, NULL, NULL);
+    cr_assert_not_null(strstr(plans, "LockRows"), "no plan of the claim's lookup:\n%s", plans);
+    cr_expect_null(strstr(plans, "Bitmap Heap Scan on exec_queue"),
+                   "the claim read the ready items through a bitmap:\n%s", plans);
+    cr_expect_eq(count_of("SELECT count(*) FROM {S}.exec_queue WHERE workflow_id = 'w-c'"
+                          " AND leased",
+                          0, NULL),
+                 1, "one item claimed");
+}

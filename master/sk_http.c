@@ -330,7 +330,8 @@ static void on_db(struct ev_loop *loop, ev_io *w, int revents)
         if (r == NULL)
             break;
         if (h->db == DB_PREPARING) {
-            if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            /* the settings' SELECT, then the PREPARE */
+            if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
                 publish_failure(h, "prepare", PQresultErrorMessage(r));
                 ok = 0;
             }
@@ -724,24 +725,22 @@ static char *gauges_sql(const char *schema)
         return NULL;
     f = open_memstream(&sql, &len);
     if (f != NULL) {
-        /* The session's planner settings as a worker's (sk_wconn.c: the
-         * generic plan of a prepared statement made while the queue was
-         * tiny stays on the indexes), then the statement: the schema's
-         * state for this binary (sk_migrate: $1..$3), then the gauges. */
+        /* The planner settings of a keyed session (sk_pg.h), then the
+         * statement: the schema's state for this binary (sk_migrate:
+         * $1..$3), then the gauges; a workflow's ready items are counted
+         * by queue_depth (sql/009), which stops at the bound too. */
         fprintf(f,
-                "SET enable_seqscan = off; SET jit = off; PREPARE " GAUGES_STMT " AS "
+                "SELECT " SK_PG_KEYED_SETTINGS "; PREPARE " GAUGES_STMT " AS "
                 "WITH RECURSIVE d(w) AS ("
                 "   (SELECT q.workflow_id FROM %1$s.exec_queue q ORDER BY q.workflow_id LIMIT 1)"
                 "   UNION ALL"
                 "   SELECT (SELECT q.workflow_id FROM %1$s.exec_queue q WHERE q.workflow_id > d.w"
                 "            ORDER BY q.workflow_id LIMIT 1)"
                 "     FROM d WHERE d.w IS NOT NULL),"
-                " g AS (SELECT d.w AS workflow_id, r.ready, o.oldest, f.leased, f.timer,"
+                " g AS (SELECT d.w AS workflow_id, %1$s.queue_depth(ARRAY[d.w], %2$d) AS ready,"
+                "   o.oldest, f.leased, f.timer,"
                 "   EXISTS (SELECT 1 FROM %1$s.workflows w WHERE w.workflow_id = d.w) AS registered"
                 "   FROM d"
-                "   CROSS JOIN LATERAL (SELECT count(*) AS ready FROM (SELECT 1"
-                "      FROM %1$s.exec_queue q WHERE q.workflow_id = d.w AND q.visible_at <= now()"
-                "      LIMIT %2$d) s) r"
                 "   CROSS JOIN LATERAL (SELECT coalesce(extract(epoch FROM now() - (SELECT"
                 "      q.visible_at FROM %1$s.exec_queue q"
                 "      WHERE q.workflow_id = d.w AND q.visible_at <= now()"

@@ -12,6 +12,21 @@
 
 #define SK_URL_MAX_MASK 1100
 
+/* Planner settings of a session whose statements find their rows by key
+ * (the workers, the HTTP process's gauges), as select-list expressions:
+ * plans it caches (named statements, plpgsql) stay on the indexes and read
+ * them in order, even when made while a table was tiny or while statistics
+ * called it empty (an ANALYZE while a snapshot kept a large DELETE's rows:
+ * a bitmap of every ready item, then a sort, per claim; docs/performance.md
+ * sections 2 and 17).  jit off: a scan that must stay sequential (a
+ * catalog, a small table without a usable index) is costed past
+ * jit_above_cost by that penalty and would be JIT-compiled, hundreds of ms
+ * for a statement of microseconds. */
+#define SK_PG_KEYED_SETTINGS                                                                       \
+    "pg_catalog.set_config('enable_seqscan', 'off', false),"                                       \
+    " pg_catalog.set_config('enable_bitmapscan', 'off', false),"                                   \
+    " pg_catalog.set_config('jit', 'off', false)"
+
 /* Connect (conninfo: URL, key=value, or NULL/"" for the PG* variables),
  * set application_name and search_path to `schema` (NULL = "stepkit").
  * NULL with a message (password masked) in err. */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "sk_log.h"
+#include "sk_pg.h"
 #include "sk_migrate.h"
 #include "sk_stmts.h"
 #include "stepkit.h"
@@ -280,25 +281,12 @@ static int setup(sk_wconn_t *c)
 
     if (!PQenterPipelineMode(c->pg))
         goto done;
-    /* search_path, then the schema version: refuse to run against a schema
-     * this binary does not understand.  Every statement of a worker finds
-     * its rows by key; enable_seqscan off keeps the plans it caches (named
-     * statements, plpgsql) on the indexes even when they were made while
-     * the tables were tiny (docs/performance.md, "A burst"); enable_bitmapscan
-     * off too: statistics that call the queue empty (an ANALYZE while a
-     * snapshot kept a large DELETE's rows) made the claim read every ready
-     * item of its workflow through a bitmap and sort them, for each item
-     * (performance.md section 17), where an index scan reads them in order
-     * and stops at the first it can lock.  jit off: a
-     * scan that must stay sequential (a catalog, a small table without a
-     * usable index) is costed past jit_above_cost by that penalty and would
-     * be JIT-compiled, hundreds of ms for a statement of microseconds. */
-    if (!PQsendQueryParams(c->pg,
-                           "SELECT pg_catalog.set_config('search_path', $1, false),"
-                           "       pg_catalog.set_config('enable_seqscan', 'off', false),"
-                           "       pg_catalog.set_config('enable_bitmapscan', 'off', false),"
-                           "       pg_catalog.set_config('jit', 'off', false)",
-                           1, NULL, params, NULL, NULL, 0) ||
+    /* search_path and the planner settings of a keyed session (sk_pg.h),
+     * then the schema version: refuse to run against a schema this binary
+     * does not understand. */
+    if (!PQsendQueryParams(
+            c->pg, "SELECT pg_catalog.set_config('search_path', $1, false), " SK_PG_KEYED_SETTINGS,
+            1, NULL, params, NULL, NULL, 0) ||
         !PQsendQueryParams(c->pg,
                            "SELECT CASE WHEN to_regclass(quote_ident($1) || '.schema_migrations')"
                            " IS NULL THEN 0 ELSE -1 END",

@@ -11,6 +11,8 @@
  */
 #include <criterion/criterion.h>
 
+#include "sk_pg.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -1378,15 +1380,15 @@ Test(sqlapi, fence_and_claim_find_items_by_key_whatever_the_statistics)
                  0);
 
     /* The claim, with the planner settings of a worker's session
-     * (worker/sk_wconn.c), still reads the ready items in index order and
+     * (SK_PG_KEYED_SETTINGS), still reads the ready items in index order and
      * stops at the first: no bitmap of all of them, then a sort. */
     exec_cmd("INSERT INTO {S}.exec_queue (run_id, workflow_id, visible_at)"
              " SELECT gen_random_uuid(), 'w-c', now() - interval '1 second'"
              "   FROM generate_series(1, 300)");
     plans[0] = '\0';
     PQsetNoticeProcessor(db, keep_notice, NULL);
-    exec_script("SET enable_seqscan = off; SET enable_bitmapscan = off; SET jit = off;"
-                "SET auto_explain.log_min_duration = 0; SET client_min_messages = notice");
+    PQclear(exec_ok("SELECT " SK_PG_KEYED_SETTINGS, 0, NULL));
+    exec_script("SET auto_explain.log_min_duration = 0; SET client_min_messages = notice");
     PQclear(exec_ok("SELECT * FROM {S}.claim(30000, 'test', '{w-c}')", 0, NULL));
     exec_script("SET auto_explain.log_min_duration = -1; SET client_min_messages = warning;"
                 "RESET enable_seqscan; RESET enable_bitmapscan; RESET jit");
